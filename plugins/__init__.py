@@ -1,0 +1,1 @@
+"""First-party Workbench plugins (import name ``workbench_plugins``)."""

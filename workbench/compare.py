@@ -1,0 +1,61 @@
+"""Side-by-side comparison of runs against their baselines: the data behind the CLI's
+``compare`` table, the GUI's results table and the reports."""
+from __future__ import annotations
+
+from typing import Any
+
+from .stats import ratio_with_ci
+from .store import ResultsStore, RunRecord
+
+
+def baseline_for(store: ResultsStore, run: RunRecord, selection: list[RunRecord] | None = None) -> RunRecord | None:
+    """A plugin-free run of the same model/runtime/device/batch: from the selection first, else the store."""
+    if not run.spec.get("plugins"):
+        return None
+    keys = ("model", "device", "batch", "dtype", "threads", "factory")
+    for candidate in selection or []:
+        if candidate.id != run.id and candidate.status == "done" and not candidate.spec.get("plugins") \
+                and candidate.runtime == run.runtime and all(candidate.spec.get(k) == run.spec.get(k) for k in keys):
+            return candidate
+    return store.find_baseline(run)
+
+
+def comparison_row(run: RunRecord, baseline: RunRecord | None) -> dict[str, Any]:
+    result = run.result or {}
+    latency = result.get("latency") or {}
+    fidelity = result.get("fidelity") or {}
+    info = result.get("optimized_model_info") or result.get("model_info") or {}
+    base_info = (baseline.result.get("model_info") if baseline else None) or result.get("model_info") or {}
+    telemetry = result.get("telemetry") or {}
+    energy = result.get("energy") or {}
+    row: dict[str, Any] = {
+        "id": run.id, "label": run.label, "name": run.name, "chain": run.chain, "status": run.status,
+        "model": run.model, "device": run.device, "runtime": run.runtime,
+        "batch": latency.get("batch", run.batch), "error": run.error, "tags": run.tags,
+        "p50_ms": latency.get("median_ms"), "p50_ci_ms": latency.get("median_ci_ms"),
+        "iqr_ms": latency.get("iqr_ms"), "p90_ms": latency.get("p90_ms"), "p95_ms": latency.get("p95_ms"),
+        "p99_ms": latency.get("p99_ms"), "mean_ms": latency.get("mean_ms"), "n": latency.get("n"),
+        "throughput": latency.get("throughput_per_s"),
+        "params": info.get("parameters"), "size_bytes": info.get("bytes"), "flops": info.get("flops"),
+        "top1_agreement": fidelity.get("top1_agreement"), "accuracy": fidelity.get("accuracy"),
+        "cosine": fidelity.get("cosine"), "max_abs_error": fidelity.get("max_abs_error"),
+        "energy_j_per_inference": energy.get("joules_per_inference"),
+        "power_w": telemetry.get("gpu_power_mean_w"), "peak_rss_bytes": telemetry.get("host_peak_rss_bytes"),
+        "gpu_mem_peak_bytes": telemetry.get("gpu_proc_mem_peak_bytes") or telemetry.get("gpu_mem_used_peak_bytes"),
+        "torch_peak_allocated_bytes": (result.get("device_memory") or {}).get("torch_peak_allocated_bytes"),
+        "baseline_id": baseline.id if baseline else None,
+        "speedup": None, "speedup_ci": None, "speedup_significant": None, "size_ratio": None,
+        "flags": result.get("flags") or [],
+    }
+    if baseline is not None and latency and baseline.result.get("latency"):
+        ratio = ratio_with_ci(baseline.result["latency"], latency)
+        row.update(speedup=ratio["speedup"], speedup_ci=ratio["speedup_ci"],
+                   speedup_significant=ratio["significant"])
+    if base_info.get("bytes") and info.get("bytes"):
+        row["size_ratio"] = info["bytes"] / base_info["bytes"]
+    return row
+
+
+def compare_runs(store: ResultsStore, run_ids: list[int]) -> list[dict[str, Any]]:
+    runs = [store.get_run(i) for i in run_ids]
+    return [comparison_row(run, baseline_for(store, run, runs)) for run in runs]

@@ -1,0 +1,98 @@
+"""ONNX Runtime execution: CPU, or the CUDA execution provider when present."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import DeviceError, InputShapeError
+from .base import Runtime
+
+
+class OnnxRuntime(Runtime):
+    name = "onnxruntime"
+    timer_kind = "cpu"   # run() is synchronous (the CUDA EP syncs its stream before returning)
+
+    def __init__(self, device: str, dtype: str, threads: int | None) -> None:
+        super().__init__(device, dtype, threads)
+        import onnxruntime as ort
+        self.ort = ort
+        available = ort.get_available_providers()
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in available:
+                raise DeviceError(f"--device {device} with onnxruntime needs the CUDA execution provider "
+                                  f"(pip install onnxruntime-gpu); this install has {', '.join(available)}")
+            index = int(device.split(":")[1]) if ":" in device else 0
+            self.providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        else:
+            self.providers = ["CPUExecutionProvider"]
+        self.session = None
+        self.feed: dict[str, np.ndarray] = {}
+        self.binding = None
+
+    def prepare(self, model: Any, inputs: list[np.ndarray]) -> None:
+        ort = self.ort
+        options = ort.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        payload = model.SerializeToString() if hasattr(model, "SerializeToString") else str(model)
+        try:
+            self.session = ort.InferenceSession(payload, options, providers=self.providers)
+        except Exception as exc:
+            raise InputShapeError(f"ONNX Runtime could not create a session: {_first_line(exc)}") from None
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.feed = self._feed(inputs)
+        if self.device.startswith("cuda"):
+            # Keep inputs and outputs on the GPU so host<->device copies are not timed.
+            self.binding = self.session.io_binding()
+            for name, array in self.feed.items():
+                value = ort.OrtValue.ortvalue_from_numpy(array, "cuda", self._device_index())
+                self.binding.bind_ortvalue_input(name, value)
+            for out in self.session.get_outputs():
+                self.binding.bind_output(out.name, "cuda", self._device_index())
+
+    def _device_index(self) -> int:
+        return int(self.device.split(":")[1]) if ":" in self.device else 0
+
+    def _feed(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+        if len(inputs) != len(self.input_names):
+            raise InputShapeError(f"the model has {len(self.input_names)} input(s) "
+                                  f"({', '.join(self.input_names)}) but {len(inputs)} were given")
+        feed = {}
+        for meta, array in zip(self.session.get_inputs(), inputs):
+            want = _ORT_TYPES.get(meta.type)
+            feed[meta.name] = np.ascontiguousarray(array.astype(want) if want is not None else array)
+        return feed
+
+    def call(self) -> Any:
+        if self.binding is not None:
+            return self.session.run_with_iobinding(self.binding)
+        return self.session.run(None, self.feed)
+
+    def infer(self, inputs: list[np.ndarray]) -> np.ndarray:
+        feed = self._feed(inputs)
+        try:
+            out = self.session.run(None, feed)[0]
+        except Exception as exc:
+            expected = ", ".join(f"{i.name} {i.shape}" for i in self.session.get_inputs())
+            given = ", ".join("x".join(map(str, a.shape)) for a in inputs)
+            raise InputShapeError(f"the model rejected inputs of shape {given} (it expects {expected}): "
+                                  f"{_first_line(exc)}") from None
+        return np.asarray(out, dtype=np.float32)
+
+    def info(self) -> dict:
+        return {"runtime": "onnxruntime", "onnxruntime": self.ort.__version__,
+                "providers": self.session.get_providers() if self.session else [p if isinstance(p, str) else p[0] for p in self.providers],
+                "threads": self.threads or "onnxruntime default (physical cores)", "device": self.device}
+
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+              "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
+              "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:400] if text else type(exc).__name__

@@ -1,0 +1,332 @@
+"""Run a RunSpec in a worker process, sample telemetry beside it, and persist everything.
+
+The parent (CLI or GUI) never loads a model. It spawns ``python -m workbench.worker``, streams
+its JSON-line events into the results store as they arrive, samples the worker's RSS/CPU (and
+the GPU through NVML) from a thread, and survives the worker crashing, hanging or being killed:
+the run is then stored as failed or cancelled with the reason.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import WorkbenchError
+from .spec import RunSpec
+from .store import ResultsStore, RunRecord
+
+FLUSH_INTERVAL_S = 0.5          # latencies/events reach the database at least this often
+CANCEL_GRACE_S = 1.0            # a cooperative cancel gets this long before SIGTERM ...
+KILL_GRACE_S = 2.0              # ... and SIGTERM this long before SIGKILL
+EventCallback = Callable[[dict], None]
+
+
+class WorkerProcess:
+    """One worker: spawn, feed the job, read events on a thread, cancel/kill its process group."""
+
+    def __init__(self, job: dict, log_path: Path) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "workbench.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self._log, env=env, start_new_session=True)  # own group: Ctrl-C is handled by us
+        self.events: queue.Queue = queue.Queue()
+        self.proc.stdin.write((json.dumps(job) + "\n").encode())
+        self.proc.stdin.flush()
+        threading.Thread(target=self._read, daemon=True).start()
+        self._cancel_sent_at: float | None = None
+        self._term_sent_at: float | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read(self) -> None:
+        for raw in self.proc.stdout:
+            try:
+                self.events.put(json.loads(raw))
+            except ValueError:
+                self.events.put({"type": "log", "message": raw.decode(errors="replace").rstrip(), "t": time.monotonic()})
+        self.events.put(None)   # end of stream
+
+    def request_stop(self) -> None:
+        """Ask nicely, then escalate; call repeatedly from the event loop until the worker exits."""
+        now = time.monotonic()
+        if self._cancel_sent_at is None:
+            self._cancel_sent_at = now
+            try:
+                self.proc.stdin.write(b"cancel\n")
+                self.proc.stdin.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                pass
+        elif self._term_sent_at is None and now - self._cancel_sent_at >= CANCEL_GRACE_S:
+            self._term_sent_at = now
+            self._signal(signal.SIGTERM)
+        elif self._term_sent_at is not None and now - self._term_sent_at >= KILL_GRACE_S:
+            self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def finish(self) -> int:
+        try:
+            code = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+            code = self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self._log.close()
+        return code
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def describe_exit(code: int) -> str:
+    """Why a worker died, in words."""
+    if code < 0:
+        sig = -code
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
+        if sig == signal.SIGKILL:
+            return f"the worker was killed ({name}); most often the system ran out of memory (OOM killer)"
+        if sig == signal.SIGSEGV:
+            return f"the worker crashed with a segmentation fault ({name}) inside the model or a library"
+        if sig == signal.SIGABRT:
+            return f"the worker aborted ({name}) inside the model or a library"
+        return f"the worker was terminated by {name}"
+    return f"the worker exited unexpectedly with code {code}"
+
+
+class Session:
+    """Runs specs one at a time and records them in ``store``."""
+
+    def __init__(self, store: ResultsStore) -> None:
+        self.store = store
+
+    # -- inspect ---------------------------------------------------------------------------------
+    def inspect(self, spec: RunSpec, timeout_s: float = 300.0, cancel: threading.Event | None = None) -> dict:
+        """Load the model in a worker and return its ModelInfo dict (raises WorkbenchError)."""
+        log = self.store.artifacts_root / "inspect" / f"{os.getpid()}-{threading.get_ident()}.log"
+        worker = WorkerProcess({"job": "inspect", "spec": spec.to_dict()}, log)
+        deadline = time.monotonic() + timeout_s
+        result = error = None
+        while True:
+            if (cancel is not None and cancel.is_set()) or time.monotonic() > deadline:
+                worker.request_stop()
+            try:
+                event = worker.events.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if event is None:
+                break
+            if event["type"] == "result":
+                result = event["result"]
+            elif event["type"] == "error":
+                error = event
+        code = worker.finish()
+        if result is not None:
+            return result["model_info"]
+        if error is not None:
+            raise WorkbenchError(error["message"])
+        if cancel is not None and cancel.is_set():
+            raise WorkbenchError("cancelled")
+        raise WorkbenchError(describe_exit(code) + _tail_hint(worker.log_tail()))
+
+    # -- run -------------------------------------------------------------------------------------
+    def run(self, spec: RunSpec, on_event: EventCallback | None = None,
+            cancel: threading.Event | None = None) -> RunRecord:
+        from .environment import collect_environment
+        from .telemetry.sampler import TelemetrySampler
+
+        spec.validate()
+        emit = on_event or (lambda event: None)
+        cancel = cancel or threading.Event()
+        run_id = self.store.create_run(spec.to_dict(), spec.describe_chain(), spec.resolved_runtime())
+        workdir = self.store.artifacts_root / f"run-{run_id}"
+        emit({"type": "run_created", "run_id": run_id, "t": time.monotonic()})
+        environment = collect_environment(include_gpu=spec.device.startswith("cuda"))
+        self.store.update_environment(run_id, environment)
+
+        worker = WorkerProcess({"job": "run", "spec": spec.to_dict(), "workdir": str(workdir)},
+                               workdir / "worker.log")
+        gpu_index = _gpu_index(spec.device)
+        sampler = TelemetrySampler(worker.pid, rate_hz=spec.telemetry_hz, gpu_index=gpu_index,
+                                   on_samples=lambda batch: worker.events.put(
+                                       {"type": "telemetry", "t": time.monotonic(),
+                                        "samples": [s.to_dict() for s in batch]}))
+        sampler.start()
+        started = time.monotonic()
+        writer = _BufferedWriter(self.store, run_id)
+        result: dict | None = None
+        error: dict | None = None
+        stop_reason: str | None = None
+        stream_open = True
+        try:
+            while stream_open:
+                try:
+                    if stop_reason is None and cancel.is_set():
+                        stop_reason = "cancelled by the user"
+                    if stop_reason is None and spec.timeout_s and time.monotonic() - started > spec.timeout_s:
+                        stop_reason = f"timed out after {spec.timeout_s:g} s (the worker hung or the run is too long)"
+                    if stop_reason is not None:
+                        worker.request_stop()
+                    try:
+                        event = worker.events.get(timeout=0.1)
+                    except queue.Empty:
+                        writer.maybe_flush()
+                        continue
+                    if event is None:
+                        stream_open = False
+                        break
+                    event["run_id"] = run_id
+                    kind = event["type"]
+                    if kind == "latency_batch":
+                        writer.latencies(event["phase"], event["values_ns"])
+                    elif kind == "telemetry":
+                        self.store.add_samples(run_id, event["samples"])
+                    elif kind == "result":
+                        result = event["result"]
+                    elif kind == "error":
+                        error = event
+                        writer.event(event)
+                    elif kind == "artifact":
+                        self.store.add_artifact(run_id, event)
+                        writer.event(event)
+                    else:
+                        writer.event(event)
+                    writer.maybe_flush()
+                    emit(event)
+                except KeyboardInterrupt:   # Ctrl-C in the CLI: stop the worker cleanly, keep the data
+                    stop_reason = stop_reason or "cancelled by the user (Ctrl-C)"
+            code = worker.finish()
+        finally:
+            sampler.stop()
+            writer.flush()
+        self.store.add_samples(run_id, [])  # (samples were written as they arrived)
+
+        status, message, detail = "done", None, None
+        if result is not None and code == 0 and error is None:
+            result.update(_telemetry_summary(sampler, result))
+        elif error is not None and error.get("kind") == "cancelled":
+            status, message = "cancelled", stop_reason or error["message"]
+        elif stop_reason is not None and stop_reason.startswith("cancelled"):
+            status, message = "cancelled", stop_reason
+        elif stop_reason is not None:
+            status, message = "failed", stop_reason
+        elif error is not None:
+            status, message, detail = "failed", error["message"], error.get("traceback")
+        else:
+            status, message, detail = "failed", describe_exit(code), worker.log_tail(40)
+        if result is not None and status == "done":
+            environment.update({"worker": result.pop("worker_env", {})})
+            self.store.update_environment(run_id, environment)
+        if status != "done":
+            result = {"telemetry_status": sampler.status, "partial": True}
+        self.store.finish_run(run_id, status, result, message, detail)
+        record = self.store.get_run(run_id)
+        emit({"type": "run_finished", "run_id": run_id, "status": status, "message": message,
+              "t": time.monotonic()})
+        return record
+
+
+class _BufferedWriter:
+    """Batches latencies and events so a 10 kHz loop costs a few inserts per second."""
+
+    def __init__(self, store: ResultsStore, run_id: int) -> None:
+        self.store, self.run_id = store, run_id
+        self.pending_latencies: dict[str, list[int]] = {}
+        self.next_seq: dict[str, int] = {}
+        self.pending_events: list[dict] = []
+        self.last_flush = time.monotonic()
+
+    def latencies(self, phase: str, values: list[int]) -> None:
+        self.pending_latencies.setdefault(phase, []).extend(values)
+
+    def event(self, event: dict) -> None:
+        self.pending_events.append(event)
+
+    def maybe_flush(self) -> None:
+        if time.monotonic() - self.last_flush >= FLUSH_INTERVAL_S:
+            self.flush()
+
+    def flush(self) -> None:
+        for phase, values in self.pending_latencies.items():
+            if values:
+                start = self.next_seq.get(phase, 0)
+                self.store.add_latencies(self.run_id, phase, start, values)
+                self.next_seq[phase] = start + len(values)
+        self.pending_latencies = {}
+        self.store.add_events(self.run_id, self.pending_events)
+        self.pending_events = []
+        self.last_flush = time.monotonic()
+
+
+def _gpu_index(device: str) -> int | None:
+    if not device.startswith("cuda"):
+        return None
+    return int(device.split(":")[1]) if ":" in device else 0
+
+
+def _telemetry_summary(sampler: Any, result: dict) -> dict:
+    from .telemetry.energy import energy_per_inference
+    samples = sampler.samples
+    window = result.get("window", {})
+    t0, t1 = window.get("t_start"), window.get("t_end")
+
+    def values(field: str, inside: bool = False) -> list[float]:
+        return [getattr(s, field) for s in samples if getattr(s, field) is not None
+                and (not inside or (t0 is not None and t0 <= s.t <= t1))]
+
+    def peak(field: str) -> float | None:
+        v = values(field)
+        return max(v) if v else None
+
+    def mean(field: str) -> float | None:
+        v = values(field, inside=True)
+        return sum(v) / len(v) if v else None
+
+    reasons = 0
+    for r in values("clock_event_reasons", inside=True):
+        reasons |= int(r)
+    summary = {
+        "host_peak_rss_bytes": peak("rss_bytes"), "cpu_percent_mean": mean("cpu_percent"),
+        "gpu_power_mean_w": mean("gpu_power_w") or mean("gpu_power_avg_w"),
+        "gpu_power_max_w": peak("gpu_power_w") or peak("gpu_power_avg_w"),
+        "gpu_mem_used_peak_bytes": peak("gpu_mem_used_bytes"), "gpu_proc_mem_peak_bytes": peak("gpu_proc_mem_bytes"),
+        "gpu_util_mean_pct": mean("gpu_util_pct"), "sm_clock_mean_mhz": mean("sm_clock_mhz"),
+        "temperature_max_c": peak("temperature_c"), "clock_event_reasons_seen": reasons or None,
+        "samples": len(samples), "rate_hz": sampler.rate_hz,
+        "sampler_cpu_fraction": sampler.cpu_seconds / max(1e-9, (samples[-1].t - samples[0].t)) if len(samples) > 1 else None,
+    }
+    energy = None
+    if t0 is not None and window.get("iterations"):
+        estimate = energy_per_inference(samples, t0, t1, window["iterations"])
+        energy = estimate.__dict__ if hasattr(estimate, "__dict__") else dict(estimate)
+        batch = (result.get("latency") or {}).get("batch") or 1
+        if energy.get("joules_per_inference") is not None:
+            energy["joules_per_sample"] = energy["joules_per_inference"] / batch
+    return {"telemetry": summary, "telemetry_status": sampler.status, "energy": energy}
+
+
+def _tail_hint(tail: str) -> str:
+    return f"\n--- worker log (last lines) ---\n{tail}" if tail else ""

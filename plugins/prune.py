@@ -1,0 +1,413 @@
+"""Pruning: unstructured magnitude sparsity (torch.nn.utils.prune) or structured channel removal
+(torch-pruning's dependency graph), with an optional short recovery fine-tune.
+
+Unstructured pruning only zeroes weights: dense kernels still multiply the zeros, so it gives
+no speed-up and the same file size; the report says so and measures the real sparsity.
+Structured pruning removes whole channels/features (and everything coupled to them), so the
+model really gets smaller and faster; the output layer is never pruned so the number of
+classes is kept.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from workbench.errors import PluginError
+from workbench.plugins import Param, Plugin, PluginContext, PluginReport
+
+from . import _training as T
+
+NO_SPEEDUP_NOTE = (
+    "unstructured sparsity gives no speed-up: the weights are still dense tensors and dense "
+    "kernels multiply the zeros as well; the file size is unchanged too unless it is compressed "
+    "or stored in a sparse format. Use method=structured for a smaller, faster model.")
+
+_HEAD_DIM_ATTRS = ("head_dim", "head_size", "attention_head_size", "d_head", "dim_head")
+_INNER_DIM_ATTRS = ("d_model", "embed_dim", "all_head_size", "inner_dim", "hidden_size")
+_QKV_NAMES = (("q_proj", "k_proj", "v_proj"), ("query", "key", "value"), ("q", "k", "v"),
+              ("to_q", "to_k", "to_v"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers shared with distill (width-reduced students)
+# ---------------------------------------------------------------------------------------------
+def prunable_layers(model: Any) -> list[tuple[str, Any]]:
+    """Conv and Linear modules with a floating-point weight Parameter, in definition order."""
+    import torch
+    from torch import nn
+
+    out = []
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
+            weight = getattr(module, "weight", None)
+            if isinstance(weight, nn.Parameter) and torch.is_floating_point(weight):
+                out.append((name, module))
+    return out
+
+
+def output_layers(model: Any, example_inputs: list) -> list[Any]:
+    """The Conv/Linear layer(s) producing the model's output: the last one executed, plus any
+    whose output tensor is returned as is. These are never pruned (the class count is kept)."""
+    import torch
+
+    order: list[Any] = []
+    produced: dict[int, Any] = {}
+    hooks = []
+
+    def hook(module: Any, _inputs: Any, output: Any) -> None:
+        order.append(module)
+        if isinstance(output, torch.Tensor):
+            produced[id(output)] = module
+
+    for _, module in prunable_layers(model):
+        hooks.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(*example_inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    found: list[Any] = []
+    if order:
+        found.append(order[-1])
+    flat = list(out) if isinstance(out, (tuple, list)) else list(out.values()) if isinstance(out, dict) else [out]
+    for item in flat:
+        module = produced.get(id(item))
+        if module is not None and all(module is not f for f in found):
+            found.append(module)
+    return found
+
+
+def _attention_heads(model: Any) -> dict[Any, int]:
+    """``{q/k/v Linear: num_heads}`` for attention modules that keep ``num_heads`` as an int, so
+    torch-pruning removes the same number of dims in every head (the reshape still works)."""
+    from torch import nn
+
+    heads: dict[Any, int] = {}
+    for module in model.modules():
+        if isinstance(module, nn.MultiheadAttention):
+            heads[module] = module.num_heads
+            continue
+        n = getattr(module, "num_heads", None) or getattr(module, "num_attention_heads", None)
+        if not isinstance(n, int) or n < 1:
+            continue
+        for names in _QKV_NAMES:
+            layers = [getattr(module, a, None) for a in names]
+            if all(isinstance(layer, nn.Linear) for layer in layers):
+                for layer in layers:
+                    heads[layer] = n
+                break
+        else:
+            qkv = getattr(module, "qkv", None)
+            if isinstance(qkv, nn.Linear):
+                heads[qkv] = n
+    return heads
+
+
+def _fix_attention_attrs(model: Any) -> None:
+    """After head-dim pruning, update the int attributes attention modules use in reshapes."""
+    from torch import nn
+
+    for module in model.modules():
+        if isinstance(module, nn.MultiheadAttention):
+            module.head_dim = module.embed_dim // module.num_heads
+            continue
+        n = getattr(module, "num_heads", None) or getattr(module, "num_attention_heads", None)
+        if not isinstance(n, int) or n < 1:
+            continue
+        for names in _QKV_NAMES:
+            layers = [getattr(module, a, None) for a in names]
+            if all(isinstance(layer, nn.Linear) for layer in layers):
+                q, _, v = layers
+                for attr in _HEAD_DIM_ATTRS:
+                    if isinstance(getattr(module, attr, None), int):
+                        setattr(module, attr, q.out_features // n)
+                for attr in _INNER_DIM_ATTRS:
+                    if isinstance(getattr(module, attr, None), int):
+                        setattr(module, attr, v.out_features)
+                break
+
+
+def _layer_shapes(model: Any) -> dict[str, tuple[str, int, int]]:
+    from torch import nn
+
+    shapes = {}
+    for name, module in prunable_layers(model):
+        if isinstance(module, nn.Linear):
+            shapes[name] = ("features", module.in_features, module.out_features)
+        else:
+            shapes[name] = ("channels", module.in_channels, module.out_channels)
+    return shapes
+
+
+def _changes(before: dict, after: dict) -> list[str]:
+    lines = []
+    for name, (unit, in_b, out_b) in before.items():
+        if name not in after:
+            continue
+        _, in_a, out_a = after[name]
+        parts = []
+        if out_a != out_b:
+            parts.append(f"{out_b}→{out_a} out {unit}")
+        if in_a != in_b:
+            parts.append(f"{in_b}→{in_a} in {unit}")
+        if parts:
+            lines.append(f"{name}: {', '.join(parts)}")
+    return lines
+
+
+def resolve_modules(model: Any, names: str, what: str) -> list[Any]:
+    """Modules named in a comma-separated list; unknown names are an error listing a few known."""
+    wanted = [n.strip() for n in str(names or "").split(",") if n.strip()]
+    if not wanted:
+        return []
+    modules = dict(model.named_modules())
+    missing = [n for n in wanted if n not in modules]
+    if missing:
+        known = ", ".join(name for name, _ in prunable_layers(model)[:12])
+        raise PluginError(f"{what}: no module named {', '.join(missing)} (e.g. {known})")
+    return [modules[n] for n in wanted]
+
+
+def channel_prune(model: Any, example_inputs: list, amount: float, *, p: int = 1,
+                  global_pruning: bool = False, round_to: int | None = None,
+                  ignored: list | None = None, what: str = "prune") -> tuple[list[str], list[str]]:
+    """Remove ``amount`` of the channels/features of every prunable group, in place.
+
+    torch-pruning builds the dependency graph (coupled convs, BatchNorms, residual adds,
+    attention q/k/v) and physically removes the lowest-L``p``-magnitude channels. The output
+    layer(s) are ignored so the output shape is kept. Returns (layers changed, warnings).
+    """
+    import torch
+
+    try:
+        import torch_pruning as tp
+    except ImportError as exc:
+        raise PluginError(f"{what}: structured pruning needs torch-pruning (pip install torch-pruning)") from exc
+
+    keep = output_layers(model, example_inputs) + list(ignored or [])
+    before = _layer_shapes(model)
+    heads = _attention_heads(model)
+    was_training = model.training
+    flags = {p_: p_.requires_grad for p_ in model.parameters()}
+    model.eval()
+    caught: list[str] = []
+    try:
+        for param in model.parameters():
+            param.requires_grad_(True)           # tracing follows grad_fn
+        with warnings.catch_warnings(record=True) as records, torch.enable_grad():
+            warnings.simplefilter("always")
+            pruner = tp.pruner.BasePruner(
+                model,
+                example_inputs=tuple(example_inputs),
+                importance=tp.importance.GroupMagnitudeImportance(p=p),
+                pruning_ratio=float(amount),
+                global_pruning=global_pruning,
+                max_pruning_ratio=0.95 if global_pruning else 1.0,
+                ignored_layers=keep,
+                round_to=round_to if round_to and round_to > 1 else None,
+                num_heads=heads,
+                prune_num_heads=False,
+                prune_head_dims=True,
+            )
+            pruner.step()
+        caught = sorted({str(r.message).splitlines()[0][:200] for r in records})
+    except PluginError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"{what}: torch-pruning could not prune this model ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}); try method=unstructured "
+                          "or list the offending modules in ignore=") from exc
+    finally:
+        for param in model.parameters():
+            param.requires_grad_(flags.get(param, True))
+        model.train(was_training)
+    _fix_attention_attrs(model)
+    return _changes(before, _layer_shapes(model)), caught
+
+
+def count_flops(model: Any, example_inputs: list) -> int | None:
+    """FLOPs per forward (torch's counter; torch-pruning's MAC count ×2 as a fallback)."""
+    from workbench.models.info import count_flops as torch_flops
+
+    flops = torch_flops(model, example_inputs)
+    if flops:
+        return flops
+    try:
+        import torch_pruning as tp
+
+        macs, _ = tp.utils.count_ops_and_params(model, list(example_inputs))
+        return int(2 * macs)
+    except Exception:
+        return None
+
+
+def _ratio(a: int | None, b: int | None) -> str:
+    return f"{a / b:.2f}×" if a and b else "?"
+
+
+def _human(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
+
+
+# ---------------------------------------------------------------------------------------------
+# The plugin
+# ---------------------------------------------------------------------------------------------
+class Prune(Plugin):
+    name = "prune"
+    summary = ("Prune weights: unstructured magnitude sparsity (no speed-up on dense kernels) or "
+               "structured channel removal with torch-pruning (smaller, faster model).")
+    params_schema = (
+        Param("method", "choice", "structured",
+              "structured: remove whole channels (real speed-up); unstructured: zero individual "
+              "weights (sparsity only, no speed-up on dense kernels)",
+              choices=("structured", "unstructured")),
+        Param("amount", "float", 0.5,
+              "fraction of channels (structured) or weights (unstructured) to remove, strictly "
+              "between 0 and 1", minimum=0.0, maximum=1.0, exclusive_min=True, exclusive_max=True),
+        Param("importance", "choice", "l1",
+              "structured only: channel importance, L1 or L2 norm of the channel's weights",
+              choices=("l1", "l2")),
+        Param("scope", "choice", "layer",
+              "layer: the same amount in every layer; global: rank weights/channels across layers",
+              choices=("layer", "global")),
+        Param("round_to", "int", 1,
+              "structured only: keep channel counts a multiple of this (8 or 16 suit SIMD kernels)",
+              minimum=1),
+        Param("ignore", "str", "",
+              "comma-separated module names to leave unpruned (the output layer is always kept)"),
+        Param("finetune_epochs", "int", 0,
+              "recovery fine-tune epochs on x_train/y_train after pruning (needs --data)", minimum=0),
+        Param("lr", "float", 1e-3, "fine-tune learning rate (Adam)", minimum=0.0, exclusive_min=True),
+        Param("batch_size", "int", 64, "fine-tune batch size", minimum=1),
+    )
+    accepts = ("torch",)
+    devices = ("cpu", "cuda")
+
+    @classmethod
+    def resolve_params(cls, given: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return super().resolve_params(given)
+        except PluginError as exc:
+            if str(exc).startswith(f"{cls.name}:amount:"):
+                raise PluginError(f"{exc}: amount is the fraction to remove; 0 would prune nothing "
+                                  "and 1 would remove everything, use e.g. amount=0.5") from None
+            raise
+
+    def apply(self, model: Any, context: PluginContext) -> tuple[Any, PluginReport]:
+        from workbench.models.info import count_parameters, model_bytes
+
+        p = self.params
+        if p["finetune_epochs"] > 0 and not T.has_split(context.data, "train", labels=True):
+            raise PluginError(f"prune: finetune_epochs={p['finetune_epochs']} needs labelled training "
+                              f"data: {T.DATA_HINT}, or set finetune_epochs=0")
+        context.progress(0.0, f"{p['method']} pruning")
+        expected = T.output_shape(model, context.example_inputs)
+        acc_before = T.eval_accuracy(model, context)
+        params_before = count_parameters(model)
+        bytes_before = model_bytes(model)
+        flops_before = count_flops(model, context.example_inputs)
+
+        pruned = T.copy_model(model)
+        ignored = resolve_modules(pruned, p["ignore"], "prune")
+        if p["method"] == "unstructured":
+            report = self._unstructured(pruned, context, ignored)
+        else:
+            report = self._structured(pruned, context, ignored)
+        T.check_runs(pruned, context.example_inputs, expected, "prune")
+        pruned.eval()
+
+        report.params_before, report.params_after = params_before, count_parameters(pruned)
+        report.bytes_before, report.bytes_after = bytes_before, model_bytes(pruned)
+        report.flops_before = flops_before
+        report.flops_after = count_flops(pruned, context.example_inputs)
+        acc_after = T.eval_accuracy(pruned, context)
+        if acc_before is not None:
+            report.extra["accuracy_before"] = acc_before
+            report.extra["accuracy_after"] = acc_after
+            report.summary += f"; accuracy {acc_before:.3f}→{acc_after:.3f}"
+        if p["method"] == "structured":
+            report.summary = (f"structured {p['importance'].upper()} {p['amount']:.0%} channels: params "
+                              f"{_human(params_before)}→{_human(report.params_after)} "
+                              f"({_ratio(params_before, report.params_after)} fewer), FLOPs "
+                              f"{_human(flops_before)}→{_human(report.flops_after)}" + report.summary)
+        context.progress(1.0, "pruned")
+        return pruned, report
+
+    # -- unstructured ------------------------------------------------------------------------
+    def _unstructured(self, model: Any, context: PluginContext, ignored: list) -> PluginReport:
+        import torch
+        from torch.nn.utils import prune
+
+        p = self.params
+        skip = {id(sub) for mod in ignored for sub in mod.modules()}
+        targets = [(name, m) for name, m in prunable_layers(model) if id(m) not in skip]
+        if not targets:
+            raise PluginError("prune: the model has no Conv/Linear weights to prune")
+        if p["scope"] == "global":
+            prune.global_unstructured([(m, "weight") for _, m in targets],
+                                      pruning_method=prune.L1Unstructured, amount=p["amount"])
+        else:
+            for _, m in targets:
+                prune.l1_unstructured(m, "weight", amount=p["amount"])
+        context.progress(0.3, "weights masked")
+        notes = [NO_SPEEDUP_NOTE]
+        extra: dict[str, Any] = {}
+        summary_tail = ""
+        try:
+            if p["finetune_epochs"] > 0:
+                # Masks stay active while fine-tuning, so the pruned weights stay zero.
+                result = T.finetune(model, context, epochs=p["finetune_epochs"], lr=p["lr"],
+                                    batch_size=p["batch_size"], what="prune fine-tune", span=(0.3, 0.95))
+                extra.update(finetune_epochs=result.epochs, finetune_loss_curve=result.epoch_losses)
+                summary_tail = f", fine-tuned {result.epochs} epoch(s)"
+        finally:
+            for _, m in targets:
+                prune.remove(m, "weight")               # make it permanent: plain weight tensors
+        zeros = total = 0
+        layers = []
+        per_layer = {}
+        with torch.no_grad():
+            for name, m in targets:
+                z, n = int((m.weight == 0).sum().item()), m.weight.numel()
+                zeros, total = zeros + z, total + n
+                per_layer[name] = z / n
+                layers.append(f"{name}: {z / n:.1%} of {n} weights zero")
+        sparsity = zeros / total
+        extra.update(pruned_weights=total, zero_weights=zeros, layer_sparsity=per_layer,
+                     nonzero_params=sum(int((q != 0).sum().item()) for q in model.parameters()))
+        return PluginReport(
+            plugin=self.name,
+            summary=(f"unstructured {p['scope']} magnitude: {sparsity:.1%} of the weights in "
+                     f"{len(targets)} Conv/Linear layers are zero (no speed-up on dense kernels)"
+                     + summary_tail),
+            sparsity=sparsity, layers_changed=layers, notes=notes, extra=extra)
+
+    # -- structured --------------------------------------------------------------------------
+    def _structured(self, model: Any, context: PluginContext, ignored: list) -> PluginReport:
+        p = self.params
+        layers, caught = channel_prune(
+            model, context.example_inputs, p["amount"], p=1 if p["importance"] == "l1" else 2,
+            global_pruning=p["scope"] == "global", round_to=p["round_to"], ignored=ignored)
+        if not layers:
+            raise PluginError("prune: torch-pruning found no channel it could remove (every layer is "
+                              "an output layer or ignored); try method=unstructured")
+        context.progress(0.3, f"{len(layers)} layers pruned")
+        notes = [f"torch-pruning: {msg}" for msg in caught[:5]]
+        extra: dict[str, Any] = {}
+        tail = ""
+        if p["finetune_epochs"] > 0:
+            result = T.finetune(model, context, epochs=p["finetune_epochs"], lr=p["lr"],
+                                batch_size=p["batch_size"], what="prune fine-tune", span=(0.3, 0.95))
+            extra.update(finetune_epochs=result.epochs, finetune_loss_curve=result.epoch_losses)
+            tail = f"; fine-tuned {result.epochs} epoch(s)"
+        return PluginReport(plugin=self.name, summary=tail, layers_changed=layers, notes=notes,
+                            extra=extra)

@@ -1,0 +1,261 @@
+"""The distill plugin: width/depth/factory students, KD training, data-free mode, cancellation."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from workbench.errors import PluginError, RunCancelled
+from workbench.models.info import count_parameters
+from workbench.plugins import PluginContext
+from workbench_plugins.distill import NO_DATA_MESSAGE, Distill
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCH = 16
+
+
+# ---------------------------------------------------------------------------------------------
+# Demo models and data (bundled demos when present, else a small model trained here)
+# ---------------------------------------------------------------------------------------------
+def _digits_data() -> dict:
+    try:
+        from workbench.models.demos import load_eval_data
+        data = load_eval_data(ROOT / "assets" / "digits.npz")
+        if isinstance(data, dict) and data.get("x_train") is not None:
+            return {k: np.asarray(v) for k, v in data.items()}
+    except Exception:
+        pass
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[:, None]
+    y = digits.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(x))
+    train, test = order[:1437], order[1437:]
+    return {"x_train": x[train], "y_train": y[train], "x_test": x[test], "y_test": y[test]}
+
+
+def _train(model: nn.Module, data: dict, epochs: int) -> nn.Module:
+    torch.manual_seed(0)
+    x, y = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x)).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    return model.eval()
+
+
+def _demo(kind: str, data: dict) -> nn.Module:
+    try:
+        from workbench.models.demos import build_demo_module
+        for name in (f"digits_{kind}", kind):
+            try:
+                return build_demo_module(name).eval()
+            except Exception:
+                continue
+    except ImportError:
+        pass
+    from workbench.models.demo_nets import digits_cnn, digits_transformer
+    torch.manual_seed(0)
+    if kind == "cnn":
+        return _train(digits_cnn(channels=(16, 32, 64)), data, epochs=4)
+    return _train(digits_transformer(d_model=64, depth=3), data, epochs=4)
+
+
+@pytest.fixture(scope="module")
+def data() -> dict:
+    return _digits_data()
+
+
+@pytest.fixture(scope="module")
+def small_data(data) -> dict:
+    """A subset for the tests that only check mechanics (fast)."""
+    return {"x_train": data["x_train"][:256], "y_train": data["y_train"][:256],
+            "x_test": data["x_test"][:128], "y_test": data["y_test"][:128]}
+
+
+@pytest.fixture(scope="module")
+def cnn(data) -> nn.Module:
+    return _demo("cnn", data)
+
+
+@pytest.fixture(scope="module")
+def transformer(data) -> nn.Module:
+    return _demo("transformer", data)
+
+
+def _context(data, events=None, seed=0, cancelled=None) -> PluginContext:
+    ctx = PluginContext(device="cpu", dtype="float32", example_inputs=[torch.randn(BATCH, 1, 8, 8)],
+                        data=data, seed=seed, workdir=Path("."))
+    if events is not None:
+        ctx.emit = lambda kind, payload: events.append((kind, dict(payload)))
+    if cancelled is not None:
+        ctx.cancelled = cancelled
+    return ctx
+
+
+def tiny_student() -> nn.Module:
+    """Used through factory=<this module>:tiny_student."""
+    return nn.Sequential(nn.Flatten(1), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+# ---------------------------------------------------------------------------------------------
+# Width student on the CNN demo
+# ---------------------------------------------------------------------------------------------
+def test_width_student_learns_from_the_cnn(cnn, data):
+    teacher_state = {k: v.clone() for k, v in cnn.state_dict().items()}
+    events: list = []
+    student, report = Distill(student="width", width=0.5, epochs=3, lr=2e-3).run(
+        cnn, _context(data, events))
+
+    t_convs = [m.out_channels for m in cnn.modules() if isinstance(m, nn.Conv2d)]
+    s_convs = [m.out_channels for m in student.modules() if isinstance(m, nn.Conv2d)]
+    assert s_convs == [c // 2 for c in t_convs]
+    assert count_parameters(cnn) >= 2 * count_parameters(student)
+    assert report.params_before == count_parameters(cnn)
+    assert report.params_after == count_parameters(student)
+    assert report.extra["teacher_params"] >= 2 * report.extra["student_params"]
+    with torch.no_grad():
+        assert student(torch.randn(BATCH, 1, 8, 8)).shape == (BATCH, 10)
+    assert not student.training
+
+    teacher_acc, student_acc = report.extra["teacher_accuracy"], report.extra["student_accuracy"]
+    assert teacher_acc > 0.9
+    assert student_acc > 0.8 and student_acc >= teacher_acc - 0.08
+    assert report.extra["data_free"] is False
+    assert report.extra["epochs"] == 3 and len(report.extra["loss_curve"]) == 3
+    assert report.extra["final_loss"] == report.extra["loss_curve"][-1]
+    assert report.extra["loss_curve"][-1] < report.extra["loss_curve"][0]
+
+    train = [p for kind, p in events if kind == "train"]
+    assert {"step", "epoch", "loss", "student_accuracy"} <= set(train[0])
+    assert [p["step"] for p in train] == list(range(1, len(train) + 1))
+    assert len(train) == report.extra["steps"] >= 3 * 10
+    losses = [p["loss"] for p in train]
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])           # decreasing trend
+    epoch_ends = [p for p in train if p["student_accuracy"] is not None]
+    assert [p["epoch"] for p in epoch_ends] == [1, 2, 3]
+    assert epoch_ends[-1]["student_accuracy"] == pytest.approx(student_acc)
+    # the teacher is frozen
+    for key, value in cnn.state_dict().items():
+        assert torch.equal(value, teacher_state[key]), key
+
+
+def test_width_student_reinitialised_and_seeded(cnn, small_data):
+    runs = [Distill(student="width", width=0.5, inherit=False, epochs=1).run(cnn, _context(small_data))
+            for _ in range(2)]
+    (s1, r1), (s2, r2) = runs
+    assert r1.extra["loss_curve"] == r2.extra["loss_curve"]
+    for a, b in zip(s1.state_dict().values(), s2.state_dict().values()):
+        assert torch.equal(a, b)
+    assert any("re-initialised" in note for note in r1.notes)
+    _, r3 = Distill(student="width", width=0.5, inherit=False, epochs=1).run(cnn, _context(small_data, seed=1))
+    assert r3.extra["loss_curve"] != r1.extra["loss_curve"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Depth and factory students
+# ---------------------------------------------------------------------------------------------
+def test_depth_student_on_the_transformer(transformer, small_data):
+    blocks = len(transformer.blocks)
+    student, report = Distill(student="depth", depth=1, epochs=1).run(transformer, _context(small_data))
+    assert len(student.blocks) == 1 and len(transformer.blocks) == blocks >= 2
+    assert report.params_after < report.params_before
+    assert report.layers_changed == [f"blocks: {blocks}→1 blocks"]
+    with torch.no_grad():
+        assert student(torch.randn(BATCH, 1, 8, 8)).shape == (BATCH, 10)
+    # inherited weights: the kept block starts as the teacher's first block (then trains)
+    assert student.blocks[0].attn.q_proj.weight.shape == transformer.blocks[0].attn.q_proj.weight.shape
+
+
+def test_depth_errors(transformer, cnn, small_data):
+    blocks = len(transformer.blocks)
+    with pytest.raises(PluginError, match=rf"depth={blocks} keeps all {blocks} blocks"):
+        Distill(student="depth", depth=blocks, epochs=1).run(transformer, _context(small_data))
+    with pytest.raises(PluginError, match="identical blocks"):
+        Distill(student="depth", depth=1, epochs=1).run(cnn, _context(small_data))
+
+
+def test_factory_student(cnn, small_data):
+    spec = f"{__name__}:tiny_student"
+    student, report = Distill(student="factory", factory=spec, epochs=1).run(cnn, _context(small_data))
+    assert count_parameters(student) == count_parameters(tiny_student())
+    assert report.layers_changed == [f"student built by {spec}"]
+
+
+@pytest.mark.parametrize("spec", ["no_such_package.models:make_student", f"{__name__}:missing_fn",
+                                  "workbench.models.info:count_parameters"])
+def test_factory_bad_string_is_a_clear_error(cnn, small_data, spec):
+    with pytest.raises(PluginError, match=f"factory '{spec}'"):
+        Distill(student="factory", factory=spec, epochs=1).run(cnn, _context(small_data))
+
+
+@pytest.mark.parametrize("spec", ["", "no_colon_here", "a.b:", ":fn"])
+def test_factory_malformed_string_rejected_at_construction(spec):
+    with pytest.raises(PluginError, match="factory"):
+        Distill(student="factory", factory=spec)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data handling
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("given", [None, "test_only"])
+def test_no_training_data_is_a_clear_error(cnn, small_data, given):
+    data = None if given is None else {"x_test": small_data["x_test"], "y_test": small_data["y_test"]}
+    with pytest.raises(PluginError) as err:
+        Distill(epochs=1).run(cnn, _context(data))
+    assert str(err.value) == NO_DATA_MESSAGE
+    assert "--data file.npz with x_train[, y_train]" in str(err.value) and "synthetic=true" in str(err.value)
+
+
+def test_synthetic_is_flagged_data_free(cnn):
+    events: list = []
+    student, report = Distill(synthetic=True, synthetic_samples=256, epochs=2).run(cnn, _context(None, events))
+    assert report.extra["data_free"] is True
+    assert any("data-free" in note for note in report.notes) and "data-free" in report.summary
+    assert report.extra["student_accuracy"] is None and report.extra["teacher_accuracy"] is None
+    assert report.extra["train_samples"] == 256 and len(report.extra["loss_curve"]) == 2
+    assert any(kind == "train" for kind, _ in events)
+    assert student(torch.randn(BATCH, 1, 8, 8)).shape == (BATCH, 10)
+
+
+def test_unlabelled_data_uses_pure_distillation(cnn, small_data):
+    data = {"x_train": small_data["x_train"], "x_test": small_data["x_test"]}
+    _, report = Distill(epochs=1).run(cnn, _context(data))
+    assert report.extra["student_accuracy"] is None
+    assert 0.0 <= report.extra["agreement"] <= 1.0
+    assert any("alpha unused" in note for note in report.notes)
+
+
+def test_mismatched_data_shape_is_a_clear_error(cnn):
+    data = {"x_train": np.zeros((32, 3, 8, 8), np.float32)}
+    with pytest.raises(PluginError, match=r"x_train samples have shape \(3, 8, 8\)"):
+        Distill(epochs=1).run(cnn, _context(data))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cancellation
+# ---------------------------------------------------------------------------------------------
+def test_cancel_stops_training_quickly(cnn, data):
+    calls = {"n": 0}
+    events: list = []
+    cancel_after = 25
+
+    def cancelled() -> bool:
+        calls["n"] += 1
+        return calls["n"] > cancel_after
+
+    started = time.perf_counter()
+    with pytest.raises(RunCancelled):
+        Distill(epochs=50).run(cnn, _context(data, events, cancelled=cancelled))
+    elapsed = time.perf_counter() - started
+    steps = [p["step"] for kind, p in events if kind == "train"]
+    assert len(steps) < cancel_after          # at most one check per step: stopped within a step
+    assert calls["n"] == cancel_after + 1     # nothing ran on after the cancel was seen
+    assert elapsed < 30                       # 50 epochs would take minutes

@@ -1,0 +1,229 @@
+"""The prune plugin: structured channel removal (torch-pruning) and unstructured sparsity."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from workbench.errors import PluginError
+from workbench.models.info import count_flops, count_parameters
+from workbench.plugins import PluginContext
+from workbench_plugins.prune import NO_SPEEDUP_NOTE, Prune
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCH = 16
+
+
+# ---------------------------------------------------------------------------------------------
+# Demo models and data (bundled demos when present, else a small model trained here)
+# ---------------------------------------------------------------------------------------------
+def _digits_data() -> dict:
+    try:
+        from workbench.models.demos import load_eval_data
+        data = load_eval_data(ROOT / "assets" / "digits.npz")
+        if isinstance(data, dict) and data.get("x_train") is not None:
+            return {k: np.asarray(v) for k, v in data.items()}
+    except Exception:
+        pass
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[:, None]
+    y = digits.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(x))
+    train, test = order[:1437], order[1437:]
+    return {"x_train": x[train], "y_train": y[train], "x_test": x[test], "y_test": y[test]}
+
+
+def _train(model: nn.Module, data: dict, epochs: int) -> nn.Module:
+    torch.manual_seed(0)
+    x, y = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x)).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    return model.eval()
+
+
+def _demo(kind: str, data: dict) -> nn.Module:
+    try:
+        from workbench.models.demos import build_demo_module
+        for name in (f"digits_{kind}", kind):
+            try:
+                return build_demo_module(name).eval()
+            except Exception:
+                continue
+    except ImportError:
+        pass
+    from workbench.models.demo_nets import digits_cnn, digits_transformer
+    torch.manual_seed(0)
+    if kind == "cnn":
+        return _train(digits_cnn(channels=(16, 32, 64)), data, epochs=4)
+    return _train(digits_transformer(d_model=64, depth=3), data, epochs=4)
+
+
+@pytest.fixture(scope="module")
+def data() -> dict:
+    return _digits_data()
+
+
+@pytest.fixture(scope="module")
+def cnn(data) -> nn.Module:
+    return _demo("cnn", data)
+
+
+def _context(data, events=None, seed=0) -> PluginContext:
+    return PluginContext(device="cpu", dtype="float32", example_inputs=[torch.randn(BATCH, 1, 8, 8)],
+                         data=data, seed=seed, workdir=Path("."),
+                         emit=(lambda kind, payload: events.append((kind, payload))) if events is not None
+                         else (lambda kind, payload: None))
+
+
+def _convs(model) -> dict[str, int]:
+    return {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+
+
+def _weights(model) -> list[torch.Tensor]:
+    return [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Structured
+# ---------------------------------------------------------------------------------------------
+def test_structured_half_removes_channels(cnn, data):
+    before_state = {k: v.clone() for k, v in cnn.state_dict().items()}
+    convs = _convs(cnn)
+    example = torch.randn(BATCH, 1, 8, 8)
+    pruned, report = Prune(method="structured", amount=0.5, importance="l1").run(cnn, _context(data))
+
+    after = _convs(pruned)
+    assert set(after) == set(convs) and len(convs) >= 3
+    for name, channels in convs.items():
+        assert after[name] == channels // 2, (name, channels, after[name])
+    first = next(iter(convs))
+    assert f"{first}: {convs[first]}→{convs[first] // 2} out channels" in report.layers_changed
+    # the classifier keeps its 10 classes, and the model runs with the same output shape
+    linears = [m for m in pruned.modules() if isinstance(m, nn.Linear)]
+    assert linears[-1].out_features == 10
+    with torch.no_grad():
+        assert pruned(example).shape == cnn(example).shape == (BATCH, 10)
+    # real removal: counted independently of the report
+    params_before, params_after = count_parameters(cnn), count_parameters(pruned)
+    assert report.params_before == params_before and report.params_after == params_after
+    assert params_before >= 2 * params_after
+    flops_before, flops_after = count_flops(cnn, [example]), count_flops(pruned, [example])
+    assert flops_after < flops_before / 2
+    assert report.flops_after < report.flops_before
+    assert report.bytes_after < report.bytes_before
+    # accuracy is measured on x_test before and after
+    assert report.extra["accuracy_before"] > 0.9
+    assert 0.0 <= report.extra["accuracy_after"] <= 1.0
+    assert "accuracy" in report.summary and "FLOPs" in report.summary
+    # the input model is untouched (plugins work on a copy)
+    for key, value in cnn.state_dict().items():
+        assert torch.equal(value, before_state[key])
+
+
+def test_structured_l2_and_global_run(cnn, data):
+    example = torch.randn(BATCH, 1, 8, 8)
+    for params in ({"importance": "l2"}, {"scope": "global", "amount": 0.3}):
+        pruned, report = Prune(method="structured", **{"amount": 0.5, **params}).run(cnn, _context(None))
+        assert report.params_after < report.params_before
+        assert pruned(example).shape == (BATCH, 10)
+        assert "accuracy_before" not in report.extra          # no data, no accuracy
+
+
+def test_structured_transformer_keeps_heads_working(data):
+    model = _demo("transformer", data)
+    example = torch.randn(BATCH, 1, 8, 8)
+    pruned, report = Prune(method="structured", amount=0.5).run(model, _context(None))
+    with torch.no_grad():
+        assert pruned(example).shape == (BATCH, 10)
+    assert report.params_after < report.params_before / 2
+    assert any("q_proj" in line for line in report.layers_changed)
+
+
+@pytest.mark.parametrize("bad", [0, 1, 0.0, 1.0, 1.5, -0.1])
+def test_amount_out_of_range_is_rejected(bad):
+    with pytest.raises(PluginError, match=r"amount.*outside \(0, 1\)"):
+        Prune(amount=bad)
+    schema = {p.name: p for p in Prune.params_schema}["amount"]
+    with pytest.raises(PluginError, match=r"outside \(0, 1\)"):
+        schema.parse(str(bad), "prune")
+    assert schema.parse("0.25") == 0.25
+    with pytest.raises(PluginError, match="not one of"):
+        Prune(method="sideways")
+
+
+# ---------------------------------------------------------------------------------------------
+# Unstructured
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_unstructured_half_sparsity_is_measured(cnn, data, scope):
+    pruned, report = Prune(method="unstructured", amount=0.5, scope=scope).run(cnn, _context(data))
+    weights = _weights(pruned)
+    zeros = sum(int((w == 0).sum()) for w in weights)
+    total = sum(w.numel() for w in weights)
+    assert abs(zeros / total - 0.5) <= 0.02
+    assert report.sparsity == pytest.approx(zeros / total)
+    assert NO_SPEEDUP_NOTE in report.notes and "no speed-up" in report.notes[0]
+    assert report.params_after == report.params_before == count_parameters(cnn)
+    # permanent: plain weights, no masks or re-parametrisation hooks left behind
+    assert not any(k.endswith(("weight_orig", "weight_mask")) for k in pruned.state_dict())
+    assert pruned(torch.randn(BATCH, 1, 8, 8)).shape == (BATCH, 10)
+    # the original weights are not sparse
+    assert sum(int((w == 0).sum()) for w in _weights(cnn)) < 0.01 * total
+
+
+# ---------------------------------------------------------------------------------------------
+# Fine-tune
+# ---------------------------------------------------------------------------------------------
+def test_finetune_recovers_accuracy_and_is_seeded(cnn, data):
+    _, plain = Prune(method="structured", amount=0.5).run(cnn, _context(data))
+    events: list = []
+    tuned_model, tuned = Prune(method="structured", amount=0.5, finetune_epochs=1).run(
+        cnn, _context(data, events))
+    assert tuned.extra["accuracy_after"] >= plain.extra["accuracy_after"]
+    assert tuned.extra["accuracy_after"] > 0.5
+    steps = [p["step"] for k, p in events if k == "train"]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 10
+    assert events[-1][1]["student_accuracy"] == pytest.approx(tuned.extra["accuracy_after"])
+    assert not tuned_model.training
+    _, again = Prune(method="structured", amount=0.5, finetune_epochs=1).run(cnn, _context(data))
+    assert again.extra["finetune_loss_curve"] == tuned.extra["finetune_loss_curve"]
+
+
+def test_unstructured_finetune_keeps_zeros(cnn, data):
+    pruned, report = Prune(method="unstructured", amount=0.5, finetune_epochs=1).run(cnn, _context(data))
+    weights = _weights(pruned)
+    zeros = sum(int((w == 0).sum()) for w in weights)
+    assert zeros / sum(w.numel() for w in weights) >= 0.49
+    assert report.extra["accuracy_after"] > 0.5
+
+
+@pytest.mark.parametrize("partial", [None, "test_only"])
+def test_finetune_without_training_data_raises(cnn, data, partial):
+    given = None if partial is None else {"x_test": data["x_test"], "y_test": data["y_test"]}
+    with pytest.raises(PluginError, match=r"finetune_epochs=1 needs labelled training data.*--data"):
+        Prune(method="structured", amount=0.5, finetune_epochs=1).run(cnn, _context(given))
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry / import hygiene
+# ---------------------------------------------------------------------------------------------
+def test_plugins_are_discovered_and_do_not_import_torch():
+    code = ("import sys, workbench_plugins.prune, workbench_plugins.distill; "
+            "assert 'torch' not in sys.modules, 'torch imported at module level'; "
+            "from workbench.plugins import discover_plugins; r = discover_plugins(); "
+            "assert r['prune'].ok and r['distill'].ok, (r['prune'].error, r['distill'].error); "
+            "print(r['prune'].cls.__name__, r['distill'].cls.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["Prune", "Distill"]

@@ -310,7 +310,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     host = env.get("host", {})
     packages = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v)
     print(f"  env       python {env.get('python')}, {env.get('platform')}")
-    print(f"            CPU {host.get('cpu_model', '?')} ({host.get('logical_cores', '?')} logical cores)")
+    print(f"            CPU {host.get('cpu_model', '?')} ({host.get('cpu_logical_cores', '?')} logical cores)")
     print(f"            {packages}")
     gpu = env.get("gpu") or {}
     if gpu:

@@ -35,6 +35,7 @@ TRANSFORMER_D_MODEL = 192
 TRANSFORMER_DEPTH = 3
 TRANSFORMER_HEADS = 4
 TRANSFORMER_FF_MULT = 4
+TRANSFORMER_POOL = "mean"
 
 
 def conv_bn_relu(in_ch: int, out_ch: int, kernel_size: int = 3) -> nn.Sequential:
@@ -114,13 +115,25 @@ class MultiHeadSelfAttention(nn.Module):
         return self.out_proj(attn)
 
 
-class FeedForward(nn.Module):
-    """``Linear(d, ff) -> GELU -> Linear(ff, d)``."""
+def _activation(name: str) -> nn.Module:
+    if name == "relu":
+        return nn.ReLU()
+    if name == "gelu":
+        return nn.GELU()
+    if name == "gelu_tanh":
+        return nn.GELU(approximate="tanh")
+    raise ValueError(f"unknown activation {name!r} (use 'relu', 'gelu' or 'gelu_tanh')")
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0) -> None:
+
+class FeedForward(nn.Module):
+    """``Linear(d, ff) -> activation -> Linear(ff, d)`` (ReLU by default: cheap on CPU)."""
+
+    def __init__(
+        self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "relu"
+    ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(d_model, d_ff)
-        self.act = nn.GELU()
+        self.act = _activation(activation)
         self.fc2 = nn.Linear(d_ff, d_model)
         self.drop = nn.Dropout(dropout)
 
@@ -131,12 +144,19 @@ class FeedForward(nn.Module):
 class EncoderBlock(nn.Module):
     """Pre-LayerNorm transformer encoder block."""
 
-    def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        activation: str = "relu",
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(d_model)
         self.attn = MultiHeadSelfAttention(d_model, num_heads, dropout)
         self.norm2 = nn.LayerNorm(d_model)
-        self.ff = FeedForward(d_model, d_ff, dropout)
+        self.ff = FeedForward(d_model, d_ff, dropout, activation)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,34 +180,49 @@ class DigitsTransformer(nn.Module):
         num_classes: int = NUM_CLASSES,
         image_size: int = IMAGE_SIZE,
         dropout: float = 0.0,
+        activation: str = "relu",
+        pool: str = TRANSFORMER_POOL,
     ) -> None:
         super().__init__()
+        if pool not in ("mean", "cls"):
+            raise ValueError(f"unknown pool {pool!r} (use 'mean' or 'cls')")
+        self.pool = pool
         self.d_model = int(d_model)
         self.depth = int(depth)
         self.num_heads = int(num_heads)
         self.ff_mult = int(ff_mult)
         self.num_classes = int(num_classes)
         self.image_size = int(image_size)
+        self.activation = activation
         self.embed = nn.Linear(self.image_size, self.d_model)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, self.d_model))
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.image_size + 1, self.d_model))
+        n_tokens = self.image_size + (1 if pool == "cls" else 0)
+        if pool == "cls":
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, self.d_model))
+        else:
+            self.register_parameter("cls_token", None)
+        self.pos_embed = nn.Parameter(torch.zeros(1, n_tokens, self.d_model))
         self.blocks = nn.ModuleList(
-            EncoderBlock(self.d_model, self.num_heads, self.d_model * self.ff_mult, dropout)
+            EncoderBlock(
+                self.d_model, self.num_heads, self.d_model * self.ff_mult, dropout, activation
+            )
             for _ in range(self.depth)
         )
         self.norm = nn.LayerNorm(self.d_model)
         self.head = nn.Linear(self.d_model, self.num_classes)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.cls_token is not None:
+            nn.init.trunc_normal_(self.cls_token, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
         tokens = self.embed(x.reshape(b, self.image_size, self.image_size))  # rows -> tokens
-        cls = self.cls_token.expand(b, -1, -1)
-        h = torch.cat([cls, tokens], dim=1) + self.pos_embed
+        if self.cls_token is not None:
+            tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1)
+        h = tokens + self.pos_embed
         for block in self.blocks:
             h = block(h)
-        return self.head(self.norm(h[:, 0]))
+        pooled = h[:, 0] if self.cls_token is not None else h.mean(dim=1)
+        return self.head(self.norm(pooled))
 
 
 def digits_cnn(**kwargs) -> DigitsCNN:

@@ -101,12 +101,14 @@ def _is_onnx(model: Any) -> bool:
 
 
 def _onnx_constant_elements(model: Any) -> int:
-    """Weights stored in Constant nodes (common in exported files) count as parameters too."""
+    """Float weights stored in Constant nodes count as parameters too (integer shapes do not)."""
     from onnx import numpy_helper
     total = 0
     for node in model.graph.node:
         if node.op_type == "Constant":
             for attr in node.attribute:
                 if attr.name == "value" and attr.t is not None:
-                    total += int(numpy_helper.to_array(attr.t).size)
+                    array = numpy_helper.to_array(attr.t)
+                    if array.dtype.kind == "f":
+                        total += int(array.size)
     return total

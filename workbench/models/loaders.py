@@ -251,7 +251,7 @@ def _state_dict_of(obj: Any) -> dict | None:
             if isinstance(obj.get(key), dict):
                 obj = obj[key]
                 break
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        if all(isinstance(v, torch.Tensor) for v in obj.values()):
             return obj
     return None
 

@@ -94,5 +94,5 @@ _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tenso
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:400] if text else type(exc).__name__
+    text = " ".join(str(exc).split())   # ORT spreads one message over several lines
+    return text[:400] if text else type(exc).__name__

@@ -41,7 +41,7 @@ class TorchRuntime(Runtime):
 
     def prepare(self, model: Any, inputs: list[np.ndarray]) -> None:
         torch = self.torch
-        model = model.eval() if hasattr(model, "eval") else model
+        model = _eval_mode(model)
         if not _is_quantized_cpu_module(model):
             model = model.to(self.device)
             if self.dtype != "float32":
@@ -96,6 +96,13 @@ class TorchRuntime(Runtime):
         torch = self.torch
         return {"torch_peak_allocated_bytes": int(torch.cuda.max_memory_allocated(self.device)),
                 "torch_peak_reserved_bytes": int(torch.cuda.max_memory_reserved(self.device))}
+
+
+def _eval_mode(model: Any) -> Any:
+    try:
+        return model.eval()
+    except NotImplementedError:   # torch.export programs' modules are already traced for inference
+        return model
 
 
 def _float_dtype_of(model: Any):

@@ -1,0 +1,464 @@
+"""The Model dock: pick a file or a demo, describe it (in a worker process), edit its inputs."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QHeaderView, QLabel,
+                               QLineEdit, QProgressBar, QPushButton, QSizePolicy, QTabWidget,
+                               QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
+
+from .. import format as fmt
+from ..errors import SpecError
+from ..spec import InputSpec, RunSpec
+
+MODEL_SUFFIXES = (".onnx", ".pt", ".pt2", ".pth", ".safetensors", ".ts", ".torchscript", ".bin", ".ckpt")
+# Files that may be a bare state_dict (needs a factory) or a pickled module (needs trust).
+STATE_DICT_SUFFIXES = (".pt", ".pth", ".safetensors", ".bin", ".ckpt")
+FILE_FILTER = ("Models (*.onnx *.pt *.pt2 *.pth *.safetensors *.ts *.bin *.ckpt);;ONNX (*.onnx);;"
+               "PyTorch (*.pt *.pt2 *.pth *.ts *.bin *.ckpt);;safetensors (*.safetensors);;All files (*)")
+
+# Shown until the demo catalog answers (and if it cannot be read without torch).
+FALLBACK_DEMOS = [
+    ("digits-cnn", "CNN with conv+BN+ReLU blocks on 8x8 digits (for prune / fuse)"),
+    ("digits-transformer", "Linear-heavy transformer encoder on 8x8 digits (for quantize)"),
+]
+_CATALOG_SCRIPT = r"""
+import json, sys
+from workbench.models import demos
+out = []
+names = None
+for attr in ("list_demos", "demo_names", "available_demos"):
+    f = getattr(demos, attr, None)
+    if callable(f):
+        names = list(f()); break
+if names is None:
+    for attr in ("DEMOS", "CATALOG", "CATALOGUE"):
+        value = getattr(demos, attr, None)
+        if value:
+            names = list(value); break
+for item in names or []:
+    name = getattr(item, "name", item)
+    entry = None
+    try:
+        entry = demos.get_demo(name)
+    except Exception:
+        pass
+    text = ""
+    for key in ("description", "summary", "title"):
+        text = getattr(entry, key, None) or (entry.get(key) if isinstance(entry, dict) else None) or ""
+        if text:
+            break
+    out.append([str(name), str(text)])
+print(json.dumps(out))
+"""
+
+
+def load_demo_catalog(timeout_s: float = 60.0) -> list[tuple[str, str]]:
+    """The demo names and descriptions, read in a child process (the demo module may import
+    torch, which the GUI process must not). Falls back to the built-in list on any problem."""
+    try:
+        done = subprocess.run([sys.executable, "-c", _CATALOG_SCRIPT], capture_output=True, text=True,
+                              timeout=timeout_s)
+        rows = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else []
+        return [(str(n), str(d)) for n, d in rows] or list(FALLBACK_DEMOS)
+    except Exception:
+        return list(FALLBACK_DEMOS)
+
+
+def is_model_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in MODEL_SUFFIXES
+
+
+def parse_inputs(text: str) -> list[InputSpec]:
+    """``x=1x3x224x224:float32, mask=1x128:int64`` (comma, semicolon or newline separated)."""
+    items = [t.strip() for t in text.replace(";", ",").replace("\n", ",").split(",")]
+    items = [t for t in items if t]
+    if not items:
+        raise SpecError("no input given: enter a shape such as 1x3x224x224:float32")
+    return [InputSpec.parse(t) for t in items]
+
+
+def inputs_text(inputs: list[dict] | list[InputSpec]) -> str:
+    specs = [i if isinstance(i, InputSpec) else InputSpec(**i) for i in inputs]
+    return ", ".join(str(s) for s in specs)
+
+
+class _CatalogLoader(QObject):
+    loaded = Signal(object)
+
+
+class ModelPanel(QWidget):
+    """Signals: ``sourceChanged(str)`` when another model is picked, ``modelChanged()`` on any
+    change that affects a run (source, factory, trust, inputs, info), ``errorOccurred(msg, details)``
+    for the main window's error dialog, ``busyChanged(bool)`` while inspecting."""
+
+    sourceChanged = Signal(str)
+    modelChanged = Signal()
+    errorOccurred = Signal(str, str)
+    busyChanged = Signal(bool)
+    openRequested = Signal()
+
+    def __init__(self, bridge, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self._source: str | None = None
+        self._info: dict | None = None
+        self._load_error: str | None = None
+        self._token: int | None = None
+        self._inputs_error: str | None = None
+
+        self.source_edit = QLineEdit()
+        self.source_edit.setReadOnly(True)
+        self.source_edit.setPlaceholderText("no model: File ▸ Open, drop a file here, or pick a demo")
+        self.source_edit.setObjectName("modelSource")
+        self.open_button = QPushButton("Open…")
+        self.open_button.setToolTip("Open a model file (Ctrl+O)")
+        self.open_button.clicked.connect(self.openRequested)
+        self.demo_combo = QComboBox()
+        self.demo_combo.setObjectName("demoCombo")
+        self.demo_combo.setToolTip("Bundled demo models (trained on scikit-learn's digits)")
+        self.demo_combo.activated.connect(self._demo_picked)
+        self.set_demos(FALLBACK_DEMOS)
+
+        self.factory_edit = QLineEdit()
+        self.factory_edit.setPlaceholderText("package.module:callable (builds the module for a state_dict)")
+        self.factory_edit.setToolTip("For a state_dict file: the function that builds the nn.Module the "
+                                     "weights belong to, e.g. torchvision.models:resnet18")
+        self.factory_edit.editingFinished.connect(self._factory_edited)
+        self.trust_check = QCheckBox("Trust this file (runs code from it)")
+        self.trust_check.setToolTip("A fully pickled model executes code from the file when loaded. "
+                                    "Only tick this for files you trust.")
+        self.trust_check.toggled.connect(lambda _on: self.reinspect())
+        self.factory_label = QLabel("Factory")
+
+        self.busy_bar = QProgressBar()
+        self.busy_bar.setRange(0, 0)
+        self.busy_bar.setTextVisible(False)
+        self.busy_bar.setMaximumHeight(10)
+        self.busy_label = QLabel("Inspecting the model in a worker process…")
+        self.reload_button = QPushButton("Reload")
+        self.reload_button.setToolTip("Describe the model again (after changing the factory or the file)")
+        self.reload_button.clicked.connect(self.reinspect)
+        self.reload_button.setEnabled(False)
+
+        self.error_label = QLabel()
+        self.error_label.setObjectName("modelError")
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #d32f2f;")
+        self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error_label.hide()
+
+        self.format_value = QLabel("—")
+        self.params_value = QLabel("—")
+        self.size_value = QLabel("—")
+        self.flops_value = QLabel("—")
+        for label in (self.format_value, self.params_value, self.size_value, self.flops_value):
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.inputs_edit = QLineEdit()
+        self.inputs_edit.setObjectName("inputsEdit")
+        self.inputs_edit.setPlaceholderText("e.g. 1x3x224x224:float32 (comma-separate several inputs)")
+        self.inputs_edit.setToolTip("Input spec: [name=]SHAPE[:DTYPE], -1 = dynamic dimension (the batch "
+                                    "comes from the Run panel). Editable when the model does not fix it.")
+        self.inputs_edit.textChanged.connect(self._inputs_edited)
+        self.inputs_hint = QLabel()
+        self.inputs_hint.setObjectName("inputsHint")
+        self.inputs_hint.setWordWrap(True)
+        self.inputs_hint.hide()
+        self.notes_label = QLabel()
+        self.notes_label.setWordWrap(True)
+        self.notes_label.hide()
+
+        self.layers_tree = QTreeWidget()
+        self.layers_tree.setHeaderLabels(["Layer type", "Count"])
+        self.layers_tree.setRootIsDecorated(False)
+        self.layers_tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.layers_tree.header().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        self.layers_list = QTreeWidget()
+        self.layers_list.setHeaderLabels(["Layer", "Type", "Params"])
+        self.layers_list.setRootIsDecorated(False)
+        self.layers_list.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.layer_tabs = QTabWidget()
+        self.layer_tabs.addTab(self.layers_tree, "Layer summary")
+        self.layer_tabs.addTab(self.layers_list, "All layers")
+        self.layer_tabs.setMinimumHeight(110)
+        self.layer_tabs.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+        top = QHBoxLayout()
+        top.addWidget(self.source_edit, 1)
+        top.addWidget(self.open_button)
+        demo_row = QHBoxLayout()
+        demo_row.addWidget(QLabel("Demo"))
+        demo_row.addWidget(self.demo_combo, 1)
+        factory_row = QHBoxLayout()
+        factory_row.addWidget(self.factory_label)
+        factory_row.addWidget(self.factory_edit, 1)
+        busy_row = QHBoxLayout()
+        busy_row.addWidget(self.busy_label)
+        busy_row.addWidget(self.busy_bar, 1)
+        busy_row.addWidget(self.reload_button)
+
+        info = QFormLayout()
+        info.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        info.addRow("Format", self.format_value)
+        info.addRow("Parameters", self.params_value)
+        info.addRow("Size", self.size_value)
+        info.addRow("FLOPs", self.flops_value)
+        info.addRow("Inputs", self.inputs_edit)
+        info.addRow("", self.inputs_hint)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(top)
+        layout.addLayout(demo_row)
+        layout.addLayout(factory_row)
+        layout.addWidget(self.trust_check)
+        layout.addLayout(busy_row)
+        layout.addWidget(self.error_label)
+        layout.addLayout(info)
+        layout.addWidget(self.notes_label)
+        layout.addWidget(self.layer_tabs, 1)
+
+        self._set_busy(False)
+        self._show_factory(False)
+        self._clear_info()
+
+        bridge.inspectFinished.connect(self._inspect_finished)
+        bridge.inspectFailed.connect(self._inspect_failed)
+
+    # -- demos -----------------------------------------------------------------------------------
+    def set_demos(self, demos: list[tuple[str, str]]) -> None:
+        current = self.demo_combo.currentData()
+        self.demo_combo.blockSignals(True)
+        self.demo_combo.clear()
+        self.demo_combo.addItem("Pick a demo model…", None)
+        for name, description in demos:
+            self.demo_combo.addItem(name, name)
+            self.demo_combo.setItemData(self.demo_combo.count() - 1, description or name,
+                                        Qt.ItemDataRole.ToolTipRole)
+        index = self.demo_combo.findData(current) if current else 0
+        self.demo_combo.setCurrentIndex(max(0, index))
+        self.demo_combo.blockSignals(False)
+        self.demos = list(demos)
+
+    def _demo_picked(self, index: int) -> None:
+        name = self.demo_combo.itemData(index)
+        if name:
+            self.open_source(f"demo:{name}")
+
+    # -- state -----------------------------------------------------------------------------------
+    def source(self) -> str | None:
+        return self._source
+
+    def info(self) -> dict | None:
+        return self._info
+
+    def load_error(self) -> str | None:
+        return self._load_error
+
+    def is_busy(self) -> bool:
+        return self._token is not None
+
+    def factory(self) -> str | None:
+        return self.factory_edit.text().strip() or None
+
+    def trust(self) -> bool:
+        return self.trust_check.isChecked()
+
+    def model_format(self) -> str:
+        if self._source and self._source.lower().endswith(".onnx"):
+            return "onnx"
+        return "torch"
+
+    def inputs_error(self) -> str | None:
+        return self._inputs_error
+
+    def inputs(self) -> list[InputSpec]:
+        """The input specs to put in a RunSpec: [] when the model fixes them. Raises SpecError."""
+        if self._info is not None and self._info.get("input_fixed_by_model"):
+            return []
+        text = self.inputs_edit.text().strip()
+        if not text:
+            if self._info is not None and self._info.get("inputs"):
+                return []      # the model declares them (with dynamic dims filled by the batch)
+            raise SpecError("this model does not declare its inputs: enter them in the Model panel, "
+                            "e.g. 1x3x224x224:float32")
+        specs = parse_inputs(text)
+        declared = [InputSpec(**i) for i in (self._info or {}).get("inputs", [])]
+        if declared and [str(s) for s in specs] == [str(s) for s in declared]:
+            return []
+        return specs
+
+    def problem(self) -> str | None:
+        """Why a run cannot start from this panel (None when it can)."""
+        if not self._source:
+            return "open a model first (File ▸ Open, drop a file, or pick a demo)"
+        if self._load_error:
+            return f"the model could not be loaded: {self._load_error}"
+        if self._inputs_error:
+            return self._inputs_error
+        return None
+
+    # -- opening -------------------------------------------------------------------------------
+    def open_source(self, source: str) -> None:
+        """Open a file path or demo:NAME and describe it in the background."""
+        source = str(source)
+        if not source.startswith("demo:"):
+            source = str(Path(source).expanduser())
+        self._source = source
+        self.source_edit.setText(source)
+        self.source_edit.setToolTip(source)
+        self.source_edit.setCursorPosition(0)
+        if source.startswith("demo:"):
+            index = self.demo_combo.findData(source[5:])
+            self.demo_combo.setCurrentIndex(max(0, index))
+        else:
+            self.demo_combo.setCurrentIndex(0)
+        suffix = Path(source).suffix.lower()
+        self._show_factory(not source.startswith("demo:") and suffix in STATE_DICT_SUFFIXES)
+        self.factory_edit.blockSignals(True)
+        self.factory_edit.clear()
+        self.factory_edit.blockSignals(False)
+        self.trust_check.blockSignals(True)
+        self.trust_check.setChecked(False)
+        self.trust_check.blockSignals(False)
+        self.sourceChanged.emit(source)
+        self.reinspect()
+
+    def reinspect(self) -> None:
+        if not self._source:
+            return
+        self._clear_info()
+        self._load_error = None
+        self.error_label.hide()
+        try:
+            spec = RunSpec(model=self._source, factory=self.factory(), trust_pickle=self.trust())
+            spec.validate()
+        except SpecError as exc:
+            self._fail(str(exc), "")
+            return
+        self._token = self.bridge.inspect(spec)
+        self._set_busy(True)
+        self.modelChanged.emit()
+
+    def _factory_edited(self) -> None:
+        if self._source and (self.factory() or "") != (getattr(self, "_last_factory", None) or ""):
+            self._last_factory = self.factory()
+            self.reinspect()
+
+    # -- inspect answers ---------------------------------------------------------------------------
+    def _inspect_finished(self, token: int, info: dict) -> None:
+        if token != self._token:
+            return
+        self._token = None
+        self._set_busy(False)
+        self._info = info
+        self._show_info(info)
+        self.modelChanged.emit()
+
+    def _inspect_failed(self, token: int, message: str, details: str) -> None:
+        if token != self._token:
+            return
+        self._token = None
+        self._set_busy(False)
+        self._fail(message, details)
+
+    def _fail(self, message: str, details: str) -> None:
+        self._load_error = message
+        self.error_label.setText(f"Could not load the model: {message}")
+        self.error_label.show()
+        lower = message.lower()
+        if "factory" in lower or "trust" in lower or "pickle" in lower:
+            self._show_factory(True)
+        self.modelChanged.emit()
+        self.errorOccurred.emit(f"Could not load {Path(self._source or '').name or 'the model'}: {message}",
+                                details)
+
+    # -- display -----------------------------------------------------------------------------------
+    def _set_busy(self, busy: bool) -> None:
+        self.busy_bar.setVisible(busy)
+        self.busy_label.setVisible(busy)
+        self.reload_button.setEnabled(not busy and bool(self._source))
+        self.busyChanged.emit(busy)
+
+    def _show_factory(self, shown: bool) -> None:
+        for widget in (self.factory_label, self.factory_edit, self.trust_check):
+            widget.setVisible(shown)
+
+    def _clear_info(self) -> None:
+        self._info = None
+        for label in (self.format_value, self.params_value, self.size_value, self.flops_value):
+            label.setText("—")
+        self.inputs_edit.blockSignals(True)
+        self.inputs_edit.clear()
+        self.inputs_edit.blockSignals(False)
+        self.inputs_edit.setReadOnly(True)
+        self.inputs_hint.hide()
+        self.notes_label.hide()
+        self.layers_tree.clear()
+        self.layers_list.clear()
+        self._inputs_error = None
+
+    def _show_info(self, info: dict) -> None:
+        kind = "onnx" if info.get("format") == "onnx" else "torch"
+        self.format_value.setText(f"{info.get('format', '?')} ({kind})")
+        self.params_value.setText(f"{fmt.count(info.get('parameters'))} ({info.get('parameters', 0):,})")
+        self.size_value.setText(fmt.nbytes(info.get("bytes")))
+        flops = info.get("flops")
+        self.flops_value.setText(f"{fmt.count(flops)} per forward pass" if flops is not None else "— (not counted)")
+        fixed = bool(info.get("input_fixed_by_model"))
+        declared = info.get("inputs") or []
+        self.inputs_edit.blockSignals(True)
+        self.inputs_edit.setText(inputs_text(declared))
+        self.inputs_edit.blockSignals(False)
+        self.inputs_edit.setReadOnly(fixed)
+        self.inputs_edit.setCursorPosition(0)
+        if fixed:
+            self._hint("fixed by the model; -1 = the batch dimension (set in the Run panel)", error=False)
+        elif not declared:
+            self._hint("the model does not declare its inputs: enter them, e.g. 1x3x224x224:float32", error=True)
+            self._inputs_error = "enter the model's input shape in the Model panel (e.g. 1x3x224x224:float32)"
+        else:
+            self._hint("editable: the model leaves some dimensions open", error=False)
+        notes = info.get("notes") or []
+        self.notes_label.setText("\n".join(f"• {n}" for n in notes))
+        self.notes_label.setVisible(bool(notes))
+        self.layers_tree.clear()
+        for name, n in sorted((info.get("layer_counts") or {}).items(), key=lambda kv: (-kv[1], kv[0])):
+            item = QTreeWidgetItem([name, str(n)])
+            item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.layers_tree.addTopLevelItem(item)
+        self.layers_list.clear()
+        items = []
+        for row in info.get("layers") or []:
+            item = QTreeWidgetItem([str(row.get("name")), str(row.get("type")), fmt.count(row.get("params"))])
+            item.setTextAlignment(2, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            items.append(item)
+        self.layers_list.addTopLevelItems(items)
+
+    def _hint(self, text: str, error: bool) -> None:
+        self.inputs_hint.setText(text)
+        self.inputs_hint.setStyleSheet("color: #d32f2f;" if error else "color: palette(placeholder-text);")
+        self.inputs_hint.show()
+
+    def _inputs_edited(self, text: str) -> None:
+        if self.inputs_edit.isReadOnly():
+            return
+        try:
+            parse_inputs(text)
+        except SpecError as exc:
+            self._inputs_error = f"bad input spec: {exc}"
+            self._hint(str(exc), error=True)
+        else:
+            self._inputs_error = None
+            self._hint("ok", error=False)
+        self.modelChanged.emit()
+
+    # -- settings --------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"source": self._source, "factory": self.factory(), "trust": False,
+                "inputs": None if self.inputs_edit.isReadOnly() else self.inputs_edit.text()}

@@ -1,0 +1,420 @@
+"""The Run dock: device / runtime / dtype / batch / threads / iterations, the run buttons, a
+progress bar per phase (load, optimize, warm-up, measure), Cancel, and the queue."""
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout,
+                               QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMenu, QProgressBar,
+                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from .. import format as fmt
+from ..spec import MODEL_DTYPES, PRESETS, RUNTIMES, RunSpec
+
+PHASES = (("load", "Load"), ("optimize", "Optimize"), ("warmup", "Warm-up"), ("measure", "Measure"))
+# Which bar each worker phase drives.
+PHASE_BAR = {"load": "load", "reference": "load", "optimize": "optimize", "save": "optimize",
+             "prepare": "warmup", "cold": "warmup", "warmup": "warmup", "measure": "measure",
+             "fidelity": "measure"}
+STATUS_ICON = {"queued": "⏳", "running": "▶", "done": "✓", "failed": "✗", "cancelled": "■"}
+JOB_ROLE = Qt.ItemDataRole.UserRole
+
+
+class RunPanel(QWidget):
+    runRequested = Signal(str)          # "run" | "pair" | "all"
+    cancelRequested = Signal()
+    settingsChanged = Signal()
+    removeJobRequested = Signal(int)
+    clearFinishedRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.device_combo = QComboBox()
+        self.device_combo.setObjectName("deviceCombo")
+        self.device_combo.addItem("CPU", "cpu")
+        self.device_combo.setToolTip("Where the model runs. GPUs are found through NVML (the GUI does "
+                                     "not load CUDA itself).")
+        self.device_note = QLabel()
+        self.device_note.setWordWrap(True)
+        self.device_note.setEnabled(False)
+        self.device_note.hide()
+        self.runtime_combo = QComboBox()
+        for runtime in RUNTIMES:
+            self.runtime_combo.addItem(runtime, runtime)
+        self.runtime_combo.setToolTip("auto: PyTorch for torch models, ONNX Runtime for ONNX models and "
+                                      "chains that end in ONNX")
+        self.dtype_combo = QComboBox()
+        for dtype in MODEL_DTYPES:
+            self.dtype_combo.addItem(dtype, dtype)
+        self.dtype_combo.setToolTip("Compute dtype of the model (PyTorch runtime)")
+        self.batch_spin = QSpinBox()
+        self.batch_spin.setRange(0, 65536)
+        self.batch_spin.setSpecialValueText("model default")
+        self.batch_spin.setToolTip("Batch size (replaces the first dimension of every input); "
+                                   "0 = the model's default")
+        self.threads_spin = QSpinBox()
+        self.threads_spin.setRange(0, 1024)
+        self.threads_spin.setSpecialValueText("library default")
+        self.threads_spin.setToolTip("Intra-op CPU threads; 0 = the library default (recorded with the run)")
+        self.iters_spin = QSpinBox()
+        self.iters_spin.setRange(1, 10_000_000)
+        self.iters_spin.setValue(PRESETS["quick"]["iters"])
+        self.iters_spin.setToolTip("Minimum number of timed iterations")
+        self.duration_spin = QDoubleSpinBox()
+        self.duration_spin.setRange(0.0, 3600.0)
+        self.duration_spin.setDecimals(2)
+        self.duration_spin.setSingleStep(0.5)
+        self.duration_spin.setSuffix(" s")
+        self.duration_spin.setValue(PRESETS["quick"]["duration_s"])
+        self.duration_spin.setToolTip("Minimum timed duration: the run stops when both minimums are met")
+        self.rigorous_check = QCheckBox("Rigorous (≥ 1000 iterations, ≥ 10 s, longer warm-up)")
+        self.rigorous_check.setToolTip("The preset for numbers you will publish")
+        self.rigorous_check.toggled.connect(self._rigorous_toggled)
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.addRow("Device", self.device_combo)
+        form.addRow("", self.device_note)
+        form.addRow("Runtime", self.runtime_combo)
+        form.addRow("Dtype", self.dtype_combo)
+        form.addRow("Batch", self.batch_spin)
+        form.addRow("Threads", self.threads_spin)
+        form.addRow("Iterations", self.iters_spin)
+        form.addRow("Duration", self.duration_spin)
+        form.addRow(self.rigorous_check)
+
+        self.run_button = QPushButton("Run")
+        self.run_button.setObjectName("runButton")
+        self.run_button.setToolTip("Measure the model with the checked plugins (Ctrl+R)")
+        self.pair_button = QPushButton("Run baseline + variant")
+        self.pair_button.setObjectName("pairButton")
+        self.pair_button.setToolTip("Measure the plain model and the optimized one, so a comparison exists "
+                                    "(Ctrl+Shift+R)")
+        self.all_button = QPushButton("Run all combinations")
+        self.all_button.setObjectName("allButton")
+        self.all_button.setToolTip("Queue the baseline, each checked plugin alone, and the full chain")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("cancelButton")
+        self.cancel_button.setToolTip("Stop the running job and clear the queue (Esc or Ctrl+.)")
+        self.cancel_button.setEnabled(False)
+        self.run_button.clicked.connect(lambda: self.runRequested.emit("run"))
+        self.pair_button.clicked.connect(lambda: self.runRequested.emit("pair"))
+        self.all_button.clicked.connect(lambda: self.runRequested.emit("all"))
+        self.cancel_button.clicked.connect(self.cancelRequested)
+        self.run_button.setDefault(True)
+        buttons = QGridLayout()
+        buttons.addWidget(self.run_button, 0, 0)
+        buttons.addWidget(self.pair_button, 0, 1)
+        buttons.addWidget(self.all_button, 1, 0)
+        buttons.addWidget(self.cancel_button, 1, 1)
+
+        self.problem_label = QLabel()
+        self.problem_label.setObjectName("runProblem")
+        self.problem_label.setWordWrap(True)
+        self.problem_label.setStyleSheet("color: #d32f2f;")
+        self.problem_label.hide()
+
+        self.bars: dict[str, QProgressBar] = {}
+        self.bar_labels: dict[str, QLabel] = {}
+        grid = QGridLayout()
+        grid.setColumnStretch(1, 1)
+        for row, (key, title) in enumerate(PHASES):
+            label = QLabel(title)
+            bar = QProgressBar()
+            bar.setObjectName(f"phase_{key}")
+            bar.setRange(0, 1000)
+            bar.setValue(0)
+            bar.setFormat("")
+            bar.setMaximumHeight(16)
+            grid.addWidget(label, row, 0)
+            grid.addWidget(bar, row, 1)
+            self.bars[key] = bar
+            self.bar_labels[key] = label
+        self.status_label = QLabel("Idle")
+        self.status_label.setObjectName("runStatus")
+        self.status_label.setWordWrap(True)
+
+        self.queue_list = QListWidget()
+        self.queue_list.setObjectName("queueList")
+        self.queue_list.setMinimumHeight(70)
+        self.queue_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.queue_list.customContextMenuRequested.connect(self._queue_menu)
+        self.queue_list.setToolTip("Runs in order; right-click a queued run to remove it")
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.setToolTip("Take the selected queued run off the queue")
+        self.remove_button.clicked.connect(self._remove_selected)
+        self.clear_button = QPushButton("Clear finished")
+        self.clear_button.clicked.connect(self.clearFinishedRequested)
+        queue_buttons = QHBoxLayout()
+        queue_buttons.addWidget(QLabel("Queue"))
+        queue_buttons.addStretch(1)
+        queue_buttons.addWidget(self.remove_button)
+        queue_buttons.addWidget(self.clear_button)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.problem_label)
+        layout.addLayout(grid)
+        layout.addWidget(self.status_label)
+        layout.addLayout(queue_buttons)
+        layout.addWidget(self.queue_list, 1)
+
+        for widget in (self.device_combo, self.runtime_combo, self.dtype_combo):
+            widget.currentIndexChanged.connect(lambda _i: self.settingsChanged.emit())
+        for widget in (self.batch_spin, self.threads_spin, self.iters_spin, self.duration_spin):
+            widget.valueChanged.connect(lambda _v: self.settingsChanged.emit())
+
+        self._job = None
+        self._measure_ns = 0
+        self._measure_n = 0
+        self._optimize_steps = 1
+
+    # -- settings ----------------------------------------------------------------------------------
+    def set_devices(self, devices: list[tuple[str, str]], note: str | None = None) -> None:
+        """``[(label, device)]``; CPU is always first."""
+        current = self.device()
+        self.device_combo.blockSignals(True)
+        self.device_combo.clear()
+        self.device_combo.addItem("CPU", "cpu")
+        for label, device in devices:
+            self.device_combo.addItem(label, device)
+        index = self.device_combo.findData(current)
+        self.device_combo.setCurrentIndex(max(0, index))
+        self.device_combo.blockSignals(False)
+        self.device_note.setText(note or "")
+        self.device_note.setVisible(bool(note))
+        if index < 0:
+            self.settingsChanged.emit()
+
+    def device(self) -> str:
+        return self.device_combo.currentData() or "cpu"
+
+    def set_device(self, device: str) -> bool:
+        index = self.device_combo.findData(device)
+        if index >= 0:
+            self.device_combo.setCurrentIndex(index)
+        return index >= 0
+
+    def runtime(self) -> str:
+        return self.runtime_combo.currentData() or "auto"
+
+    def fill(self, spec: RunSpec) -> RunSpec:
+        """Copy this panel's settings into ``spec`` (returned)."""
+        spec.device = self.device()
+        spec.runtime = self.runtime()
+        spec.dtype = self.dtype_combo.currentData()
+        spec.batch = self.batch_spin.value() or None
+        spec.threads = self.threads_spin.value() or None
+        if self.rigorous_check.isChecked():
+            spec.apply_preset("rigorous")
+        else:
+            spec.iters = self.iters_spin.value()
+            spec.duration_s = float(self.duration_spin.value())
+        return spec
+
+    def _rigorous_toggled(self, on: bool) -> None:
+        self.iters_spin.setEnabled(not on)
+        self.duration_spin.setEnabled(not on)
+        self.settingsChanged.emit()
+
+    def state(self) -> dict[str, Any]:
+        return {"device": self.device(), "runtime": self.runtime(), "dtype": self.dtype_combo.currentData(),
+                "batch": self.batch_spin.value(), "threads": self.threads_spin.value(),
+                "iters": self.iters_spin.value(), "duration": self.duration_spin.value(),
+                "rigorous": self.rigorous_check.isChecked()}
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        def pick(combo: QComboBox, value: Any) -> None:
+            index = combo.findData(value)
+            if index >= 0:
+                combo.setCurrentIndex(index)
+        self._wanted_device = state.get("device")
+        pick(self.device_combo, state.get("device"))
+        pick(self.runtime_combo, state.get("runtime"))
+        pick(self.dtype_combo, state.get("dtype"))
+        for spin, key in ((self.batch_spin, "batch"), (self.threads_spin, "threads"),
+                          (self.iters_spin, "iters")):
+            try:
+                spin.setValue(int(state[key]))
+            except (KeyError, TypeError, ValueError):
+                pass
+        try:
+            self.duration_spin.setValue(float(state["duration"]))
+        except (KeyError, TypeError, ValueError):
+            pass
+        self.rigorous_check.setChecked(str(state.get("rigorous")).lower() in ("true", "1"))
+
+    # -- enabling ----------------------------------------------------------------------------------
+    def set_problem(self, problem: str | None, chain_len: int, chain_ok: bool) -> None:
+        """``problem``: why no run can start (None = it can)."""
+        ok = problem is None
+        self.run_button.setEnabled(ok)
+        self.pair_button.setEnabled(ok and chain_len > 0)
+        self.all_button.setEnabled(ok and chain_len > 0)
+        reason = problem or ""
+        for button in (self.run_button, self.pair_button, self.all_button):
+            button.setStatusTip(reason)
+        if ok and chain_len == 0:
+            tip = "check at least one plugin to compare a variant with the baseline"
+            self.pair_button.setStatusTip(tip)
+            self.all_button.setStatusTip(tip)
+        self.problem_label.setText(f"Cannot run: {problem}" if problem else "")
+        self.problem_label.setVisible(bool(problem))
+
+    def set_busy(self, busy: bool) -> None:
+        self.cancel_button.setEnabled(busy)
+
+    # -- progress ----------------------------------------------------------------------------------
+    def job_started(self, job) -> None:
+        self._job = job
+        self._measure_ns = 0
+        self._measure_n = 0
+        self._optimize_steps = max(1, len(job.spec.plugins))
+        for key, bar in self.bars.items():
+            bar.setRange(0, 1000)
+            bar.setValue(0)
+            bar.setFormat("")
+        if not job.spec.plugins:
+            self.bars["optimize"].setFormat("no plugins")
+        self._set_status(f"Running {job.label}…")
+
+    def _busy_bar(self, key: str, text: str = "") -> None:
+        bar = self.bars[key]
+        bar.setRange(0, 0)          # indeterminate
+        bar.setFormat(text)
+
+    def _finish_bar(self, key: str, text: str = "done") -> None:
+        bar = self.bars[key]
+        bar.setRange(0, 1000)
+        bar.setValue(1000)
+        bar.setFormat(text)
+
+    def _set_fraction(self, key: str, fraction: float, text: str = "%p%") -> None:
+        bar = self.bars[key]
+        bar.setRange(0, 1000)
+        bar.setValue(int(1000 * max(0.0, min(1.0, fraction))))
+        bar.setFormat(text)
+
+    def handle_event(self, event: dict) -> None:
+        """Drive the phase bars from the running job's events."""
+        kind = event.get("type")
+        if kind == "phase":
+            phase = event.get("phase")
+            key = PHASE_BAR.get(phase)
+            if key is None:
+                return
+            order = [k for k, _ in PHASES]
+            for earlier in order[: order.index(key)]:
+                if self.bars[earlier].maximum() == 0 or self.bars[earlier].value() < 1000:
+                    self._finish_bar(earlier, "skipped" if earlier == "optimize" and self._job is not None
+                                     and not self._job.spec.plugins else "done")
+            if key == "measure" and phase == "fidelity":
+                self._finish_bar("measure", f"{self._measure_n} iterations")
+                self._set_status(f"{self._job_label()}: checking fidelity against the unoptimized model…")
+            elif key == "measure":
+                self._set_fraction("measure", 0.0)
+                self._set_status(f"{self._job_label()}: measuring…")
+            else:
+                self._busy_bar(key, phase)
+                message = event.get("message") or phase
+                self._set_status(f"{self._job_label()}: {message}")
+        elif kind == "progress" and event.get("phase") == "optimize":
+            step = int(event.get("step") or 0)
+            fraction = (step + float(event.get("fraction") or 0.0)) / self._optimize_steps
+            self._set_fraction("optimize", fraction, event.get("message") or "%p%")
+        elif kind == "train":
+            epoch = event.get("epoch")
+            loss = event.get("loss")
+            if loss is not None:
+                self._set_status(f"{self._job_label()}: training student, epoch {epoch}, loss {loss:.4f}")
+        elif kind == "latency_batch" and event.get("phase") == "measure":
+            values = event.get("values_ns") or []
+            self._measure_n += len(values)
+            self._measure_ns += sum(values)
+            self._set_fraction("measure", self._measure_fraction(), f"{self._measure_n} it · %p%")
+
+    def _measure_fraction(self) -> float:
+        spec = self._job.spec if self._job is not None else None
+        if spec is None:
+            return 0.0
+        by_count = self._measure_n / max(1, spec.iters)
+        by_time = (self._measure_ns / 1e9) / spec.duration_s if spec.duration_s > 0 else 1.0
+        return min(1.0, by_count, by_time)   # the loop stops when both minimums are met
+
+    def job_finished(self, job, summary: str = "") -> None:
+        if job is not self._job:
+            return
+        if job.status == "done":
+            for key in self.bars:
+                if self.bars[key].maximum() == 0 or self.bars[key].value() < 1000:
+                    self._finish_bar(key, "skipped" if key == "optimize" and not job.spec.plugins else "done")
+            self._set_status(f"✓ {job.label}: done{' — ' + summary if summary else ''}")
+        else:
+            for key, bar in self.bars.items():
+                if bar.maximum() == 0:
+                    bar.setRange(0, 1000)
+                    bar.setValue(0)
+                    bar.setFormat(job.status)
+            reason = f": {job.message}" if job.message else ""
+            self._set_status(f"{STATUS_ICON.get(job.status, '')} {job.label}: {job.status}{reason}")
+        self._job = None
+
+    def _job_label(self) -> str:
+        return self._job.label if self._job is not None else "run"
+
+    def _set_status(self, text: str) -> None:
+        first = text.splitlines()[0] if text else ""
+        self.status_label.setText(first if len(first) < 240 else first[:239] + "…")
+        self.status_label.setToolTip(text)
+
+    # -- queue ---------------------------------------------------------------------------------------
+    def update_queue(self, jobs: list) -> None:
+        selected = self.selected_job_id()
+        self.queue_list.clear()
+        for job in jobs[-100:]:
+            run = f"#{job.run_id} " if job.run_id is not None else ""
+            text = f"{STATUS_ICON.get(job.status, '?')} {run}{job.label} — {job.status}"
+            if job.status == "running" and job.phase:
+                text += f" ({job.phase})"
+            if job.finished_at and job.started_at:
+                text += f" · {job.finished_at - job.started_at:.1f} s"
+            item = QListWidgetItem(text)
+            item.setData(JOB_ROLE, job.id)
+            tip = job.spec.describe_chain() + f" on {job.spec.device}"
+            if job.message:
+                tip += f"\n{job.message}"
+            item.setToolTip(tip)
+            self.queue_list.addItem(item)
+            if job.id == selected:
+                self.queue_list.setCurrentItem(item)
+        self.queue_list.scrollToBottom()
+
+    def selected_job_id(self) -> int | None:
+        item = self.queue_list.currentItem()
+        return item.data(JOB_ROLE) if item is not None else None
+
+    def _remove_selected(self) -> None:
+        job_id = self.selected_job_id()
+        if job_id is not None:
+            self.removeJobRequested.emit(job_id)
+
+    def _queue_menu(self, pos) -> None:
+        item = self.queue_list.itemAt(pos)
+        menu = QMenu(self)
+        if item is not None:
+            job_id = item.data(JOB_ROLE)
+            menu.addAction("Remove from queue", lambda: self.removeJobRequested.emit(job_id))
+        menu.addAction("Clear finished", self.clearFinishedRequested.emit)
+        menu.addAction("Cancel all", self.cancelRequested.emit)
+        menu.popup(self.queue_list.viewport().mapToGlobal(pos))
+
+
+def summarize_record(record) -> str:
+    latency = (record.result or {}).get("latency") or {}
+    if not latency:
+        return ""
+    return f"p50 {fmt.ms(latency.get('median_ms'))}, p99 {fmt.ms(latency.get('p99_ms'))}"
+

@@ -282,9 +282,14 @@ class _BufferedWriter:
 
 
 def _gpu_index(device: str) -> int | None:
+    """NVML numbers GPUs by PCI bus; CUDA numbers the visible ones. Map through CUDA_VISIBLE_DEVICES."""
     if not device.startswith("cuda"):
         return None
-    return int(device.split(":")[1]) if ":" in device else 0
+    index = int(device.split(":")[1]) if ":" in device else 0
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if index < len(visible) and visible[index].isdigit():
+        return int(visible[index])
+    return index
 
 
 def _telemetry_summary(sampler: Any, result: dict) -> dict:

@@ -1,0 +1,95 @@
+"""How close are our latency numbers to torch.utils.benchmark, and what does our loop cost?
+
+For each demo model on the CPU: our median (a real `Session.run` in a worker process) next to
+`torch.utils.benchmark.Timer(...).blocked_autorange()`'s median for the same module, input and
+thread count, interleaved over several rounds (the machine is shared and noisy; the ratio of the
+medians-of-rounds is what we quote). Then the per-iteration overhead of our loop on a no-op
+model: our median for `nn.Identity` minus Timer's (both include the module call itself).
+
+    python benchmarks/harness_accuracy.py [--rounds 3] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import print_table, write_results  # noqa: E402
+
+
+def timer_median_ms(module, inputs, threads: int, min_run_time: float) -> float:
+    import torch
+    from torch.utils.benchmark import Timer
+    torch.set_num_threads(threads)
+    with torch.no_grad():
+        timer = Timer(stmt="module(*inputs)", globals={"module": module, "inputs": inputs}, num_threads=threads)
+        measurement = timer.blocked_autorange(min_run_time=min_run_time)
+    return measurement.median * 1e3
+
+
+def ours_median_ms(session, spec) -> float:
+    record = session.run(spec)
+    if record.status != "done":
+        raise SystemExit(f"run failed: {record.error}")
+    return record.result["latency"]["median_ms"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per measurement")
+    args = parser.parse_args()
+
+    import numpy as np
+    import torch
+
+    from workbench.models import demos
+    from workbench.models.loaders import DEMO_DEFAULT_BATCH
+    from workbench.session import Session
+    from workbench.spec import InputSpec, RunSpec
+    from workbench.store import ResultsStore
+
+    tmp = Path(tempfile.mkdtemp(prefix="wb-harness-"))
+    session = Session(ResultsStore(tmp / "runs.sqlite"))
+    rows, results = [], []
+    cases = []
+    data = demos.load_eval_data(demos.assets_dir() / "digits.npz")
+    x = torch.from_numpy(np.ascontiguousarray(data["x_test"][:DEMO_DEFAULT_BATCH]))
+    for name in demos.demo_names():
+        spec = RunSpec(model=f"demo:{name}", threads=args.threads, iters=200, duration_s=args.duration)
+        cases.append((f"demo:{name} (batch {DEMO_DEFAULT_BATCH})", demos.build_demo_module(name), [x], spec))
+    noop_path = tmp / "noop.pt"
+    identity = torch.nn.Identity()
+    torch.jit.save(torch.jit.script(identity), str(noop_path))
+    noop_input = torch.zeros(1, 1)
+    cases.append(("no-op (nn.Identity, TorchScript)", torch.jit.load(str(noop_path)), [noop_input],
+                  RunSpec(model=str(noop_path), inputs=[InputSpec([1, 1])], threads=args.threads, iters=1000,
+                          duration_s=args.duration)))
+
+    for label, module, inputs, spec in cases:
+        ours, theirs = [], []
+        for _ in range(args.rounds):   # interleave so drift hits both sides alike
+            ours.append(ours_median_ms(session, spec))
+            theirs.append(timer_median_ms(module, inputs, args.threads, args.duration))
+        o, t = statistics.median(ours), statistics.median(theirs)
+        results.append({"case": label, "ours_ms": ours, "timer_ms": theirs, "ours_median_ms": o,
+                        "timer_median_ms": t, "ratio": o / t, "difference_us": (o - t) * 1e3})
+        rows.append([label, f"{o:.4f}", f"{t:.4f}", f"{o / t:.3f}", f"{(o - t) * 1e3:+.2f}"])
+    print_table(["case", "ours p50 (ms)", "Timer p50 (ms)", "ratio", "difference (µs)"], rows)
+    noop = results[-1]
+    print(f"\nper-iteration overhead of our loop vs Timer on a no-op: {noop['difference_us']:+.2f} µs "
+          f"(our no-op median {noop['ours_median_ms'] * 1e3:.2f} µs; goal ≤ 10 µs)")
+    within = [abs(r["ratio"] - 1) <= 0.02 for r in results[:-1]]
+    print(f"demo models within ±2 % of Timer: {sum(within)}/{len(within)}")
+    path = write_results("harness_accuracy", {"threads": args.threads, "rounds": args.rounds,
+                                              "duration_s": args.duration, "cases": results})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

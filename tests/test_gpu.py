@@ -1,0 +1,51 @@
+"""Runs only where an NVIDIA GPU and a CUDA build of torch are present (skipped elsewhere).
+
+The NVML code is unit-tested against a fake in test_telemetry.py; these tests exercise the real
+driver: CUDA-event timing, NVML power/energy/memory, torch's allocator peaks.
+"""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")]
+
+
+@pytest.fixture
+def store(tmp_path):
+    from workbench.store import ResultsStore
+    return ResultsStore(tmp_path / "gpu.sqlite")
+
+
+def test_demo_on_cuda_has_power_energy_and_memory(store):
+    from workbench.session import Session
+    from workbench.spec import RunSpec
+    record = Session(store).run(RunSpec(model="demo:digits-cnn", device="cuda", iters=500, duration_s=3.0))
+    assert record.status == "done", record.error
+    r = record.result
+    assert r["runtime"]["device"] == "cuda" and r["runtime"]["gpu_name"]
+    assert r["device_memory"]["torch_peak_allocated_bytes"] > 0
+    status = r["telemetry_status"]
+    assert status["nvml"] == "ok", status
+    tel = r["telemetry"]
+    assert tel["gpu_power_mean_w"] and tel["gpu_power_mean_w"] > 10
+    assert tel["gpu_mem_used_peak_bytes"] > 0
+    assert r["energy"]["joules_per_inference"] and r["energy"]["joules_per_inference"] > 0
+    assert tel["sampler_cpu_fraction"] < 0.01, "the sampler must cost < 1 % of a core"
+    assert r["fidelity"]["top1_agreement"] == 1.0
+
+
+def test_cuda_event_timing_agrees_with_torch_benchmark(store):
+    from torch.utils.benchmark import Timer
+
+    from workbench.models import demos
+    from workbench.session import Session
+    from workbench.spec import RunSpec
+    record = Session(store).run(RunSpec(model="demo:digits-transformer", device="cuda", iters=500, duration_s=2.0))
+    assert record.status == "done", record.error
+    module = demos.build_demo_module("digits-transformer").cuda()
+    x = torch.randn(64, 1, 8, 8, device="cuda")
+    with torch.no_grad():
+        theirs = Timer("m(x)", globals={"m": module, "x": x}).blocked_autorange(min_run_time=2).median * 1e3
+    ours = record.result["latency"]["median_ms"]
+    assert 0.7 < ours / theirs < 1.3, (ours, theirs)

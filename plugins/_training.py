@@ -66,25 +66,32 @@ def model_float_dtype(model: Any) -> Any:
     return torch.float32
 
 
+@contextlib.contextmanager
+def eval_mode(model: Any) -> Iterator[Any]:
+    """Eval mode (no BatchNorm statistics updates, no dropout) for the block; mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def output_shape(model: Any, example_inputs: list) -> tuple[int, ...]:
     import torch
 
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         out = first_output(model(*example_inputs))
     return tuple(out.shape)
 
 
 def check_runs(model: Any, example_inputs: list, expected_shape: tuple[int, ...], what: str) -> None:
     """Raise PluginError unless ``model`` runs on the example inputs with the expected output shape."""
-    was_training = model.training
-    model.eval()
     try:
         shape = output_shape(model, example_inputs)
     except Exception as exc:
         raise PluginError(f"{what}: the resulting model no longer runs on the run's inputs "
                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
-    finally:
-        model.train(was_training)
     if shape != tuple(expected_shape):
         raise PluginError(f"{what}: the output shape changed from {tuple(expected_shape)} to {shape}")
 
@@ -170,18 +177,12 @@ def predict(model: Any, inputs: list, batch_size: int = 512,
     """Logits for all samples (eval mode, no grad); the model's mode is restored afterwards."""
     import torch
 
-    was_training = model.training
-    model.eval()
     outs = []
-    try:
-        with torch.no_grad():
-            n = len(inputs[0])
-            for start in range(0, n, batch_size):
-                if check is not None:
-                    check()
-                outs.append(first_output(model(*[x[start:start + batch_size] for x in inputs])))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        for start in range(0, len(inputs[0]), batch_size):
+            if check is not None:
+                check()
+            outs.append(first_output(model(*[x[start:start + batch_size] for x in inputs])))
     return torch.cat(outs)
 
 

@@ -187,6 +187,9 @@ class Distill(Plugin):
             if p["width"] < 1.0:
                 layers, caught = channel_prune(student, context.example_inputs, 1.0 - p["width"],
                                                p=1, what="distill")
+                if not layers:
+                    raise PluginError("distill: torch-pruning found no channel it could remove from "
+                                      "this model; use student=depth or student=factory")
                 notes += [f"torch-pruning: {msg}" for msg in caught[:5]]
             else:
                 layers = []
@@ -200,16 +203,20 @@ class Distill(Plugin):
 
     # -- run ---------------------------------------------------------------------------------
     def apply(self, model: Any, context: PluginContext) -> tuple[Any, PluginReport]:
+        if not self.params["synthetic"] and not T.has_split(context.data, "train"):
+            raise PluginError(NO_DATA_MESSAGE)
+        with T.eval_mode(model):                       # the teacher is frozen: eval, no grad
+            student, report = self._distill(model, context)
+        return student, report
+
+    def _distill(self, teacher: Any, context: PluginContext) -> tuple[Any, PluginReport]:
         import torch
         import torch.nn.functional as F
         from workbench.models.info import count_parameters, model_bytes
 
         p = self.params
-        teacher = model
         data = context.data
         synthetic = p["synthetic"]
-        if not synthetic and not T.has_split(data, "train"):
-            raise PluginError(NO_DATA_MESSAGE)
         context.progress(0.0, f"building the {p['student']} student")
         expected = T.output_shape(teacher, context.example_inputs)
         dtype = T.model_float_dtype(teacher)
@@ -236,33 +243,28 @@ class Distill(Plugin):
             if y_train is None:
                 notes.append("no labels: pure distillation loss (alpha unused)")
 
-            teacher_training = teacher.training
-            teacher.eval()
-            try:
-                teacher_acc = T.accuracy(teacher, x_test, y_test, check=context.check_cancelled)
-                temperature, alpha = p["temperature"], p["alpha"]
+            teacher_acc = T.accuracy(teacher, x_test, y_test, check=context.check_cancelled)
+            temperature, alpha = p["temperature"], p["alpha"]
 
-                def loss_fn(outputs: Any, inputs: list, labels: Any) -> Any:
-                    with torch.no_grad():
-                        target = T.first_output(teacher(*inputs)).float()
-                    s = outputs.float().reshape(-1, outputs.shape[-1])
-                    t = target.reshape(-1, target.shape[-1])
-                    kd = F.kl_div(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1),
-                                  log_target=True, reduction="batchmean") * temperature ** 2
-                    if labels is None or alpha == 0.0:
-                        return kd
-                    return (1.0 - alpha) * kd + alpha * F.cross_entropy(s, labels.reshape(-1))
+            def loss_fn(outputs: Any, inputs: list, labels: Any) -> Any:
+                with torch.no_grad():
+                    target = T.first_output(teacher(*inputs)).float()
+                s = outputs.float().reshape(-1, outputs.shape[-1])
+                t = target.reshape(-1, target.shape[-1])
+                kd = F.kl_div(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1),
+                              log_target=True, reduction="batchmean") * temperature ** 2
+                if labels is None or alpha == 0.0:
+                    return kd
+                return (1.0 - alpha) * kd + alpha * F.cross_entropy(s, labels.reshape(-1))
 
-                def evaluate() -> float | None:
-                    return T.accuracy(student, x_test, y_test, check=context.check_cancelled)
+            def evaluate() -> float | None:
+                return T.accuracy(student, x_test, y_test, check=context.check_cancelled)
 
-                context.progress(0.05, "distilling")
-                result = T.train(student, x_train, y_train, loss_fn, context=context, epochs=p["epochs"],
-                                 lr=p["lr"], batch_size=p["batch_size"], what="distill",
-                                 evaluate=evaluate, span=(0.05, 0.98))
-                agree = T.agreement(teacher, student, x_test, check=context.check_cancelled)
-            finally:
-                teacher.train(teacher_training)
+            context.progress(0.05, "distilling")
+            result = T.train(student, x_train, y_train, loss_fn, context=context, epochs=p["epochs"],
+                             lr=p["lr"], batch_size=p["batch_size"], what="distill",
+                             evaluate=evaluate, span=(0.05, 0.98))
+            agree = T.agreement(teacher, student, x_test, check=context.check_cancelled)
         student.eval()
 
         student_acc = result.accuracies[-1] if result.accuracies else None

@@ -310,11 +310,12 @@ class Prune(Plugin):
             raise PluginError(f"prune: finetune_epochs={p['finetune_epochs']} needs labelled training "
                               f"data: {T.DATA_HINT}, or set finetune_epochs=0")
         context.progress(0.0, f"{p['method']} pruning")
-        expected = T.output_shape(model, context.example_inputs)
-        acc_before = T.eval_accuracy(model, context)
-        params_before = count_parameters(model)
-        bytes_before = model_bytes(model)
-        flops_before = count_flops(model, context.example_inputs)
+        with T.eval_mode(model):
+            expected = T.output_shape(model, context.example_inputs)
+            acc_before = T.eval_accuracy(model, context)
+            params_before = count_parameters(model)
+            bytes_before = model_bytes(model)
+            flops_before = count_flops(model, context.example_inputs)
 
         pruned = T.copy_model(model)
         ignored = resolve_modules(pruned, p["ignore"], "prune")

@@ -23,12 +23,10 @@ BATCH = 16
 # Demo models and data (bundled demos when present, else a small model trained here)
 # ---------------------------------------------------------------------------------------------
 def _digits_data() -> dict:
+    from workbench.models.demos import get_demo, load_eval_data
     try:
-        from workbench.models.demos import load_eval_data
-        data = load_eval_data(ROOT / "assets" / "digits.npz")
-        if isinstance(data, dict) and data.get("x_train") is not None:
-            return {k: np.asarray(v) for k, v in data.items()}
-    except Exception:
+        return load_eval_data(get_demo("digits-cnn").data)
+    except FileNotFoundError:             # assets not generated: the same split made here
         pass
     from sklearn.datasets import load_digits
     digits = load_digits()
@@ -53,14 +51,12 @@ def _train(model: nn.Module, data: dict, epochs: int) -> nn.Module:
 
 
 def _demo(kind: str, data: dict) -> nn.Module:
+    """The bundled ``digits-cnn`` / ``digits-transformer`` demo; without the generated weights,
+    a small model of the same architecture trained here."""
+    from workbench.models.demos import build_demo_module
     try:
-        from workbench.models.demos import build_demo_module
-        for name in (f"digits_{kind}", kind):
-            try:
-                return build_demo_module(name).eval()
-            except Exception:
-                continue
-    except ImportError:
+        return build_demo_module(f"digits-{kind}")
+    except FileNotFoundError:
         pass
     from workbench.models.demo_nets import digits_cnn, digits_transformer
     torch.manual_seed(0)

@@ -182,8 +182,8 @@ def _run_entry(store: ResultsStore, record: RunRecord, baseline: RunRecord | Non
     energy_note = None
     if energy_j is None:
         method = (energy or {}).get("method")
-        energy_note = (method if method and method.startswith("unavailable") else
-                       f"not measured: NVML {nvml}" if nvml else "not measured")
+        energy_note = (f"not measured: NVML {nvml}" if nvml and nvml != "ok" else
+                       method if method and method.startswith("unavailable") else "not measured")
 
     argv, command_notes = spec_to_argv(spec) if spec.get("model") else ([], ["no RunSpec stored"])
     failure = None

@@ -1,0 +1,425 @@
+"""The one adapter between the ``quantize`` plugin and the quantization libraries.
+
+Every torch.ao / torchao / onnxruntime.quantization call lives here, behind small functions that
+take a model and return a :class:`QuantResult`. ``torch.ao.quantization`` is deprecated upstream
+(eager ``quantize_dynamic`` and the FX flow are moving to torchao ``quantize_`` and PT2E): when a
+backend moves, only this file changes; the plugin's methods, params and reports stay the same.
+
+What runs where, with this stack (torch 2.13, torchao 0.18, onnxruntime 1.32):
+
+* ``dynamic_int8``   torch.ao ``quantize_dynamic`` (nn.Linear / LSTM / GRU / cells), eager int8
+                     kernels of the host engine (``x86`` = fbgemm + oneDNN, ``qnnpack`` on ARM). CPU only.
+* ``static_int8``    torch.ao FX ``prepare_fx`` / ``convert_fx`` with the x86 QConfigMapping: real
+                     int8 modules (QuantizedConvReLU2d, QuantizedLinear) that are fast in eager.
+                     PT2E (torchao ``prepare_pt2e`` / ``convert_pt2e`` + ``X86InductorQuantizer``) is the
+                     fallback for models FX cannot trace: its output is a Q/DQ graph that is only
+                     fast once ``torch.compile``'d, so it is not the default. CPU only.
+* ``weight_only_int8`` torchao ``quantize_(model, Int8WeightOnlyConfig())``: CPU and CUDA.
+* ``int4``           torchao ``Int4WeightOnlyConfig`` (tile_packed_to_4d / tinygemm, bf16): CUDA only —
+                     every int4 packing format in torchao 0.18 needs CUDA (or the mslk package).
+* ``fp16`` / ``bf16``  ``model.to(dtype)``.
+* ONNX ``dynamic_int8`` / ``static_int8``: ``onnxruntime.quantization.quantize_dynamic`` /
+  ``quantize_static`` (QDQ, per-channel, MinMax calibration) after ``quant_pre_process``.
+
+Nothing here imports torch or onnx at module level (the GUI imports plugin modules without torch).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from workbench.errors import PluginError
+
+# torch module types that dynamic int8 quantization replaces (by name: no torch import here).
+DYNAMIC_TYPES = ("Linear", "LSTM", "GRU", "LSTMCell", "GRUCell", "RNNCell")
+# ONNX ops that run with int8 weights after onnxruntime quantization.
+_ONNX_INT_OPS = ("MatMulInteger", "ConvInteger", "QLinearConv", "QLinearMatMul", "QGemm",
+                 "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "DynamicQuantizeLSTM", "QAttention")
+# Weight-bearing ONNX ops (their weight input feeds from a DequantizeLinear in a QDQ model).
+_ONNX_WEIGHT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU", "Attention")
+# Dynamic ONNX quantization: MatMul-like ops only. ConvInteger has no fast CPU kernel (it made
+# the demo CNN ~8x slower here), the same reason torch's dynamic flow leaves Conv alone.
+_ONNX_DYNAMIC_OPS = ["MatMul", "Gemm", "Attention", "LSTM"]
+
+
+@dataclass
+class QuantResult:
+    model: Any
+    layers: list[str]               # names of the layers whose weights are now low precision
+    backend: str                    # library + API + engine, e.g. "torch.ao quantize_dynamic (x86)"
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Host capabilities (no torch import)
+# ---------------------------------------------------------------------------------------------
+def _cpu_flags() -> set[str] | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    return set()
+
+
+def cpu_bf16_support() -> tuple[bool, str]:
+    """(usable, how) for bf16 on this CPU, read from /proc/cpuinfo without importing torch.
+
+    oneDNN runs bf16 natively with AMX-BF16 / AVX512-BF16, and emulates it (correct, slower than
+    fp32) with plain AVX512; without AVX512 torch falls back to slow reference kernels.
+    """
+    flags = _cpu_flags()
+    if flags is None:   # not Linux: ask torch (only when it is already loaded: cheap)
+        import sys
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return True, "supported by oneDNN on this CPU"
+        if platform.machine().lower() in ("arm64", "aarch64"):
+            return True, "ARM CPU (bf16 support depends on the core; check speed)"
+        return False, "could not tell whether this CPU supports bf16"
+    if "amx_bf16" in flags:
+        return True, "native bf16 via AMX-BF16 (oneDNN)"
+    if "avx512_bf16" in flags:
+        return True, "native bf16 via AVX512-BF16 (oneDNN)"
+    if {"avx512f", "avx512bw", "avx512vl"} <= flags:
+        return True, "bf16 emulated with AVX512 (oneDNN): correct but usually slower than fp32"
+    if "bf16" in flags:   # aarch64 with the BF16 extension
+        return True, "native bf16 (ARM BF16 extension)"
+    return False, "this CPU has neither AVX512 nor a bf16 extension, so bf16 runs on slow reference kernels"
+
+
+def host_engine() -> str:
+    """The eager int8 engine for this CPU: x86 (fbgemm+oneDNN), else fbgemm, else qnnpack (ARM)."""
+    import torch
+    engines = torch.backends.quantized.supported_engines
+    arm = platform.machine().lower() in ("arm64", "aarch64") or "arm" in platform.machine().lower()
+    order = ("qnnpack",) if arm else ("x86", "fbgemm", "onednn", "qnnpack")
+    for name in order:
+        if name in engines:
+            return name
+    raise PluginError(f"this torch build has no int8 CPU engine (engines: {', '.join(engines) or 'none'})")
+
+
+def _use_engine() -> tuple[str, str]:
+    import torch
+    engine = host_engine()
+    torch.backends.quantized.engine = engine
+    note = (f"sets torch.backends.quantized.engine = {engine!r} for this process "
+            "(the packed int8 weights are built for that engine)")
+    return engine, note
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the deprecation chatter of torch.ao and onnxruntime's root-logger hints."""
+    import warnings
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+
+
+# ---------------------------------------------------------------------------------------------
+# Which layers changed
+# ---------------------------------------------------------------------------------------------
+def _has_low_precision_weight(module: Any) -> bool:
+    import torch
+    if type(module).__name__ == "LinearPackedParams":
+        return False
+    if hasattr(module, "_all_weight_values"):          # dynamic quantized LSTM/GRU
+        return True
+    if hasattr(module, "_packed_params") and "quantized" in type(module).__module__:
+        return True                                    # (dynamic) quantized Linear / cells
+    weight = getattr(module, "weight", None)
+    if callable(weight) and not isinstance(weight, torch.Tensor):
+        try:
+            weight = weight()                          # quantized conv/linear expose weight()
+        except Exception:
+            return False
+    if isinstance(weight, torch.Tensor):
+        if type(weight).__module__.startswith("torchao"):
+            return True
+        return weight.is_quantized
+    return False
+
+
+def quantized_layer_names(model: Any) -> list[str]:
+    return [name for name, module in model.named_modules() if name and _has_low_precision_weight(module)]
+
+
+def count_weight_elements(model: Any) -> int:
+    """Weight/bias elements of a (possibly quantized) torch module.
+
+    ``workbench.models.info.count_parameters`` sees nn.Parameters and packed Linear params, but a
+    statically quantized conv keeps its int8 weight as a plain tensor: count those too.
+    """
+    import torch
+    total = 0
+    for key, value in model.state_dict().items():
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        leaf = key.rsplit(".", 1)[-1]
+        if leaf in ("scale", "zero_point", "running_mean", "running_var", "num_batches_tracked"):
+            continue
+        if key.endswith("_scale_0") or key.endswith("_zero_point_0"):
+            continue
+        for item in items:
+            if isinstance(item, torch.Tensor) and item.dim() > 0:
+                total += item.numel()
+    return int(total)
+
+
+# ---------------------------------------------------------------------------------------------
+# torch models
+# ---------------------------------------------------------------------------------------------
+def _require_float32(model: Any, method: str) -> None:
+    import torch
+    for p in model.parameters():
+        if p.is_floating_point() and p.dtype != torch.float32:
+            raise PluginError(f"quantize {method} needs a float32 model but its weights are {p.dtype}; "
+                              "put quantize before any fp16/bf16 step")
+
+
+def dynamic_int8(model: Any) -> QuantResult:
+    """Weights int8 ahead of time, activations quantized per batch at run time (CPU)."""
+    import torch
+    from torch import nn
+    _require_float32(model, "dynamic_int8")
+    engine, note = _use_engine()
+    targets = {getattr(nn, name) for name in DYNAMIC_TYPES}
+    model = model.eval()
+    with _quiet():
+        quantized = torch.ao.quantization.quantize_dynamic(model, targets, dtype=torch.qint8, inplace=False)
+    return QuantResult(quantized, quantized_layer_names(quantized),
+                       f"torch.ao.quantization.quantize_dynamic (engine {engine})", [note])
+
+
+def static_int8(model: Any, example_inputs: list, batches: Iterable[list],
+                on_batch: Callable[[int], None] = lambda n: None) -> QuantResult:
+    """Weights and activations int8, activation ranges from calibration batches (CPU).
+
+    FX graph mode first (fast eager int8 modules); PT2E when FX cannot trace the model.
+    """
+    import torch
+    _require_float32(model, "static_int8")
+    engine, note = _use_engine()
+    model = copy.deepcopy(model).eval()
+    batches = list(batches)
+    fx_error = None
+    try:
+        from torch.ao.quantization import get_default_qconfig_mapping
+        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+        with _quiet():
+            prepared = prepare_fx(model, get_default_qconfig_mapping(engine), tuple(example_inputs))
+    except Exception as exc:  # not symbolically traceable: PT2E below
+        fx_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        prepared = None
+    if prepared is not None:
+        _calibrate(prepared, batches, on_batch)
+        with _quiet():
+            quantized = convert_fx(prepared)
+        return QuantResult(quantized, quantized_layer_names(quantized),
+                           f"torch.ao FX prepare_fx/convert_fx, x86 QConfigMapping (engine {engine})", [note])
+    try:
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
+        with _quiet():
+            exported = torch.export.export(model, tuple(example_inputs)).module()
+            quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config())
+            prepared = prepare_pt2e(exported, quantizer)
+        _calibrate(prepared, batches, on_batch)
+        with _quiet():
+            quantized = convert_pt2e(prepared)
+    except PluginError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"static int8 quantization failed: FX could not trace the model ({fx_error}) and "
+                          f"PT2E failed too ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                          "use method=dynamic_int8 or weight_only_int8") from exc
+    layers = _pt2e_quantized_weights(quantized)
+    notes = [note, f"FX could not trace the model ({fx_error}): used PT2E. Its output is a "
+             "quantize/dequantize graph that runs at fp32 speed in eager; add `fuse method=torch_compile` "
+             "after this step to get int8 kernels"]
+    return QuantResult(quantized, layers, "torchao PT2E prepare_pt2e/convert_pt2e, X86InductorQuantizer", notes)
+
+
+def _calibrate(prepared: Any, batches: list, on_batch: Callable[[int], None]) -> None:
+    import torch
+    with torch.no_grad():
+        for index, batch in enumerate(batches):
+            on_batch(index)
+            prepared(*batch)
+
+
+def _pt2e_quantized_weights(graph_module: Any) -> list[str]:
+    """Names of the weights that feed a dequantize node in a converted PT2E graph."""
+    names = []
+    for node in graph_module.graph.nodes:
+        if node.op == "call_function" and "dequantize" in str(node.target):
+            source = node.args[0] if node.args else None
+            if getattr(source, "op", None) == "get_attr":
+                names.append(str(source.target))
+    return names
+
+
+def torchao_int4_devices() -> tuple[str, ...]:
+    return ("cuda",)
+
+
+def weight_only(model: Any, bits: int, device: str, group_size: int = 64) -> QuantResult:
+    """torchao ``quantize_``: int8 (per-channel) or int4 (groupwise, bf16 activations) weights."""
+    import torch
+    from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
+    model = copy.deepcopy(model).eval()
+    notes = []
+    if bits == 8:
+        model = model.to(device)
+        config = Int8WeightOnlyConfig(set_inductor_config=False)
+        backend = "torchao quantize_(Int8WeightOnlyConfig)"
+        if not device.startswith("cuda"):
+            notes.append("CPU eager dequantizes the int8 weights on every call: the model is smaller but "
+                         "usually not faster; add `fuse method=torch_compile` after this step for fused kernels")
+    else:
+        if not device.startswith("cuda"):
+            raise PluginError("quantize int4 runs on CUDA only: torchao's int4 weight kernels (tinygemm / "
+                              "mslk) have no CPU implementation; use weight_only_int8 or dynamic_int8 on cpu")
+        model = model.to(device=device, dtype=torch.bfloat16)
+        config = Int4WeightOnlyConfig(group_size=group_size, int4_packing_format="tile_packed_to_4d",
+                                      set_inductor_config=False)
+        backend = f"torchao quantize_(Int4WeightOnlyConfig, tile_packed_to_4d, group_size={group_size})"
+        notes.append("int4 (tinygemm) needs bf16: the model and its inputs are bfloat16 now")
+    with _quiet():
+        quantize_(model, config)
+    layers = quantized_layer_names(model)
+    if bits == 4:
+        skipped = [n for n, m in model.named_modules()
+                   if isinstance(m, torch.nn.Linear) and n not in layers]
+        if skipped:
+            notes.append(f"{len(skipped)} Linear layer(s) kept in bf16: in_features not divisible by "
+                         f"group_size={group_size} ({', '.join(skipped[:5])}{'...' if len(skipped) > 5 else ''})")
+    return QuantResult(model, layers, backend, notes)
+
+
+def cast(model: Any, dtype_name: str, device: str) -> QuantResult:
+    import torch
+    dtype = getattr(torch, dtype_name)
+    model = copy.deepcopy(model).eval().to(device=device, dtype=dtype)
+    layers = [name for name, module in model.named_modules()
+              if name and any(p.dtype == dtype for p in module.parameters(recurse=False))]
+    return QuantResult(model, layers, f"torch Module.to({dtype_name})",
+                       [f"inputs are cast to {dtype_name} by the runtime (it follows the weights' dtype)"])
+
+
+# ---------------------------------------------------------------------------------------------
+# ONNX models (onnxruntime.quantization)
+# ---------------------------------------------------------------------------------------------
+def _onnx_input_names(proto: Any) -> list[str]:
+    initializers = {t.name for t in proto.graph.initializer}
+    return [i.name for i in proto.graph.input if i.name not in initializers]
+
+
+def _preprocess(proto: Any, workdir: Path, notes: list[str]) -> Path:
+    """Save the model and run ORT's recommended pre-processing (shape inference + basic fusions)."""
+    import onnx
+    from onnxruntime.quantization import quant_pre_process
+    workdir.mkdir(parents=True, exist_ok=True)
+    source = workdir / "quantize_input.onnx"
+    onnx.save(proto, str(source))
+    target = workdir / "quantize_preprocessed.onnx"
+    try:
+        with _quiet(), contextlib.redirect_stdout(io.StringIO()):
+            quant_pre_process(str(source), str(target))
+        return target
+    except Exception as exc:
+        notes.append(f"onnxruntime pre-processing skipped ({type(exc).__name__}): quantized as exported")
+        return source
+
+
+def onnx_quantized_nodes(proto: Any) -> list[str]:
+    """Nodes that now compute with int8 weights (integer ops, or a QDQ weight input)."""
+    initializers = {t.name for t in proto.graph.initializer}
+    dequant_of_weight = {node.output[0] for node in proto.graph.node
+                         if node.op_type == "DequantizeLinear" and node.input and
+                         (node.input[0] in initializers or node.input[0].endswith("_quantized"))}
+    # A DequantizeLinear whose input is produced by a Constant node is a weight too.
+    constants = {o for node in proto.graph.node if node.op_type == "Constant" for o in node.output}
+    dequant_of_weight |= {node.output[0] for node in proto.graph.node
+                          if node.op_type == "DequantizeLinear" and node.input and node.input[0] in constants}
+    names = []
+    for index, node in enumerate(proto.graph.node):
+        quantized = node.op_type in _ONNX_INT_OPS or (
+            node.op_type in _ONNX_WEIGHT_OPS and any(i in dequant_of_weight for i in node.input[1:]))
+        if quantized:
+            names.append(node.name or f"{node.op_type}_{index}")
+    return names
+
+
+def onnx_dynamic_int8(proto: Any, workdir: Path) -> QuantResult:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    notes: list[str] = []
+    source = _preprocess(proto, workdir, notes)
+    target = workdir / "quantized_dynamic_int8.onnx"
+    with _quiet():
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=list(_ONNX_DYNAMIC_OPS))
+    out = onnx.load(str(target))
+    notes.append("Conv is left in float: ONNX Runtime's ConvInteger has no fast CPU kernel "
+                 "(use static_int8 for convolutions)")
+    return QuantResult(out, onnx_quantized_nodes(out), "onnxruntime.quantization.quantize_dynamic (QInt8 weights)",
+                       notes, {"artifact": str(target)})
+
+
+def onnx_static_int8(proto: Any, workdir: Path, batches: list,
+                     on_batch: Callable[[int], None] = lambda n: None) -> QuantResult:
+    import numpy as np
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    names = _onnx_input_names(proto)
+    if len(names) != 1:
+        raise PluginError(f"quantize static_int8 calibrates single-input ONNX models (x_train feeds the input); "
+                          f"this model has {len(names)} inputs ({', '.join(names)})")
+    notes: list[str] = []
+    source = _preprocess(proto, workdir, notes)
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.index = 0
+
+        def get_next(self):
+            if self.index >= len(batches):
+                return None
+            on_batch(self.index)
+            batch = batches[self.index]
+            self.index += 1
+            return {names[0]: np.ascontiguousarray(batch[0].detach().cpu().numpy().astype(np.float32))}
+
+    target = workdir / "quantized_static_int8.onnx"
+    with _quiet(), contextlib.redirect_stdout(io.StringIO()):
+        quantize_static(str(source), str(target), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+    out = onnx.load(str(target))
+    return QuantResult(out, onnx_quantized_nodes(out),
+                       "onnxruntime.quantization.quantize_static (QDQ, per-channel QInt8, MinMax calibration)",
+                       notes, {"artifact": str(target)})
+
+
+def remove_file(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)

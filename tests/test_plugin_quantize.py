@@ -1,0 +1,330 @@
+"""The quantize plugin: torch dynamic/static int8, torchao weight-only, fp16/bf16, ONNX Runtime int8,
+parameter/device validation, discovery without torch."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from workbench.errors import PluginError, RunCancelled
+from workbench.models.info import model_bytes
+from workbench.plugins import PluginContext, build_chain, discover_plugins
+from workbench.spec import PluginStep
+from workbench_plugins import _quant_backend as backend
+from workbench_plugins.quantize import NO_DATA_MESSAGE, Quantize
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCH = 64
+
+
+# ---------------------------------------------------------------------------------------------
+# Demo models and data (bundled demos when present, else the same architectures trained here)
+# ---------------------------------------------------------------------------------------------
+def _digits_data() -> dict:
+    try:
+        from workbench.models.demos import load_eval_data
+        data = load_eval_data(ROOT / "assets" / "digits.npz")
+        if data.get("x_train") is not None and data.get("x_test") is not None:
+            return {k: np.asarray(v) for k, v in data.items()}
+    except Exception:
+        pass
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[:, None]
+    y = digits.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(x))
+    train, test = order[:1437], order[1437:]
+    return {"x_train": x[train], "y_train": y[train], "x_test": x[test], "y_test": y[test]}
+
+
+def _train(model: nn.Module, data: dict, epochs: int) -> nn.Module:
+    torch.manual_seed(0)
+    x, y = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x)).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    return model.eval()
+
+
+def _demo(kind: str, data: dict) -> nn.Module:
+    try:
+        from workbench.models.demos import build_demo_module
+        return build_demo_module(f"digits-{kind}").eval()
+    except Exception:
+        pass
+    from workbench.models.demo_nets import digits_cnn, digits_transformer
+    torch.manual_seed(0)
+    if kind == "cnn":
+        return _train(digits_cnn(channels=(16, 32, 64)), data, epochs=3)
+    return _train(digits_transformer(d_model=64, depth=2), data, epochs=4)
+
+
+@pytest.fixture(scope="module")
+def data() -> dict:
+    return _digits_data()
+
+
+@pytest.fixture(scope="module")
+def transformer(data) -> nn.Module:
+    return _demo("transformer", data)
+
+
+@pytest.fixture(scope="module")
+def cnn(data) -> nn.Module:
+    return _demo("cnn", data)
+
+
+def _context(tmp_path: Path, data: dict | None, device: str = "cpu", cancelled=lambda: False) -> PluginContext:
+    example = torch.from_numpy(data["x_test"][:BATCH]) if data else torch.rand(BATCH, 1, 8, 8)
+    return PluginContext(device=device, dtype="float32", example_inputs=[example], data=data, seed=0,
+                         workdir=tmp_path, cancelled=cancelled)
+
+
+def _predict(model, x: np.ndarray, dtype=torch.float32) -> np.ndarray:
+    with torch.no_grad():
+        return np.concatenate([model(torch.from_numpy(c).to(dtype)).float().argmax(1).numpy()
+                               for c in np.array_split(x, max(1, len(x) // 128))])
+
+
+def _predict_onnx(proto, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return session.run(None, {name: x})[0].argmax(1)
+
+
+def _linear_names(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+# ---------------------------------------------------------------------------------------------
+# dynamic_int8
+# ---------------------------------------------------------------------------------------------
+def test_dynamic_int8_transformer_smaller_linears_replaced_outputs_close(transformer, data, tmp_path):
+    linears = _linear_names(transformer)
+    assert len(linears) >= 8
+    quantized, report = Quantize(method="dynamic_int8").run(transformer, _context(tmp_path, data))
+
+    assert report.bytes_after == model_bytes(quantized)
+    assert report.bytes_after < 0.5 * report.bytes_before, report.summary
+    assert report.extra["layers_quantized"] == len(linears)
+    assert sorted(report.layers_changed) == sorted(linears)
+    assert report.extra["layer_types"] == {"Linear": len(linears)}
+    assert f"{len(linears)} Linear" in report.summary
+    assert not any(type(m) is nn.Linear for m in quantized.modules()), "float Linear layers left"
+    assert "quantize_dynamic" in report.extra["backend"]
+    assert torch.backends.quantized.engine in report.extra["backend"]
+    # the input model is not modified
+    assert all(type(m) is nn.Linear for n, m in transformer.named_modules() if n in linears)
+
+    x = data["x_test"]
+    agreement = (_predict(quantized, x) == _predict(transformer, x)).mean()
+    assert agreement >= 0.97, agreement
+
+
+def test_dynamic_int8_cnn_reports_how_many(cnn, data, tmp_path):
+    quantized, report = Quantize(method="dynamic_int8").run(cnn, _context(tmp_path, data))
+    assert report.extra["layers_quantized"] == len(_linear_names(cnn)) == 1
+    assert report.layers_changed == ["classifier"]
+    assert "1 Linear quantized" in report.summary
+    x = data["x_test"]
+    assert (_predict(quantized, x) == _predict(cnn, x)).mean() >= 0.97
+
+
+def test_dynamic_int8_model_without_quantizable_layers(tmp_path):
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3), nn.ReLU()).eval()
+    quantized, report = Quantize(method="dynamic_int8").run(model, _context(tmp_path, None))
+    assert report.extra["layers_quantized"] == 0
+    assert report.layers_changed == []
+    assert report.summary.startswith("0 layers quantized")
+    assert any("0 layers quantized" in note and "static_int8" in note for note in report.notes)
+    x = torch.rand(2, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(quantized(x), model(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# static_int8
+# ---------------------------------------------------------------------------------------------
+def test_static_int8_cnn_calibrated_smaller_accurate(cnn, data, tmp_path):
+    quantized, report = Quantize(method="static_int8", calibration_samples=256).run(cnn, _context(tmp_path, data))
+    assert report.bytes_after < 0.4 * report.bytes_before, report.summary
+    assert report.extra["calibration_samples"] == 256
+    assert report.extra["calibration_source"] == "x_train"
+    assert "calibrated on 256 samples" in report.summary
+    convs = [n for n, m in cnn.named_modules() if isinstance(m, nn.Conv2d)]
+    assert report.extra["layer_types"].get("Conv2d") == len(convs)
+    assert set(convs) <= set(report.layers_changed)
+    assert "FX" in report.extra["backend"]
+
+    x, y = data["x_test"], data["y_test"]
+    acc_fp32 = (_predict(cnn, x) == y).mean()
+    acc_int8 = (_predict(quantized, x) == y).mean()
+    assert acc_int8 >= acc_fp32 - 0.02, (acc_fp32, acc_int8)
+
+
+def test_static_int8_reports_the_calibration_size_used(cnn, data, tmp_path):
+    small = {"x_train": data["x_train"][:100]}
+    _, report = Quantize(method="static_int8", calibration_samples=500).run(cnn, _context(tmp_path, {**data, **small}))
+    assert report.extra["calibration_samples"] == 100
+    assert any("used 100" in note for note in report.notes)
+
+
+def test_static_int8_without_data_is_a_clear_error(cnn, tmp_path):
+    with pytest.raises(PluginError) as err:
+        Quantize(method="static_int8").run(cnn, _context(tmp_path, None))
+    message = str(err.value)
+    assert message == NO_DATA_MESSAGE
+    assert "calibration data" in message and "--data file.npz" in message and "dynamic_int8" in message
+
+
+def test_static_int8_rejects_data_of_the_wrong_shape(cnn, tmp_path, data):
+    bad = {"x_train": np.zeros((32, 3, 8, 8), np.float32)}
+    context = _context(tmp_path, data)
+    context.data = bad
+    with pytest.raises(PluginError, match=r"shape \(3, 8, 8\).*\(1, 8, 8\)"):
+        Quantize(method="static_int8").run(cnn, context)
+
+
+def test_static_int8_calibration_can_be_cancelled(cnn, data, tmp_path):
+    with pytest.raises(RunCancelled):
+        Quantize(method="static_int8").run(cnn, _context(tmp_path, data, cancelled=lambda: True))
+
+
+# ---------------------------------------------------------------------------------------------
+# torchao weight-only, int4, fp16, bf16
+# ---------------------------------------------------------------------------------------------
+def test_weight_only_int8_torchao_on_cpu(transformer, data, tmp_path):
+    quantized, report = Quantize(method="weight_only_int8").run(transformer, _context(tmp_path, data))
+    linears = _linear_names(transformer)
+    assert report.extra["layers_quantized"] == len(linears)
+    assert "torchao" in report.extra["backend"] and "Int8WeightOnlyConfig" in report.extra["backend"]
+    weight = dict(quantized.named_modules())[linears[0]].weight
+    assert type(weight).__module__.startswith("torchao")
+    assert report.bytes_after < 0.5 * report.bytes_before
+    x = data["x_test"]
+    assert (_predict(quantized, x) == _predict(transformer, x)).mean() >= 0.97
+
+
+def test_int4_is_cuda_only():
+    plugin = Quantize(method="int4")
+    assert plugin.supported_devices() == ("cuda",)
+    with pytest.raises(PluginError, match="int4 runs on CUDA only.*weight_only_int8"):
+        plugin.check("torch", "cpu")
+    with pytest.raises(PluginError, match=r"quantize.*cpu"):
+        build_chain([PluginStep("quantize", {"method": "int4"})], "torch", "cpu", "torch")
+
+
+def test_fp16_on_cpu_is_rejected_with_the_fix():
+    plugin = Quantize(method="fp16")
+    assert plugin.supported_devices() == ("cuda",)
+    with pytest.raises(PluginError, match="fp16 runs on CUDA only.*use bf16 on cpu"):
+        plugin.check("torch", "cpu")
+
+
+def test_bf16_on_cpu(transformer, data, tmp_path):
+    ok, how = backend.cpu_bf16_support()
+    plugin = Quantize(method="bf16")
+    if not ok:
+        with pytest.raises(PluginError, match="bf16 on cpu"):
+            plugin.check("torch", "cpu")
+        return
+    quantized, report = plugin.run(transformer, _context(tmp_path, data))
+    assert all(p.dtype == torch.bfloat16 for p in quantized.parameters())
+    assert all(p.dtype == torch.float32 for p in transformer.parameters()), "input model was modified"
+    assert report.bytes_after < 0.55 * report.bytes_before
+    assert any(how in note for note in report.notes)
+    x = data["x_test"]
+    assert (_predict(quantized, x, torch.bfloat16) == _predict(transformer, x)).mean() >= 0.97
+    with torch.no_grad():
+        ref = transformer(torch.from_numpy(x[:64]))
+        out = quantized(torch.from_numpy(x[:64]).bfloat16()).float()
+    assert torch.nn.functional.cosine_similarity(ref, out, dim=1).min() > 0.99
+
+
+# ---------------------------------------------------------------------------------------------
+# ONNX models (onnxruntime.quantization)
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def transformer_onnx(transformer, data):
+    from workbench.onnx_export import export_to_onnx
+    return export_to_onnx(transformer, [torch.from_numpy(data["x_test"][:BATCH])])
+
+
+def test_onnx_dynamic_int8(transformer_onnx, data, tmp_path):
+    quantized, report = Quantize(method="dynamic_int8").run(transformer_onnx, _context(tmp_path, data))
+    assert type(quantized).__name__ == "ModelProto"
+    assert report.bytes_after == quantized.ByteSize()
+    assert report.bytes_after < 0.5 * report.bytes_before, report.summary
+    assert report.extra["layers_quantized"] >= 8
+    ops = {node.op_type for node in quantized.graph.node}
+    assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
+    assert Path(report.extra["artifact"]).is_file()
+    x = data["x_test"]
+    assert (_predict_onnx(quantized, x) == _predict_onnx(transformer_onnx, x)).mean() >= 0.97
+
+
+def test_onnx_static_int8_cnn(cnn, data, tmp_path):
+    from workbench.onnx_export import export_to_onnx
+    proto = export_to_onnx(cnn, [torch.from_numpy(data["x_test"][:BATCH])])
+    quantized, report = Quantize(method="static_int8", calibration_samples=128).run(proto, _context(tmp_path, data))
+    assert report.extra["calibration_samples"] == 128
+    assert report.bytes_after < 0.4 * report.bytes_before
+    assert report.extra["layers_quantized"] >= 3
+    x, y = data["x_test"], data["y_test"]
+    assert (_predict_onnx(quantized, x) == y).mean() >= (_predict_onnx(proto, x) == y).mean() - 0.02
+
+
+def test_onnx_rejects_torch_only_methods():
+    for method in ("weight_only_int8", "int4", "fp16", "bf16"):
+        with pytest.raises(PluginError, match=f"method={method} needs a torch model.*dynamic_int8 or static_int8"):
+            Quantize(method=method).check("onnx", "cpu")
+
+
+# ---------------------------------------------------------------------------------------------
+# schema, chain validation, discovery
+# ---------------------------------------------------------------------------------------------
+def test_param_schema_errors():
+    with pytest.raises(PluginError, match=r"quantize:method: 'int3' is not one of dynamic_int8"):
+        Quantize(method="int3")
+    with pytest.raises(PluginError, match=r"quantize: unknown parameter\(s\) bits \(known: method"):
+        Quantize(bits=8)
+    with pytest.raises(PluginError, match=r"calibration_samples: 0 is outside"):
+        Quantize(method="static_int8", calibration_samples="0")
+    assert Quantize(method="static_int8", calibration_samples="128").params["calibration_samples"] == 128
+
+
+def test_device_mismatch_names_the_plugin_and_the_fix():
+    with pytest.raises(PluginError) as err:
+        build_chain([PluginStep("quantize", {"method": "dynamic_int8"})], "torch", "cuda", "torch")
+    message = str(err.value)
+    assert "quantize" in message and "cuda" in message and "cpu" in message
+    assert "pick another device or method" in message
+    # check() explains why (what the GUI shows next to the step)
+    with pytest.raises(PluginError, match="dynamic_int8 runs on CPU only.*use weight_only_int8"):
+        Quantize(method="dynamic_int8").check("torch", "cuda")
+    # valid chains build
+    chain = build_chain([PluginStep("quantize", {"method": "weight_only_int8"})], "torch", "cuda", "torch")
+    assert [s.name for s in chain] == ["quantize"]
+    chain = build_chain([PluginStep("quantize", {"method": "dynamic_int8"})], "onnx", "cpu", "onnxruntime")
+    assert [s.name for s in chain] == ["quantize"]
+
+
+def test_discovered_through_entry_points_and_no_torch_at_import():
+    info = discover_plugins(refresh=True)["quantize"]
+    assert info.ok, info.error
+    assert info.cls is Quantize
+    code = ("import sys, workbench_plugins.quantize, workbench_plugins._quant_backend; "
+            "from workbench.plugins import discover_plugins; discover_plugins(); "
+            "bad = [m for m in ('torch', 'onnx', 'onnxruntime', 'torchao') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)

@@ -15,8 +15,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .report_model import TRACE_POINTS
+
 CDF_MAX_RUNS = 12        # above this, the CDF panel is dropped (the box plot scales, spaghetti does not)
 LEGEND_MAX_RUNS = 12
+ANNOTATE_MAX_RUNS = 24   # value labels on bars / point ids: above this they only clutter (the tables have them)
+POINTS_PER_PANEL = 4000  # telemetry points per panel, shared by all runs (thinned further when many)
 BASE_RC = {
     "font.family": "DejaVu Sans", "font.size": 8.5, "axes.titlesize": 9.5, "axes.titleweight": "bold",
     "axes.labelsize": 8.5, "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
@@ -56,8 +60,12 @@ def short_label(run: dict, width: int = 38) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-def render_charts(report: dict, fmt: str = "svg", dpi: int = 200) -> list[Chart]:
-    """All charts that have data, rendered to ``fmt`` ("svg" or "png")."""
+def render_charts(report: dict, fmt: str = "svg", dpi: int = 200,
+                  fit: tuple[float, float] | None = None) -> list[Chart]:
+    """All charts that have data, rendered to ``fmt``: "svg" (text), "png" (bytes) or "pil" (a PIL image).
+
+    ``fit=(width, height)`` in inches: the box a chart will be shown in; a bigger chart is scaled
+    down there, so its raster ``dpi`` is lowered to keep ``dpi`` pixels per inch of the page."""
     import matplotlib
     charts = []
     colors = run_colors(report)
@@ -67,12 +75,21 @@ def render_charts(report: dict, fmt: str = "svg", dpi: int = 200) -> list[Chart]
             if made is None:
                 continue
             chart, fig = made
-            chart.data = _export(fig, fmt, dpi, chart.id)
+            scale = 1.0 if fit is None else min(1.0, fit[0] / chart.width_in, fit[1] / chart.height_in)
+            chart.data = _export(fig, fmt, max(72, int(round(dpi * scale))), chart.id)
             charts.append(chart)
     return charts
 
 
 def _export(fig, fmt: str, dpi: int, prefix: str):
+    if fmt == "pil":            # raw pixels for the PDF: no PNG encode/decode round trip
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from PIL import Image
+        canvas = FigureCanvasAgg(fig)
+        fig.set_dpi(dpi)
+        canvas.draw()
+        return Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1) \
+            .convert("RGB")
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_metadata(fmt))
     data = buffer.getvalue()
@@ -107,6 +124,13 @@ def inline_svg(svg: str, prefix: str) -> str:
     return svg
 
 
+def _row_layout(n: int, base: float) -> tuple[float, float]:
+    """(inches per row, tick font size) for a chart with one row per run: rows shrink (down to
+    0.13 in, 6 pt labels) so that 50 runs still fit a landscape page without scaling the text away."""
+    per_row = min(0.26, max(0.12, 6.0 / max(n, 1)))
+    return per_row, (7.5 if per_row >= 0.2 else 6.5 if per_row >= 0.16 else 6.0)
+
+
 def _figure(width: float, height: float):
     from matplotlib.figure import Figure
     return Figure(figsize=(width, height), layout="constrained")
@@ -128,29 +152,30 @@ def _latency_chart(report: dict, colors: dict[int, str]):
     if not runs:
         return None
     with_cdf = len(runs) <= CDF_MAX_RUNS
-    height = max(2.6, 0.26 * len(runs) + 1.1)
+    per_row, tick_size = _row_layout(len(runs), 0.26)
+    height = max(2.6, per_row * len(runs) + 1.1)
     width = 10.0
     fig = _figure(width, height)
     axes = fig.subplots(1, 2, width_ratios=[1.35, 1]) if with_cdf else [fig.subplots()]
     ax = axes[0]
-    stats = []
-    for run in runs:
-        q = run["series"]["latency_quantiles_ms"]
-        stats.append({"med": q[50], "q1": q[25], "q3": q[75], "whislo": q[5], "whishi": q[95],
-                      "fliers": [q[99]], "label": short_label(run)})
-    positions = np.arange(len(runs))[::-1]
-    boxes = ax.bxp(stats, positions=positions, orientation="horizontal", widths=0.6, patch_artist=True,
-                   showfliers=True, flierprops={"marker": "d", "markersize": 3.5, "markerfacecolor": "#444",
-                                                "markeredgecolor": "none"},
-                   medianprops={"color": "#111", "linewidth": 1.4})
-    for patch, run in zip(boxes["boxes"], runs):
-        patch.set_facecolor(colors[run["id"]])
-        patch.set_alpha(0.75)
-        patch.set_edgecolor("#333")
+    # Drawn as a handful of collections (not bxp's six artists per run): 50 runs stay cheap.
+    q = np.array([run["series"]["latency_quantiles_ms"] for run in runs])
+    y = np.arange(len(runs))[::-1].astype(float)
+    run_color = [colors[run["id"]] for run in runs]
+    ax.hlines(y, q[:, 5], q[:, 25], color="#333", linewidth=0.9, zorder=2)
+    ax.hlines(y, q[:, 75], q[:, 95], color="#333", linewidth=0.9, zorder=2)
+    ax.vlines(np.concatenate([q[:, 5], q[:, 95]]), np.concatenate([y - 0.15, y - 0.15]),
+              np.concatenate([y + 0.15, y + 0.15]), color="#333", linewidth=0.9, zorder=2)
+    ax.barh(y, q[:, 75] - q[:, 25], left=q[:, 25], height=0.6, color=run_color, alpha=0.8,
+            edgecolor="#333", linewidth=0.7, zorder=3)
+    ax.vlines(q[:, 50], y - 0.3, y + 0.3, color="#111", linewidth=1.6, zorder=4)
+    ax.scatter(q[:, 99], y, marker="d", s=10, color="#444", zorder=4, linewidths=0)
+    ax.set_yticks(y, [short_label(run) for run in runs], fontsize=tick_size)
+    ax.set_ylim(-0.7, len(runs) - 0.3)
     ax.set_xlabel("latency per batch (ms)")
     ax.set_title("Latency distribution per run")
     ax.grid(axis="y", visible=False)
-    _log_if_spread(ax, [s["whislo"] for s in stats] + [s["fliers"][0] for s in stats])
+    _log_if_spread(ax, list(q[:, 5]) + list(q[:, 99]))
     if with_cdf:
         cdf = axes[1]
         levels = np.linspace(0, 1, len(runs[0]["series"]["latency_quantiles_ms"]))
@@ -162,10 +187,8 @@ def _latency_chart(report: dict, colors: dict[int, str]):
         cdf.set_title("Cumulative distribution (CDF)")
         cdf.set_ylim(0, 1.01)
         _log_if_spread(cdf, [v for r in runs for v in r["series"]["latency_quantiles_ms"][1:-1]])
-        if len(runs) <= LEGEND_MAX_RUNS:
-            cdf.legend(loc="lower right")
     caption = ("Box: interquartile range; line: median (p50); whiskers: 5th–95th percentile; ◆: p99. "
-               + ("Right: the full distribution as a CDF (curves further left are faster)."
+               + ("Right: the full distribution as a CDF, in the same colours (curves further left are faster)."
                   if with_cdf else f"(CDF panel omitted above {CDF_MAX_RUNS} runs.)"))
     return Chart("latency", "Latency distributions", caption, width, height), fig
 
@@ -183,7 +206,8 @@ def _vs_baseline_chart(report: dict, colors: dict[int, str]):
         panels.append(("energy per inference", lambda r: r["comparison"]["energy_ratio"], "× baseline joules"))
     if not any(r["metrics"]["top1_agreement"] is not None for r in runs):
         panels[2] = ("cosine similarity", lambda r: r["metrics"]["cosine"], "to baseline outputs")
-    height = max(2.4, 0.24 * len(runs) + 1.2)
+    per_row, tick_size = _row_layout(len(runs), 0.24)
+    height = max(2.4, per_row * len(runs) + 1.2)
     width = 10.0
     fig = _figure(width, height)
     axes = fig.subplots(1, len(panels), sharey=True)
@@ -212,7 +236,7 @@ def _vs_baseline_chart(report: dict, colors: dict[int, str]):
         else:
             low = min([v for v in values if v is not None] or [1.0])
             ax.set_xlim(max(0.0, min(0.9, low - 0.02)), 1.005)
-        for yi, v in zip(y, values):
+        for yi, v in zip(y, values if len(runs) <= ANNOTATE_MAX_RUNS else []):
             text = "n/a" if v is None else (f"{100 * v:.1f}%" if title.startswith(("top-1", "cosine")) and v <= 1
                                             else f"{v:.2f}×")
             ax.annotate(text, (0, yi), xycoords=("axes fraction", "data"), xytext=(2, 0),
@@ -220,7 +244,7 @@ def _vs_baseline_chart(report: dict, colors: dict[int, str]):
         ax.set_title(title)
         ax.set_xlabel(unit)
         ax.grid(axis="y", visible=False)
-    axes[0].set_yticks(y, labels)
+    axes[0].set_yticks(y, labels, fontsize=tick_size)
     caption = ("Each optimized run against its own baseline (a plugin-free run of the same model, runtime, device "
                "and batch). Speed-up bars carry the 95 % interval; grey bars lie inside the noise (the interval "
                "contains 1). Size and energy below 1 are better; agreement near 100 % means the outputs barely moved.")
@@ -251,10 +275,17 @@ def _pareto_chart(report: dict, colors: dict[int, str]):
         if len(front) > 1:
             ax.step([r["metrics"]["p50_ms"] for r in front], [100 * r["metrics"]["fidelity_score"] for r in front],
                     where="post", color=model_colors[model], linewidth=1.1, linestyle="--", alpha=0.8, zorder=2)
-        if len(runs) <= 30:
+        if len(runs) <= ANNOTATE_MAX_RUNS:
+            # Points that (nearly) coincide share one label: "#1, #3".
+            spots: dict[tuple, list] = {}
+            span = (max(xs) - min(xs)) or 1.0
             for r, x, yv in zip(members, xs, ys):
-                ax.annotate(f"#{r['id']}", (x, yv), xytext=(4, 3), textcoords="offset points", fontsize=6.5,
-                            color="#333")
+                key = (round((x - min(xs)) / span * 60), round(yv * 2))
+                spots.setdefault(key, []).append((r, x, yv))
+            for group in spots.values():
+                r, x, yv = group[0]
+                ax.annotate(", ".join(f"#{g[0]['id']}" for g in group), (x, yv), xytext=(4, 3),
+                            textcoords="offset points", fontsize=6.5, color="#333")
     _log_if_spread(ax, [r["metrics"]["p50_ms"] for r in runs])
     ax.set_xlabel("median latency p50 (ms) — left is faster")
     ax.set_ylabel(("top-1 agreement" if use_top1 else "cosine similarity") + " (%) — up is more faithful")
@@ -291,17 +322,25 @@ def _telemetry_chart(report: dict, colors: dict[int, str]):
     height = 1.55 * len(present) + 0.9
     fig = _figure(width, height)
     axes = np.atleast_1d(fig.subplots(len(present), 1, sharex=True))
+    from matplotlib.collections import LineCollection
+    from matplotlib.lines import Line2D
+    budget = max(40, POINTS_PER_PANEL // len(runs))     # points per run and panel
     for ax, (key, label, scale, getter) in zip(axes, present):
+        segments, seg_colors = [], []
         for run in runs:
             got = getter(run)
             if not got:
                 continue
-            ts, vs = got
-            pts = [(t, v * scale) for t, v in zip(ts, vs) if v is not None]
-            if not pts:
+            pts = np.array([(t, v * scale) for t, v in zip(*got) if v is not None and t is not None], dtype=float)
+            if len(pts) == 0:
                 continue
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colors[run["id"]], linewidth=1.0,
-                    label=short_label(run, 30))
+            if len(pts) > budget:
+                pts = pts[np.linspace(0, len(pts) - 1, budget).round().astype(int)]
+            segments.append(pts)
+            seg_colors.append(colors[run["id"]])
+        if segments:
+            ax.add_collection(LineCollection(segments, colors=seg_colors, linewidths=1.0))
+            ax.autoscale_view()
         ax.set_ylabel(label, fontsize=7.5)
         ax.axvline(0.0, color="#555", linewidth=0.7, linestyle=":")
         if key == "latency":
@@ -310,8 +349,11 @@ def _telemetry_chart(report: dict, colors: dict[int, str]):
     axes[0].set_title("Over the run (t = 0: the timed phase starts; before it: load, optimize, warm-up)")
     axes[-1].set_xlabel("seconds from the start of the timed phase")
     if len(runs) <= LEGEND_MAX_RUNS:
-        axes[0].legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=6.5)
+        handles = [Line2D([], [], color=colors[r["id"]], linewidth=1.4) for r in runs]
+        axes[0].legend(handles, [short_label(r, 30) for r in runs], loc="upper left", bbox_to_anchor=(1.005, 1.0),
+                       fontsize=6.5)
     caption = ("Per-iteration latency (median of each bucket of consecutive iterations), the worker's resident "
-               "memory and CPU use sampled by the parent process, and GPU power/memory where NVML was available. "
-               "Series are thinned to at most 200 points per run.")
+               "memory and CPU use sampled by the parent process, and GPU power/memory where NVML was available; "
+               "colours as in the other charts. Runs that never reached the timed phase start at their first "
+               f"sample. Series are thinned to at most {min(budget, TRACE_POINTS)} points per run.")
     return Chart("telemetry", "Telemetry over the run", caption, width, height), fig

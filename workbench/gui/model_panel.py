@@ -1,13 +1,11 @@
 """The Model dock: pick a file or a demo, describe it (in a worker process), edit its inputs."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+import threading
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QHeaderView, QLabel,
                                QLineEdit, QProgressBar, QPushButton, QSizePolicy, QTabWidget,
                                QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
@@ -27,47 +25,28 @@ FALLBACK_DEMOS = [
     ("digits-cnn", "CNN with conv+BN+ReLU blocks on 8x8 digits (for prune / fuse)"),
     ("digits-transformer", "Linear-heavy transformer encoder on 8x8 digits (for quantize)"),
 ]
-_CATALOG_SCRIPT = r"""
-import json, sys
-from workbench.models import demos
-out = []
-names = None
-for attr in ("list_demos", "demo_names", "available_demos"):
-    f = getattr(demos, attr, None)
-    if callable(f):
-        names = list(f()); break
-if names is None:
-    for attr in ("DEMOS", "CATALOG", "CATALOGUE"):
-        value = getattr(demos, attr, None)
-        if value:
-            names = list(value); break
-for item in names or []:
-    name = getattr(item, "name", item)
-    entry = None
-    try:
-        entry = demos.get_demo(name)
-    except Exception:
-        pass
-    text = ""
-    for key in ("description", "summary", "title"):
-        text = getattr(entry, key, None) or (entry.get(key) if isinstance(entry, dict) else None) or ""
-        if text:
-            break
-    out.append([str(name), str(text)])
-print(json.dumps(out))
-"""
+_catalog_cache: list[tuple[str, str]] | None = None
+_catalog_lock = threading.Lock()
 
 
-def load_demo_catalog(timeout_s: float = 60.0) -> list[tuple[str, str]]:
-    """The demo names and descriptions, read in a child process (the demo module may import
-    torch, which the GUI process must not). Falls back to the built-in list on any problem."""
-    try:
-        done = subprocess.run([sys.executable, "-c", _CATALOG_SCRIPT], capture_output=True, text=True,
-                              timeout=timeout_s)
-        rows = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else []
-        return [(str(n), str(d)) for n, d in rows] or list(FALLBACK_DEMOS)
-    except Exception:
-        return list(FALLBACK_DEMOS)
+def load_demo_catalog() -> list[tuple[str, str]]:
+    """``[(name, description)]`` of the bundled demos. The catalog module imports no torch (its
+    contract; the GUI's no-torch test checks it). Falls back to the built-in list."""
+    global _catalog_cache
+    with _catalog_lock:
+        if _catalog_cache is None:
+            try:
+                from ..models import demos
+                rows = []
+                for name in demos.demo_names():
+                    entry = demos.get_demo(name)
+                    text = getattr(entry, "summary", "") or name
+                    good_for = getattr(entry, "good_for", "")
+                    rows.append((name, f"{text} (good for {good_for})" if good_for else text))
+                _catalog_cache = rows or list(FALLBACK_DEMOS)
+            except Exception:
+                _catalog_cache = list(FALLBACK_DEMOS)
+        return list(_catalog_cache)
 
 
 def is_model_file(path: str | Path) -> bool:
@@ -86,10 +65,6 @@ def parse_inputs(text: str) -> list[InputSpec]:
 def inputs_text(inputs: list[dict] | list[InputSpec]) -> str:
     specs = [i if isinstance(i, InputSpec) else InputSpec(**i) for i in inputs]
     return ", ".join(str(s) for s in specs)
-
-
-class _CatalogLoader(QObject):
-    loaded = Signal(object)
 
 
 class ModelPanel(QWidget):
@@ -283,8 +258,9 @@ class ModelPanel(QWidget):
             return []
         text = self.inputs_edit.text().strip()
         if not text:
-            if self._info is not None and self._info.get("inputs"):
-                return []      # the model declares them (with dynamic dims filled by the batch)
+            if self._info is None or self._info.get("inputs"):
+                # still being described, or declared by the model (dynamic dims filled by the batch)
+                return []
             raise SpecError("this model does not declare its inputs: enter them in the Model panel, "
                             "e.g. 1x3x224x224:float32")
         specs = parse_inputs(text)

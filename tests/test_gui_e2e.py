@@ -1,0 +1,179 @@
+"""End to end through the real core: demo model, real worker processes, real store. No mocks of
+the session. Runs are kept short (tens of iterations, 0.2 s)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _short_runs(w, iters: int = 30, duration: float = 0.2, batch: int = 16) -> None:
+    w.run_panel.iters_spin.setValue(iters)
+    w.run_panel.duration_spin.setValue(duration)
+    w.run_panel.batch_spin.setValue(batch)
+
+
+def _open_demo(w, qtbot, catch_errors, name: str = "digits-cnn") -> dict:
+    w.open_model(f"demo:{name}")
+    assert w.model_panel.busy_bar.isVisible()          # described in the background, window free
+    qtbot.waitUntil(lambda: w.model_panel.info() is not None or bool(catch_errors), timeout=120_000)
+    assert not catch_errors, catch_errors
+    return w.model_panel.info()
+
+
+class _StallProbe:
+    """A 10 ms timer: the largest gap between its ticks is how long the event loop was blocked."""
+
+    def __init__(self) -> None:
+        self.clock = QElapsedTimer()
+        self.clock.start()
+        self.last = self.clock.elapsed()
+        self.max_gap = 0
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start()
+
+    def _tick(self) -> None:
+        now = self.clock.elapsed()
+        self.max_gap = max(self.max_gap, now - self.last)
+        self.last = now
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+
+def test_demo_baseline_plus_variant_end_to_end(make_workbench, qtbot, catch_errors):
+    torch_before = "torch" in sys.modules
+    w = make_workbench()
+    info = _open_demo(w, qtbot, catch_errors)
+    assert info["parameters"] > 0
+    assert w.model_panel.params_value.text() != "—"
+    assert w.model_panel.layers_tree.topLevelItemCount() > 0
+    assert w.model_panel.inputs_edit.isReadOnly()                     # the demo fixes its inputs
+    _short_runs(w)
+    w.plugin_panel.set_checked("prune")
+    w.plugin_panel.form("prune").set_values({"method": "structured", "amount": 0.3})
+    qtbot.waitUntil(lambda: w.run_panel.pair_button.isEnabled())
+
+    redraw_points: list[int] = []
+    w.live.redrawn.connect(lambda: redraw_points.append(w.live.latency_point_count()))
+    probe = _StallProbe()
+    qtbot.mouseClick(w.run_panel.pair_button, Qt.MouseButton.LeftButton)
+    jobs = w.bridge.jobs()
+    assert [j.label for j in jobs] == ["baseline", "prune:amount=0.3"]
+    assert w.run_panel.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: all(j.finished for j in w.bridge.jobs()), timeout=400_000)
+    probe.stop()
+    jobs = w.bridge.jobs()
+    assert [j.status for j in jobs] == ["done", "done"], [(j.label, j.status, j.message) for j in jobs]
+    assert not catch_errors, catch_errors
+    base_id, variant_id = (j.run_id for j in jobs)
+
+    # the results table holds both runs with real numbers
+    assert w.results.row_count() == 2
+    rows = {w.results.model.comparison(r)["id"]: w.results.model.comparison(r)
+            for r in range(w.results.row_count())}
+    for run_id in (base_id, variant_id):
+        row = rows[run_id]
+        assert row["status"] == "done"
+        assert row["p50_ms"] is not None and row["p50_ms"] > 0
+        assert row["throughput"] is not None and row["throughput"] > 0
+        assert row["n"] >= 30
+    assert rows[variant_id]["chain"].startswith("prune")
+    assert rows[variant_id]["baseline_id"] == base_id
+    assert rows[variant_id]["speedup"] is not None
+    # both rows end up selected, so the comparison charts show the pair
+    qtbot.waitUntil(lambda: sorted(w.results.selected_run_ids()) == sorted([base_id, variant_id]), timeout=10_000)
+
+    # the live plot received the latencies of the run (the variant's, after the reset)
+    assert redraw_points and max(redraw_points) > 0
+    assert w.live.latency_point_count() >= 30
+    # progress bars finished, queue shows both done, log has the events
+    assert w.run_panel.bars["measure"].value() == w.run_panel.bars["measure"].maximum()
+    assert w.run_panel.queue_list.count() == 2
+    assert all("done" in w.run_panel.queue_list.item(i).text() for i in range(2))
+    log = w.log.plain_text()
+    assert f"#{variant_id} run finished: done" in log and "plugin prune:" in log
+    assert not w.run_panel.cancel_button.isEnabled()
+    # the event loop never froze while the runs streamed
+    assert probe.max_gap < 500, f"event loop blocked for {probe.max_gap} ms"
+    if not torch_before:
+        assert "torch" not in sys.modules
+
+
+def test_cancel_a_long_run_within_seconds(make_workbench, qtbot, catch_errors):
+    w = make_workbench()
+    _open_demo(w, qtbot, catch_errors)
+    w.run_panel.iters_spin.setValue(1_000_000)
+    w.run_panel.duration_spin.setValue(60.0)
+    w.run_panel.batch_spin.setValue(1)
+    qtbot.mouseClick(w.run_panel.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.live.latency_point_count() > 0, timeout=120_000)
+    job = w.bridge.current()
+    assert job is not None and job.status == "running"
+    probe = _StallProbe()
+    started = time.monotonic()
+    w.cancel_action.trigger()                                  # Esc / Ctrl+. / the Cancel button
+    qtbot.waitUntil(lambda: job.finished, timeout=15_000)
+    elapsed = time.monotonic() - started
+    probe.stop()
+    assert job.status == "cancelled", (job.status, job.message)
+    assert elapsed < 5.0, f"cancel took {elapsed:.1f} s"
+    assert probe.max_gap < 500, f"event loop blocked for {probe.max_gap} ms while cancelling"
+    record = w.store.get_run(job.run_id)
+    assert record.status == "cancelled"
+    assert "cancelled" in w.run_panel.status_label.text()
+    assert not catch_errors                                    # a cancel is not an error
+    # the window is still usable: the next run can be queued at once
+    assert w.run_panel.run_button.isEnabled() and not w.bridge.is_busy()
+
+
+_NO_TORCH_RUN = textwrap.dedent("""
+    import json, os, sys, time
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from PySide6.QtCore import QCoreApplication, QSettings
+    from PySide6.QtWidgets import QApplication
+    app = QApplication([])
+    QCoreApplication.setOrganizationName("WorkbenchTests"); QCoreApplication.setApplicationName("probe")
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, sys.argv[2])
+    from workbench.gui.main_window import MainWindow
+    w = MainWindow(db=sys.argv[1])
+    w.show()
+    after_build = "torch" in sys.modules
+    w.open_model("demo:digits-cnn")
+    w.run_panel.iters_spin.setValue(20); w.run_panel.duration_spin.setValue(0.2)
+    w.run_panel.batch_spin.setValue(8)
+    jobs = w.start("run")
+    deadline = time.monotonic() + 240
+    while not all(j.finished for j in jobs) and time.monotonic() < deadline:
+        app.processEvents(); time.sleep(0.01)
+    for _ in range(50):
+        app.processEvents(); time.sleep(0.01)
+    print(json.dumps({"after_build": after_build, "after_run": "torch" in sys.modules,
+                      "status": [j.status for j in jobs], "messages": [j.message for j in jobs],
+                      "points": w.live.latency_point_count()}))
+    w.confirm_on_close = False
+    w.close(); w.deleteLater(); app.processEvents()
+""")
+
+
+def test_gui_process_never_imports_torch_even_after_a_run(tmp_path):
+    done = subprocess.run([sys.executable, "-c", _NO_TORCH_RUN, str(tmp_path / "runs.sqlite"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["status"] == ["done"], result
+    assert result["points"] > 0
+    assert result["after_build"] is False and result["after_run"] is False

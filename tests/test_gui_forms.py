@@ -1,0 +1,259 @@
+"""Schema-generated forms, the plugin panel (broken plugins, order, inline chain validation) and
+the error dialog. Fast: no worker process is started here."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, QSpinBox
+
+from workbench.errors import PluginError
+from workbench.gui.param_form import ParamForm
+from workbench.gui.plugin_panel import PluginPanel
+from workbench.plugins import Param, Plugin, PluginInfo, discover_plugins
+
+SCHEMA = (
+    Param("count", "int", 3, "how many", minimum=1, maximum=10),
+    Param("open_int", "int", 0, "unbounded integer"),
+    Param("exclusive_int", "int", 5, "strictly between 0 and 10", minimum=0, maximum=10,
+          exclusive_min=True, exclusive_max=True),
+    Param("amount", "float", 0.5, "fraction strictly inside (0, 1)", minimum=0.0, maximum=1.0,
+          exclusive_min=True, exclusive_max=True),
+    Param("lr", "float", 1e-3, "tiny positive number", minimum=0.0, exclusive_min=True),
+    Param("scale", "float", -2.5, "any number"),
+    Param("enabled", "bool", True, "switch"),
+    Param("note", "str", "", "free text"),
+    Param("mode", "choice", "b", "pick one", choices=("a", "b", "c")),
+)
+
+
+def test_form_builds_the_right_widget_per_type(qtbot):
+    form = ParamForm(SCHEMA, plugin_name="demo")
+    qtbot.addWidget(form)
+    kinds = {"count": QSpinBox, "open_int": QSpinBox, "exclusive_int": QSpinBox, "amount": QDoubleSpinBox,
+             "lr": QDoubleSpinBox, "scale": QDoubleSpinBox, "enabled": QCheckBox, "note": QLineEdit,
+             "mode": QComboBox}
+    for name, kind in kinds.items():
+        assert isinstance(form.editors[name], kind), name
+    # defaults
+    assert form.values() == {p.name: p.default for p in SCHEMA}
+    # ranges from the schema, exclusive bounds honoured
+    count = form.editors["count"]
+    assert (count.minimum(), count.maximum()) == (1, 10)
+    excl = form.editors["exclusive_int"]
+    assert (excl.minimum(), excl.maximum()) == (1, 9)
+    amount = form.editors["amount"]
+    assert 0.0 < amount.minimum() < 1e-3 and 0.999 < amount.maximum() < 1.0
+    assert form.editors["lr"].minimum() > 0
+    # choices and tooltips from the help text
+    combo = form.editors["mode"]
+    assert [combo.itemText(i) for i in range(combo.count())] == ["a", "b", "c"]
+    for p in SCHEMA:
+        assert p.help in form.editors[p.name].toolTip()
+    assert "[1, 10]" in count.toolTip()
+
+
+def test_form_round_trips_values_of_every_type(qtbot):
+    form = ParamForm(SCHEMA, plugin_name="demo")
+    qtbot.addWidget(form)
+    values = {"count": 7, "open_int": -123456, "exclusive_int": 9, "amount": 0.125, "lr": 2.5e-5,
+              "scale": 1234.5678, "enabled": False, "note": "keep this, please", "mode": "c"}
+    with qtbot.waitSignal(form.valuesChanged):
+        form.set_values(values)
+    assert form.values() == values
+    # and back again through set_values(values()) without drift
+    form.set_values(form.values())
+    assert form.values() == values
+    # the values are what the plugin machinery accepts
+    for p in SCHEMA:
+        assert p.validate(values[p.name]) == values[p.name]
+    # CLI-style strings are parsed by the same schema
+    form.set_values({"count": "4", "amount": "0.75", "enabled": "yes", "mode": "a"})
+    assert form.values()["count"] == 4 and form.values()["amount"] == 0.75
+    assert form.values()["enabled"] is True and form.values()["mode"] == "a"
+    assert form.changed_values() == {k: v for k, v in form.values().items()
+                                     if v != {p.name: p.default for p in SCHEMA}[k]}
+
+
+def test_form_rejects_bad_values_with_a_clear_message(qtbot):
+    form = ParamForm(SCHEMA, plugin_name="demo")
+    qtbot.addWidget(form)
+    with pytest.raises(PluginError, match="outside"):
+        form.set_values({"amount": 1.0})
+    with pytest.raises(PluginError, match="not one of"):
+        form.set_values({"mode": "z"})
+    with pytest.raises(PluginError, match="unknown parameter"):
+        form.set_values({"nope": 1})
+    problems = form.set_values({"count": 99, "mode": "a"}, strict=False)
+    assert len(problems) == 1 and "count" in problems[0]
+    assert form.values()["mode"] == "a"
+
+
+def test_typing_in_a_spin_box_updates_the_value(qtbot):
+    form = ParamForm(SCHEMA)
+    qtbot.addWidget(form)
+    box = form.editors["lr"]
+    box.lineEdit().selectAll()
+    qtbot.keyClicks(box.lineEdit(), "1e-4")
+    qtbot.keyClick(box.lineEdit(), Qt.Key.Key_Return)
+    assert form.values()["lr"] == pytest.approx(1e-4)
+    spin = form.editors["count"]
+    spin.lineEdit().selectAll()
+    qtbot.keyClicks(spin.lineEdit(), "8")
+    qtbot.keyClick(spin.lineEdit(), Qt.Key.Key_Return)
+    assert form.values()["count"] == 8
+
+
+def test_forms_of_every_discovered_plugin_round_trip(qtbot):
+    registry = discover_plugins()
+    usable = {name: info for name, info in registry.items() if info.ok}
+    assert usable, "no plugin could be loaded"
+    for name, info in usable.items():
+        form = ParamForm(info.cls.params_schema, plugin_name=name)
+        qtbot.addWidget(form)
+        assert form.values() == info.cls.resolve_params({}), name
+        form.set_values(form.values())
+        assert info.cls.resolve_params(form.values()) == form.values()
+
+
+class _Good(Plugin):
+    name = "good"
+    summary = "a plugin that loads"
+    params_schema = (Param("level", "int", 1, "how hard", minimum=0, maximum=3),)
+    accepts = ("torch",)
+
+
+class _NeedsOnnx(Plugin):
+    name = "needs_onnx"
+    summary = "works on ONNX models only"
+    accepts = ("onnx",)
+
+
+class _GpuOnly(Plugin):
+    name = "gpu_only"
+    summary = "runs on CUDA only"
+    devices = ("cuda",)
+
+
+def _registry():
+    return {
+        "good": PluginInfo("good", _Good, "tests"),
+        "broken": PluginInfo("broken", None, "thirdparty-dist", "ImportError: No module named 'nothere'"),
+        "needs_onnx": PluginInfo("needs_onnx", _NeedsOnnx, "tests"),
+        "gpu_only": PluginInfo("gpu_only", _GpuOnly, "tests"),
+    }
+
+
+@pytest.fixture
+def fake_registry(monkeypatch):
+    import workbench.plugins as plugins
+    registry = _registry()
+    monkeypatch.setattr(plugins, "_registry", {**plugins.discover_plugins(), **registry})
+    return registry
+
+
+def test_broken_plugin_is_greyed_out_with_its_error(qtbot, fake_registry):
+    panel = PluginPanel(fake_registry)
+    qtbot.addWidget(panel)
+    item = panel.item("broken")
+    assert not item.flags() & Qt.ItemFlag.ItemIsEnabled
+    assert not item.flags() & Qt.ItemFlag.ItemIsUserCheckable
+    assert "No module named 'nothere'" in item.toolTip()
+    assert "failed to load" in item.text()
+    with pytest.raises(ValueError, match="failed to load"):
+        panel.set_checked("broken")
+    assert "broken" not in panel.forms
+
+
+def test_checked_plugin_expands_into_its_form_and_order_follows_moves(qtbot, fake_registry):
+    panel = PluginPanel(fake_registry)
+    qtbot.addWidget(panel)
+    panel.show()
+    assert not panel.boxes["good"].isVisible()
+    panel.set_checked("good")
+    qtbot.waitUntil(lambda: panel.boxes["good"].isVisible())
+    panel.form("good").set_values({"level": 3})
+    qtbot.waitUntil(lambda: [str(s) for s in panel.steps()] == ["good:level=3"])
+    panel.set_checked("gpu_only")
+    panel.move("gpu_only", 0)
+    qtbot.waitUntil(lambda: panel.boxes["gpu_only"].title() == "1. gpu_only")
+    assert [s.name for s in panel.steps()] == ["gpu_only", "good"]
+    assert panel.boxes["good"].title() == "2. good"
+    # the ▲/▼ buttons move the selected plugin
+    panel.list.setCurrentRow(panel.order().index("gpu_only"))
+    panel.down_button.click()
+    qtbot.waitUntil(lambda: [s.name for s in panel.steps()] == ["good", "gpu_only"])
+
+
+def test_invalid_chain_is_marked_inline(qtbot, fake_registry):
+    panel = PluginPanel(fake_registry)
+    qtbot.addWidget(panel)
+    panel.set_checked("gpu_only")
+    assert panel.validate_now() is not None
+    assert "cannot run on cpu" in panel.chain_label.text()
+    assert "Invalid chain" in panel.chain_label.text()
+    assert panel.item("gpu_only").foreground().color().name() == "#d32f2f"
+    panel.set_context("torch", "cuda:0", "auto")
+    assert panel.validate_now() is None
+    assert panel.chain_label.text().startswith("✓")
+    panel.set_checked("gpu_only", False)
+    panel.set_checked("needs_onnx")
+    panel.set_context("onnx", "cpu", "auto")
+    assert panel.validate_now() is None
+    panel.set_context("torch", "cpu", "torch")
+    # a torch model gets onnx_export inserted, but the torch runtime cannot run the ONNX result
+    assert "ONNX" in panel.validate_now()
+
+
+def test_error_dialog_shows_one_line_and_expandable_details(qtbot):
+    from workbench.gui.errors import ErrorDialog, describe_exception
+
+    dialog = ErrorDialog("Could not load x.onnx: truncated file\nsecond line", "Traceback: here")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert dialog.message_label.text() == "Could not load x.onnx: truncated file"
+    assert not dialog.details_edit.isVisible()
+    dialog.details_button.click()
+    assert dialog.details_edit.isVisible()
+    assert "second line" in dialog.details_edit.toPlainText()
+    assert "Traceback: here" in dialog.details_edit.toPlainText()
+    # expected errors carry no traceback; bugs do
+    from workbench.errors import ModelLoadError
+    assert describe_exception(ModelLoadError("bad file"))[1] is None
+    try:
+        raise KeyError("boom")
+    except KeyError as exc:
+        message, details = describe_exception(exc)
+    assert message.startswith("Unexpected error: KeyError") and "Traceback" in details
+
+
+def test_excepthook_shows_the_dialog_instead_of_crashing(qtbot, catch_errors):
+    from workbench.gui import errors
+
+    previous = sys.excepthook
+    hook = errors.install_excepthook()
+    try:
+        assert sys.excepthook is hook
+        try:
+            raise RuntimeError("something broke in a slot")
+        except RuntimeError:
+            sys.excepthook(*sys.exc_info())
+        qtbot.waitUntil(lambda: len(catch_errors) == 1)
+        message, details = catch_errors[0]
+        assert message == "Unexpected error: RuntimeError: something broke in a slot"
+        assert "Traceback" in details and "test_excepthook" in details
+        # from a background thread too (delivered to the GUI thread)
+        import threading
+
+        def fail():
+            raise ValueError("from a thread")
+
+        t = threading.Thread(target=fail)
+        t.start()
+        t.join()
+        qtbot.waitUntil(lambda: len(catch_errors) == 2)
+        assert "ValueError: from a thread" in catch_errors[1][0]
+    finally:
+        errors.uninstall_excepthook()
+    assert sys.excepthook is previous

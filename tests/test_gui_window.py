@@ -1,0 +1,218 @@
+"""The main window without long runs: docks, shortcuts, settings, recent files, drag and drop,
+bad inputs (corrupt/missing files, bad input specs, invalid chains), start-up time, no torch."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent, QKeySequence
+from PySide6.QtWidgets import QDockWidget
+
+from workbench.gui.main_window import report_available
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_window_has_every_dock_and_the_shortcuts(make_workbench):
+    w = make_workbench()
+    titles = {d.windowTitle() for d in w.findChildren(QDockWidget)}
+    assert titles == {"Model", "Plugins", "Run", "Live", "Results", "Log"}
+    assert w.open_action.shortcut() == QKeySequence(QKeySequence.StandardKey.Open)
+    assert w.run_action.shortcut() == QKeySequence("Ctrl+R")
+    assert QKeySequence("Esc") in w.cancel_action.shortcuts()
+    assert QKeySequence("Ctrl+.") in w.cancel_action.shortcuts()
+    assert w.export_action.shortcut() == QKeySequence("Ctrl+E")
+    if report_available():
+        assert w.export_action.isEnabled()
+    else:
+        assert not w.export_action.isEnabled() and "not available" in w.export_action.toolTip()
+    # nothing to run yet: the run buttons say why
+    assert not w.run_panel.run_button.isEnabled()
+    assert "open a model" in w.run_panel.problem_label.text()
+    assert not w.run_panel.cancel_button.isEnabled()
+
+
+def test_settings_and_layout_are_remembered(make_workbench, tmp_path):
+    w = make_workbench()
+    w.run_panel.iters_spin.setValue(321)
+    w.run_panel.duration_spin.setValue(0.75)
+    w.run_panel.threads_spin.setValue(1)
+    w.plugin_panel.set_checked("prune")
+    w.plugin_panel.form("prune").set_values({"amount": 0.3, "method": "unstructured"})
+    w.log_dock.hide()
+    w.resize(760, 640)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"\x08\x07garbage")
+    w._add_recent(str(model))
+    w.close()
+
+    w2 = make_workbench()
+    assert w2.run_panel.iters_spin.value() == 321
+    assert w2.run_panel.duration_spin.value() == 0.75
+    assert w2.run_panel.threads_spin.value() == 1
+    assert w2.plugin_panel.checked() == ["prune"]
+    assert w2.plugin_panel.form("prune").values()["amount"] == 0.3
+    assert w2.plugin_panel.form("prune").values()["method"] == "unstructured"
+    assert not w2.log_dock.isVisible()
+    assert (w2.width(), w2.height()) == (760, 640)
+    assert w2.recent_files() == [str(model)]
+    w2._fill_recent_menu()
+    assert any(a.toolTip() == str(model) for a in w2.recent_menu.actions())
+
+
+def test_missing_file_shows_a_clear_message(make_workbench, catch_errors, tmp_path):
+    w = make_workbench()
+    w.open_model(str(tmp_path / "nothere.onnx"))
+    assert catch_errors and catch_errors[0][0].startswith("Model file not found")
+    assert w.model_panel.source() is None
+
+
+@pytest.mark.slow
+def test_corrupt_model_file_shows_the_error_dialog(make_workbench, catch_errors, tmp_path, qtbot):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"this is not an onnx protobuf \x00\xff\xfe" * 50)
+    w = make_workbench()
+    w.open_model(str(bad))
+    assert w.model_panel.busy_bar.isVisible() or catch_errors   # described in the background
+    qtbot.waitUntil(lambda: len(catch_errors) >= 1, timeout=90_000)
+    message, _details = catch_errors[0]
+    assert message.startswith("Could not load broken.onnx:")
+    assert "is not a readable ONNX file" in message or "fails onnx.checker" in message
+    assert w.model_panel.error_label.isVisible()
+    assert "Could not load the model" in w.model_panel.error_label.text()
+    assert not w.run_panel.run_button.isEnabled()
+    assert "could not be loaded" in w.run_panel.problem_label.text()
+    assert not w.model_panel.busy_bar.isVisible()
+
+
+def test_dropping_a_file_opens_it(make_workbench, qtbot, tmp_path):
+    model = tmp_path / "dropped.onnx"
+    model.write_bytes(b"junk")
+    w = make_workbench()
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(model))])
+    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    w.dropEvent(event)
+    assert event.isAccepted()
+    qtbot.waitUntil(lambda: w.model_panel.source() == str(model))
+    assert w.recent_files()[0] == str(model)
+    assert w.windowTitle().startswith("dropped.onnx")
+
+
+def _onnx_with_dynamic_input(path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "features"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "features"])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+@pytest.mark.slow
+def test_bad_input_spec_text_is_explained_and_blocks_runs(make_workbench, qtbot, tmp_path, catch_errors):
+    path = tmp_path / "dyn.onnx"
+    _onnx_with_dynamic_input(path)
+    w = make_workbench()
+    w.open_model(str(path))
+    qtbot.waitUntil(lambda: w.model_panel.info() is not None or bool(catch_errors), timeout=90_000)
+    assert not catch_errors, catch_errors
+    edit = w.model_panel.inputs_edit
+    assert not edit.isReadOnly()                      # the model leaves dimensions open
+    assert edit.text() == "x=-1x-1:float32"
+    edit.setText("x=1xabc:float32")
+    assert "bad input spec" in w.model_panel.inputs_hint.text()
+    assert not w.run_panel.run_button.isEnabled()
+    assert "bad input spec" in w.run_panel.problem_label.text()
+    edit.setText("x=4x16:float32")
+    assert w.run_panel.run_button.isEnabled()
+    spec = w.build_spec()
+    assert [str(i) for i in spec.inputs] == ["x=4x16:float32"]
+    # a chain that needs torch on an ONNX model is refused inline
+    w.plugin_panel.set_checked("prune")
+    qtbot.waitUntil(lambda: "Invalid chain" in w.plugin_panel.chain_label.text())
+    assert "needs a torch model but gets onnx" in w.plugin_panel.chain_label.text()
+    assert not w.run_panel.run_button.isEnabled()
+
+
+def test_invalid_chain_order_is_marked_and_disables_run(make_workbench, qtbot):
+    w = make_workbench()
+    w.open_model("demo:digits-cnn")
+    qtbot.waitUntil(lambda: w.run_panel.run_button.isEnabled(), timeout=5_000)
+    panel = w.plugin_panel
+    panel.set_checked("onnx_export")
+    panel.set_checked("prune")
+    panel.move("onnx_export", 0)
+    panel.move("prune", 1)
+    qtbot.waitUntil(lambda: "Invalid chain" in panel.chain_label.text())
+    assert "step 2 (prune) needs a torch model but gets onnx" in panel.chain_label.text()
+    assert panel.item("prune").foreground().color().name() == "#d32f2f"
+    assert not w.run_panel.run_button.isEnabled()
+    assert not w.run_panel.pair_button.isEnabled()
+    assert not w.run_action.isEnabled()
+    assert "invalid plugin chain" in w.run_panel.problem_label.text()
+    # fixing the order (prune first, then export) makes it valid again
+    panel.move("prune", 0)
+    qtbot.waitUntil(lambda: panel.chain_label.text().startswith("✓"))
+    assert w.run_panel.run_button.isEnabled() and w.run_panel.pair_button.isEnabled()
+    # the torch runtime cannot run a chain that ends in ONNX
+    w.run_panel.runtime_combo.setCurrentIndex(w.run_panel.runtime_combo.findData("torch"))
+    qtbot.waitUntil(lambda: "Invalid chain" in panel.chain_label.text())
+    assert "run it with --runtime onnxruntime" in panel.chain_label.text()
+    assert not w.run_panel.run_button.isEnabled()
+
+
+def test_start_refuses_invalid_chain_with_a_message(make_workbench, catch_errors, qtbot):
+    w = make_workbench()
+    w.open_model("demo:digits-cnn")
+    w.plugin_panel.set_checked("onnx_export")
+    w.run_panel.runtime_combo.setCurrentIndex(w.run_panel.runtime_combo.findData("torch"))
+    assert w.start("run") == []
+    assert catch_errors and "invalid plugin chain" in catch_errors[0][0]
+    assert not w.bridge.is_busy()
+
+
+_PROBE = textwrap.dedent("""
+    import json, os, sys, time
+    t0 = time.perf_counter()
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from PySide6.QtCore import QCoreApplication, QSettings
+    from PySide6.QtWidgets import QApplication
+    app = QApplication([])
+    QCoreApplication.setOrganizationName("WorkbenchTests"); QCoreApplication.setApplicationName("probe")
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, sys.argv[2])
+    from workbench.gui.main_window import MainWindow
+    w = MainWindow(db=sys.argv[1])
+    w.show()
+    app.processEvents()
+    shown = time.perf_counter() - t0
+    w.open_model("demo:digits-cnn")
+    deadline = time.monotonic() + 60
+    while w.model_panel.is_busy() and time.monotonic() < deadline:
+        app.processEvents(); time.sleep(0.01)
+    print(json.dumps({"shown_s": shown, "torch": "torch" in sys.modules,
+                      "info": w.model_panel.info() is not None, "error": w.model_panel.load_error()}))
+    w.confirm_on_close = False
+    w.close(); w.deleteLater(); app.processEvents()
+""")
+
+
+@pytest.mark.slow
+def test_window_opens_fast_and_never_imports_torch(tmp_path):
+    """In a fresh interpreter (this test process may have imported torch for other tests)."""
+    done = subprocess.run([sys.executable, "-c", _PROBE, str(tmp_path / "runs.sqlite"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["torch"] is False
+    assert result["shown_s"] < 2.0, result
+    assert result["error"] is None or "weights for demo" in result["error"], result

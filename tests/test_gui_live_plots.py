@@ -1,0 +1,178 @@
+"""LivePlots: buffers, running percentiles, redraw cost at 1 M points, GPU placeholder, training."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from workbench.gui.live_plots import PLACEHOLDER_PREFIX, GrowingBuffer, LivePlots  # noqa: E402
+
+NO_GPU = dict.fromkeys(("gpu_power_w", "gpu_power_avg_w", "gpu_energy_mj", "gpu_mem_used_bytes",
+                        "gpu_mem_total_bytes", "gpu_proc_mem_bytes", "gpu_util_pct", "gpu_mem_util_pct",
+                        "sm_clock_mhz", "temperature_c", "clock_event_reasons"))
+
+
+def _cpu_sample(t: float, rss: float = 300e6) -> dict:
+    return {"t": t, "rss_bytes": rss, "cpu_percent": 99.0, **NO_GPU}
+
+
+def _gpu_sample(t: float, i: int) -> dict:
+    return {"t": t, "rss_bytes": 900e6, "cpu_percent": 100.0, "gpu_power_w": 200.0 + i, "gpu_power_avg_w": 190.0,
+            "gpu_energy_mj": 1e6 + 200 * i, "gpu_mem_used_bytes": 4e9, "gpu_mem_total_bytes": 80e9,
+            "gpu_proc_mem_bytes": 1.5e9, "gpu_util_pct": 97.0, "gpu_mem_util_pct": 40.0, "sm_clock_mhz": 1980.0,
+            "temperature_c": 55.0, "clock_event_reasons": 0}
+
+
+@pytest.fixture
+def plots(qtbot):
+    widget = LivePlots()
+    qtbot.addWidget(widget)
+    widget.resize(1200, 800)
+    widget.reset("#1 demo:mlp")
+    return widget
+
+
+def _feed(plots: LivePlots, values_ns: np.ndarray, phase: str = "measure", batch: int = 1000) -> None:
+    for start in range(0, values_ns.shape[0], batch):
+        plots.handle_event({"type": "latency_batch", "phase": phase,
+                            "values_ns": values_ns[start:start + batch].tolist(), "t": 0.0})
+
+
+def test_growing_buffer_doubles():
+    buf = GrowingBuffer(4)
+    caps = []
+    for i in range(40):
+        buf.append(float(i))
+        caps.append(buf.capacity)
+    assert buf.size == 40 and np.array_equal(buf.data, np.arange(40.0))
+    assert sorted(set(caps)) == [4, 8, 16, 32, 64]
+    buf.extend(np.arange(1000.0))
+    assert buf.capacity == 2048 and buf.size == 1040
+
+
+def test_one_million_points(plots, qtbot):
+    plots.show()
+    qtbot.waitExposed(plots)
+    rng = np.random.default_rng(0)
+    values = (rng.lognormal(np.log(0.1), 0.2, 1_000_000) * 1e6).astype(np.int64)   # ~0.1 ms each
+    warm = values[:5000] * 2
+    _feed(plots, warm, phase="warmup")
+    plots.flush()                                        # (first draw: one-time lazy imports in numpy)
+    _feed(plots, values)                                 # 1000 batches of 1000, as the worker sends them
+    n = warm.shape[0] + values.shape[0]
+    assert plots.latency_point_count() == n
+    # memory grows by doubling from the initial capacity: never one reallocation per batch
+    buf = plots.latency_buffer
+    assert buf.capacity == buf.initial_capacity * 2 ** buf.growths
+    assert buf.capacity >= n > buf.capacity // 2
+    assert buf.growths == int(np.ceil(np.log2(n / buf.initial_capacity)))
+    # no drawing happened since: events only fill buffers
+    assert len(plots.latency_curve.yData) == warm.shape[0]
+
+    started = time.perf_counter()
+    assert plots.flush()                                 # one redraw of 1 M points ...
+    plots.latency_view.repaint()                         # ... and its paint
+    redraw_s = time.perf_counter() - started
+    print(f"\n1 M-point redraw (flush + paint): {redraw_s * 1e3:.1f} ms")
+    assert redraw_s < 2.0                                # generous: the real figure is in the benchmark
+    x, y = plots.latency_curve.getData()
+    assert y is not None and len(y) > 0
+    assert plots.latency_curve.xData.shape[0] == n      # all points handed over, drawn downsampled
+    # the running p50/p99 are numpy's over the window of the current (measure) phase
+    window = values[-plots.PERCENTILE_WINDOW:] / 1e6
+    p50, p99 = plots.running_percentiles()
+    assert p50 == pytest.approx(float(np.median(window)), rel=1e-12)
+    assert p99 == pytest.approx(float(np.percentile(window, 99)), rel=1e-12)
+    # nothing changed: the next tick draws nothing
+    assert not plots.flush()
+
+    # an incremental tick at 1 M points stays cheap
+    _feed(plots, values[:1000])
+    started = time.perf_counter()
+    plots.flush()
+    plots.latency_view.repaint()
+    incremental_s = time.perf_counter() - started
+    print(f"incremental redraw at 1 M points: {incremental_s * 1e3:.1f} ms")
+    assert incremental_s < 1.0
+
+
+def test_running_percentiles_stay_within_the_phase(plots):
+    _feed(plots, np.full(3000, 5_000_000, dtype=np.int64), phase="warmup")   # 5 ms
+    _feed(plots, np.full(200, 1_000_000, dtype=np.int64), phase="measure")   # 1 ms
+    plots.flush()
+    # the window is the 200 measure values only, not the slower warm-up before them
+    assert plots.running_percentiles() == (pytest.approx(1.0), pytest.approx(1.0))
+    # the running p50 line covers the whole run (points every PERCENTILE_STRIDE iterations)
+    px, py = plots.p50_curve.xData, plots.p50_curve.yData
+    assert len(px) >= 3000 // plots.PERCENTILE_STRIDE
+    assert py[0] == pytest.approx(5.0) and py[-1] == pytest.approx(1.0)
+
+
+def test_timer_redraws_without_explicit_flush(plots, qtbot):
+    _feed(plots, np.arange(1, 501, dtype=np.int64) * 1000)
+    qtbot.waitUntil(lambda: plots.latency_curve.xData is not None and len(plots.latency_curve.xData) == 500,
+                    timeout=2000)
+
+
+def test_no_gpu_shows_placeholder_with_reason(plots):
+    assert plots.gpu_placeholder_visible()               # nothing yet: a waiting text, not an empty axis
+    plots.handle_event({"type": "telemetry", "samples": [_cpu_sample(100.0 + i * 0.1, 3e8 + i) for i in range(20)]})
+    plots.flush()
+    assert plots.telemetry_point_count() == 20
+    assert plots.gpu_placeholder_visible()
+    assert plots.gpu_placeholder_text().startswith(PLACEHOLDER_PREFIX)
+    plots.set_telemetry_status({"nvml": "unavailable: NVML Shared Library Not Found", "warnings": []})
+    assert plots.gpu_placeholder_visible()
+    assert plots.gpu_placeholder_text() == "No NVIDIA GPU / NVML unavailable: NVML Shared Library Not Found"
+    assert plots.gpu_stack.currentWidget() is plots.gpu_placeholder
+    # the memory plot still has the host RSS
+    x, y = plots._telemetry["rss"].curve.xData, plots._telemetry["rss"].curve.yData
+    assert len(y) == 20 and x[0] == 0.0
+
+
+def test_gpu_samples_fill_the_power_plot(plots):
+    plots.set_telemetry_status({"nvml": "ok", "warnings": ["another process is using the GPU: pid 42"]})
+    plots.handle_event({"type": "telemetry", "samples": [_gpu_sample(50.0 + i * 0.05, i) for i in range(40)]})
+    plots.flush()
+    assert not plots.gpu_placeholder_visible()
+    x, y = plots._telemetry["power"].curve.xData, plots._telemetry["power"].curve.yData
+    assert len(y) == 40 and y[0] == 200.0 and x[-1] == pytest.approx(39 * 0.05)
+    for key in ("util", "clock", "temperature", "gpu_mem", "gpu_proc_mem"):
+        assert len(plots._telemetry[key].curve.yData) == 40
+    assert "pid 42" in plots.gpu_warnings.text() and not plots.gpu_warnings.isHidden()
+    # a new run starts empty again
+    plots.reset("#2")
+    assert plots.telemetry_point_count() == 0 and plots.gpu_placeholder_visible()
+
+
+def test_train_events_populate_the_training_plot(plots):
+    assert not plots.training_visible()
+    for step in range(1, 41):
+        plots.handle_event({"type": "train", "step": step, "epoch": (step - 1) // 10 + 1, "loss": 2.0 / step,
+                            "student_accuracy": 0.5 + step / 100 if step % 10 == 0 else None})
+    plots.flush()
+    assert plots.training_visible()
+    assert plots.train_point_count() == 40
+    lx, ly = plots._train["loss"].curve.xData, plots._train["loss"].curve.yData
+    assert list(lx[:3]) == [1.0, 2.0, 3.0] and ly[1] == pytest.approx(1.0)
+    ax, ay = plots._train["accuracy"].curve.xData, plots._train["accuracy"].curve.yData
+    assert list(ax) == [10.0, 20.0, 30.0, 40.0] and ay[-1] == pytest.approx(0.9)
+    plots.reset("next")
+    assert not plots.training_visible() and plots.train_point_count() == 0
+
+
+def test_result_and_finish_events_update_the_status(plots):
+    plots.handle_event({"type": "phase", "phase": "measure", "message": ""})
+    plots.handle_event({"type": "result", "result": {"latency": {"median_ms": 1.5, "median_ci_ms": [1.4, 1.6],
+                                                                 "p99_ms": 2.0}}})
+    plots.handle_event({"type": "run_finished", "run_id": 1, "status": "failed", "message": "out of memory"})
+    text = plots.status_label.text()
+    assert "phase: measure" in text and "result: p50 1.5 ms [1.4 ms, 1.6 ms]" in text and "failed: out of memory" in text
+    plots.handle_event({"type": "something_new"})        # unknown events are ignored

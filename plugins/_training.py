@@ -85,6 +85,14 @@ def output_shape(model: Any, example_inputs: list) -> tuple[int, ...]:
     return tuple(out.shape)
 
 
+def output_elements(batch_shape: tuple[int, ...], count: int) -> int:
+    """Elements of the outputs for ``count`` samples, given the output shape of one batch."""
+    per_sample = 1
+    for dim in batch_shape[1:]:
+        per_sample *= int(dim)
+    return per_sample * int(count)
+
+
 def check_runs(model: Any, example_inputs: list, expected_shape: tuple[int, ...], what: str) -> None:
     """Raise PluginError unless ``model`` runs on the example inputs with the expected output shape."""
     try:
@@ -226,13 +234,14 @@ class TrainResult:
         return [round(v, 6) for v in self.step_losses[::stride]]
 
 
-def train(model: Any, inputs: list, labels: Any, loss_fn: Callable[[Any, list, Any], Any], *,
+def train(model: Any, inputs: list, labels: Any, loss_fn: Callable[[Any, list, Any, Any], Any], *,
           context: Any, epochs: int, lr: float, batch_size: int, what: str = "training",
           evaluate: Callable[[], float | None] | None = None,
           span: tuple[float, float] = (0.0, 1.0)) -> TrainResult:
     """Adam + cosine schedule over ``epochs`` passes of ``inputs``.
 
-    ``loss_fn(outputs, batch_inputs, batch_labels)`` returns the scalar loss. Cancellation is
+    ``loss_fn(outputs, batch_inputs, batch_labels, batch_index)`` returns the scalar loss
+    (``batch_index``: the sample indices, e.g. into cached teacher outputs). Cancellation is
     checked every step; a ``"train"`` event is emitted every step (``student_accuracy`` is set
     on the last step of each epoch, from ``evaluate``); progress is reported per epoch within
     ``span``. The caller seeds (see ``seeded``); shuffling uses a generator drawn from torch's RNG.
@@ -267,7 +276,7 @@ def train(model: Any, inputs: list, labels: Any, loss_fn: Callable[[Any, list, A
                 batch_inputs = [x[idx] for x in inputs]
                 batch_labels = labels[idx] if labels is not None else None
                 outputs = first_output(model(*batch_inputs))
-                loss = loss_fn(outputs, batch_inputs, batch_labels)
+                loss = loss_fn(outputs, batch_inputs, batch_labels, idx)
                 if not torch.isfinite(loss):
                     raise PluginError(f"{what}: the loss became {loss.item()} at step {step + 1}; "
                                       "lower lr")
@@ -315,7 +324,7 @@ def finetune(model: Any, context: Any, *, epochs: int, lr: float, batch_size: in
     x_train, y_train = split_tensors(context.data, "train", context.example_inputs, context.device, dtype)
     x_test, y_test = split_tensors(context.data, "test", context.example_inputs, context.device, dtype)
 
-    def loss_fn(outputs: Any, _inputs: list, labels: Any) -> Any:
+    def loss_fn(outputs: Any, _inputs: list, labels: Any, _index: Any) -> Any:
         return F.cross_entropy(outputs.float(), labels)
 
     def evaluate() -> float | None:

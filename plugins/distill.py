@@ -24,6 +24,7 @@ NO_DATA_MESSAGE = (
 DATA_FREE_NOTE = (
     "data-free: the student was trained on seeded Gaussian noise shaped like the inputs, not on "
     "real data; it matches the teacher on noise, its accuracy on real inputs may be much lower")
+CACHE_LIMIT = 64_000_000          # floats of teacher outputs kept in memory (256 MB)
 _DEPTH_ATTRS = ("depth", "num_layers", "n_layers", "num_blocks", "n_blocks")
 
 
@@ -246,9 +247,19 @@ class Distill(Plugin):
             teacher_acc = T.accuracy(teacher, x_test, y_test, check=context.check_cancelled)
             temperature, alpha = p["temperature"], p["alpha"]
 
-            def loss_fn(outputs: Any, inputs: list, labels: Any) -> Any:
-                with torch.no_grad():
-                    target = T.first_output(teacher(*inputs)).float()
+            # The teacher is frozen and the inputs are fixed (no augmentation): its outputs are
+            # computed once, unless they would take more than CACHE_LIMIT floats.
+            cached = None
+            if T.output_elements(expected, len(x_train[0])) <= CACHE_LIMIT:
+                context.progress(0.02, "computing the teacher's outputs")
+                cached = T.predict(teacher, x_train, check=context.check_cancelled).float()
+
+            def loss_fn(outputs: Any, inputs: list, labels: Any, index: Any) -> Any:
+                if cached is not None:
+                    target = cached[index.to(cached.device)]
+                else:
+                    with torch.no_grad():
+                        target = T.first_output(teacher(*inputs)).float()
                 s = outputs.float().reshape(-1, outputs.shape[-1])
                 t = target.reshape(-1, target.shape[-1])
                 kd = F.kl_div(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1),

@@ -111,6 +111,22 @@ def test_demo_baseline_plus_variant_end_to_end(make_workbench, qtbot, catch_erro
     if not torch_before:
         assert "torch" not in sys.modules
 
+    # Ctrl+E: the report of the selected runs is written in a thread, the window stays free
+    from workbench.gui.main_window import report_available
+    if report_available():
+        assert w.export_action.isEnabled()
+        target = Path(w.store.path).parent / "report.html"
+        with qtbot.waitSignal(w._background.reportDone, timeout=120_000) as blocker:
+            w.write_report(w.results.selected_run_ids(), str(target))
+        assert Path(blocker.args[0]).exists() and target.stat().st_size > 1000
+        assert not catch_errors, catch_errors
+
+    # past runs come back from the store when the application starts again
+    w.close()
+    w2 = make_workbench()
+    assert w2.results.row_count() == 2
+    assert {w2.results.model.comparison(r)["id"] for r in range(2)} == {base_id, variant_id}
+
 
 def test_cancel_a_long_run_within_seconds(make_workbench, qtbot, catch_errors):
     w = make_workbench()
@@ -124,12 +140,23 @@ def test_cancel_a_long_run_within_seconds(make_workbench, qtbot, catch_errors):
     assert job is not None and job.status == "running"
     probe = _StallProbe()
     started = time.monotonic()
-    w.cancel_action.trigger()                                  # Esc / Ctrl+. / the Cancel button
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow)
+    qtbot.keyClick(w, Qt.Key.Key_Escape)                       # Esc / Ctrl+. / the Cancel button
+    assert "cancelling" in w.run_panel.status_label.text()
+    # the worker stops measuring within a batch (~0.1 s) and says so ...
+    qtbot.waitUntil(lambda: w.run_panel.stopped, timeout=5_000)
+    stopped = time.monotonic() - started
+    n_at_stop = w.live.latency_point_count()
+    # ... and the run is recorded as cancelled once the worker process has exited
     qtbot.waitUntil(lambda: job.finished, timeout=15_000)
     elapsed = time.monotonic() - started
     probe.stop()
     assert job.status == "cancelled", (job.status, job.message)
+    print(f"cancel: measuring stopped {stopped:.2f} s after Esc, run recorded cancelled after {elapsed:.2f} s")
+    assert stopped < 1.5, f"the measurement went on for {stopped:.1f} s after Esc"
     assert elapsed < 5.0, f"cancel took {elapsed:.1f} s"
+    assert w.live.latency_point_count() == n_at_stop              # nothing measured after the stop
     assert probe.max_gap < 500, f"event loop blocked for {probe.max_gap} ms while cancelling"
     record = w.store.get_run(job.run_id)
     assert record.status == "cancelled"

@@ -37,6 +37,50 @@ def test_window_has_every_dock_and_the_shortcuts(make_workbench):
     assert not w.run_panel.cancel_button.isEnabled()
 
 
+def test_keyboard_shortcuts_reach_their_actions(make_workbench, qtbot, catch_errors):
+    w = make_workbench()
+    hits = []
+    for action, name in ((w.cancel_action, "cancel"), (w.run_action, "run"), (w.pair_action, "pair")):
+        action.setEnabled(True)
+        action.triggered.connect(lambda _c=False, n=name: hits.append(n))
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow)
+    qtbot.keyClick(w, Qt.Key.Key_Escape)
+    qtbot.keyClick(w, Qt.Key.Key_Period, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(w, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(w, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert hits == ["cancel", "cancel", "run", "pair"]
+    # without a model, Run explains instead of failing silently
+    assert catch_errors and "open a model first" in catch_errors[0][0]
+
+
+def test_cli_without_arguments_opens_the_gui(monkeypatch, tmp_path):
+    import workbench.gui.app as app
+    from workbench import cli
+
+    calls = []
+    monkeypatch.setattr(app, "main", lambda db=None: calls.append(db) or 0)
+    assert cli.main([]) == 0
+    assert cli.main(["--db", str(tmp_path / "x.sqlite")]) == 0
+    assert calls == [None, str(tmp_path / "x.sqlite")]
+
+
+def test_theme_follows_the_color_scheme(qapp):
+    from PySide6.QtGui import QPalette
+
+    from workbench.gui.app import apply_theme
+
+    old_palette, old_style = qapp.palette(), qapp.style().name()
+    try:
+        assert apply_theme(qapp, "dark") == "dark"
+        assert qapp.palette().color(QPalette.ColorRole.Window).lightness() < 128
+        assert apply_theme(qapp, "light") == "light"
+        assert qapp.palette().color(QPalette.ColorRole.Window).lightness() > 128
+    finally:
+        qapp.setStyle(old_style)
+        qapp.setPalette(old_palette)
+
+
 def test_settings_and_layout_are_remembered(make_workbench, tmp_path):
     w = make_workbench()
     w.run_panel.iters_spin.setValue(321)

@@ -98,6 +98,7 @@ class MainWindow(QMainWindow):
         self.plugin_panel = PluginPanel(discover_plugins())
         self.run_panel = RunPanel()
         self.live = LivePlots()
+        _unpin_label_widths(self.live)
         self.results = ResultsView(self.store)
         self.charts = ComparisonCharts()
         self.log = LogDock()
@@ -174,7 +175,7 @@ class MainWindow(QMainWindow):
             area = QScrollArea()
             area.setWidgetResizable(True)
             area.setFrameShape(QScrollArea.Shape.NoFrame)
-            area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
             area.setWidget(widget)
             dock.setWidget(area)
         else:
@@ -195,9 +196,29 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.run_dock, self.live_dock, Qt.Orientation.Horizontal)
         self.tabifyDockWidget(self.results_dock, self.log_dock)
         self.results_dock.raise_()
-        self.resizeDocks([self.model_dock, self.run_dock], [370, 340], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.model_dock, self.plugins_dock], [430, 470], Qt.Orientation.Vertical)
-        self.resizeDocks([self.run_dock, self.results_dock], [520, 380], Qt.Orientation.Vertical)
+        self._sizes_pending = True
+        if self.isVisible():
+            QTimer.singleShot(0, self._apply_default_sizes)
+
+    def _apply_default_sizes(self) -> None:
+        """Dock sizes in proportion to the window (only meaningful once it is shown)."""
+        self._sizes_pending = False
+        width, height = max(self.width(), 900), max(self.height(), 600)
+        left = max(330, min(420, int(width * 0.22)))
+        run = max(340, min(400, int(width * 0.22)))
+        self.resizeDocks([self.model_dock, self.run_dock, self.live_dock],
+                         [left, run, width - left - run], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.model_dock, self.plugins_dock], [int(height * 0.47), int(height * 0.53)],
+                         Qt.Orientation.Vertical)
+        self.resizeDocks([self.run_dock, self.results_dock], [int(height * 0.58), int(height * 0.42)],
+                         Qt.Orientation.Vertical)
+        total = max(600, width - left)
+        self.results_split.setSizes([int(total * 0.42), int(total * 0.58)])
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().showEvent(event)
+        if getattr(self, "_sizes_pending", False):
+            QTimer.singleShot(0, self._apply_default_sizes)
 
     def _build_actions(self) -> None:
         def action(text: str, slot, shortcut=None, tip: str = "") -> QAction:
@@ -486,6 +507,7 @@ class MainWindow(QMainWindow):
     def cancel(self) -> None:
         if self.bridge.is_busy():
             n = self.bridge.cancel_all()
+            self.run_panel.cancelling()
             self.log.append("cancel requested" + (f" ({n} job(s))" if n else ""))
             self.statusBar().showMessage("Cancelling…", 3000)
 
@@ -646,7 +668,8 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         state = s.value("window/state")
         if isinstance(state, QByteArray) and not state.isEmpty():
-            self.restoreState(state, SETTINGS_VERSION)
+            if self.restoreState(state, SETTINGS_VERSION):
+                self._sizes_pending = False      # the user's own layout wins
         split = s.value("window/results_split")
         if isinstance(split, QByteArray) and not split.isEmpty():
             self.results_split.restoreState(split)
@@ -710,6 +733,15 @@ class MainWindow(QMainWindow):
         self._refresh_timer.stop()
         self.bridge.shutdown(timeout_s=8.0)
         super().closeEvent(event)
+
+
+def _unpin_label_widths(widget: QWidget) -> None:
+    """One-line status/title labels whose text grows during a run must not raise their dock's
+    minimum width (that squeezes the other docks): let the layout clip them instead."""
+    for name in ("title_label", "status_label"):
+        label = getattr(widget, name, None)
+        if isinstance(label, QLabel) and not label.wordWrap():
+            label.setMinimumWidth(1)     # overrides the text-wide minimumSizeHint; sizeHint still preferred
 
 
 def _demo_catalog() -> list[tuple[str, str]]:

@@ -68,8 +68,9 @@ class RunPanel(QWidget):
         self.duration_spin.setSuffix(" s")
         self.duration_spin.setValue(PRESETS["quick"]["duration_s"])
         self.duration_spin.setToolTip("Minimum timed duration: the run stops when both minimums are met")
-        self.rigorous_check = QCheckBox("Rigorous (≥ 1000 iterations, ≥ 10 s, longer warm-up)")
-        self.rigorous_check.setToolTip("The preset for numbers you will publish")
+        self.rigorous_check = QCheckBox("Rigorous preset")
+        self.rigorous_check.setToolTip("≥ 1000 iterations, ≥ 10 s timed, longer warm-up: the preset for "
+                                       "numbers you will publish")
         self.rigorous_check.toggled.connect(self._rigorous_toggled)
 
         form = QFormLayout()
@@ -105,9 +106,9 @@ class RunPanel(QWidget):
         self.run_button.setDefault(True)
         buttons = QGridLayout()
         buttons.addWidget(self.run_button, 0, 0)
-        buttons.addWidget(self.pair_button, 0, 1)
-        buttons.addWidget(self.all_button, 1, 0)
-        buttons.addWidget(self.cancel_button, 1, 1)
+        buttons.addWidget(self.cancel_button, 0, 1)
+        buttons.addWidget(self.pair_button, 1, 0, 1, 2)
+        buttons.addWidget(self.all_button, 2, 0, 1, 2)
 
         self.problem_label = QLabel()
         self.problem_label.setObjectName("runProblem")
@@ -137,14 +138,15 @@ class RunPanel(QWidget):
 
         self.queue_list = QListWidget()
         self.queue_list.setObjectName("queueList")
-        self.queue_list.setMinimumHeight(70)
+        self.queue_list.setMinimumHeight(56)
         self.queue_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.queue_list.customContextMenuRequested.connect(self._queue_menu)
         self.queue_list.setToolTip("Runs in order; right-click a queued run to remove it")
         self.remove_button = QPushButton("Remove")
         self.remove_button.setToolTip("Take the selected queued run off the queue")
         self.remove_button.clicked.connect(self._remove_selected)
-        self.clear_button = QPushButton("Clear finished")
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.setToolTip("Remove finished runs from this list (they stay in the Results)")
         self.clear_button.clicked.connect(self.clearFinishedRequested)
         queue_buttons = QHBoxLayout()
         queue_buttons.addWidget(QLabel("Queue"))
@@ -168,6 +170,7 @@ class RunPanel(QWidget):
             widget.valueChanged.connect(lambda _v: self.settingsChanged.emit())
 
         self._job = None
+        self.stopped = False
         self._measure_ns = 0
         self._measure_n = 0
         self._optimize_steps = 1
@@ -268,7 +271,14 @@ class RunPanel(QWidget):
         self.cancel_button.setEnabled(busy)
 
     # -- progress ----------------------------------------------------------------------------------
+    def cancelling(self) -> None:
+        """Feedback at once when the user cancels (the worker answers within a batch)."""
+        if self._job is not None and not self.stopped:
+            self._set_status(f"■ {self._job_label()}: cancelling…")
+        self.cancel_button.setEnabled(False)
+
     def job_started(self, job) -> None:
+        self.stopped = False
         self._job = job
         self._measure_ns = 0
         self._measure_n = 0
@@ -301,6 +311,15 @@ class RunPanel(QWidget):
     def handle_event(self, event: dict) -> None:
         """Drive the phase bars from the running job's events."""
         kind = event.get("type")
+        if kind == "error" and event.get("kind") == "cancelled":
+            # the worker has stopped measuring; the process itself may take a moment to exit
+            self.stopped = True
+            for bar in self.bars.values():
+                if bar.maximum() == 0 or 0 < bar.value() < 1000:
+                    bar.setRange(0, 1000)
+                    bar.setFormat("cancelled")
+            self._set_status(f"■ {self._job_label()}: cancelled — the worker process is exiting…")
+            return
         if kind == "phase":
             phase = event.get("phase")
             key = PHASE_BAR.get(phase)

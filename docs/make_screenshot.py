@@ -1,0 +1,112 @@
+"""Take ``docs/screenshot-main.png``: the main window after a baseline + variant comparison.
+
+Run under a real X server (Xvfb), e.g.::
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_screenshot.py
+
+It opens the demo CNN, ticks structured pruning, runs "baseline + variant", waits for both,
+selects both rows (the comparison charts fill in) and saves ``QWidget.grab()`` of the window.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="demo:digits-cnn")
+    parser.add_argument("--plugin", default="prune", help="the plugin of the variant")
+    parser.add_argument("--param", action="append", default=["amount=0.5"], help="plugin key=value")
+    parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--duration", type=float, default=2.0)
+    parser.add_argument("--size", default="1600x1000")
+    parser.add_argument("--output", default=str(ROOT / "docs" / "screenshot-main.png"))
+    parser.add_argument("--theme", default=None, help="force light or dark")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="wb-shot-"))
+    if args.theme:
+        os.environ["WORKBENCH_THEME"] = args.theme
+    import workbench.gui  # noqa: F401
+    from PySide6.QtCore import QCoreApplication, QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from workbench.gui.app import create_application
+    app = create_application([sys.argv[0]])
+    QCoreApplication.setApplicationName("WorkbenchScreenshot")
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp / "settings"))
+    from workbench.gui.main_window import MainWindow
+
+    width, height = (int(v) for v in args.size.split("x"))
+    window = MainWindow(db=tmp / "runs.sqlite", restore=False)
+    window.confirm_on_close = False
+    window.resize(width, height)
+    window.show()
+
+    def pump(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            app.processEvents()
+            time.sleep(0.01)
+
+    def wait(condition, timeout: float, what: str) -> None:
+        end = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > end:
+                raise SystemExit(f"timed out waiting for {what}")
+            app.processEvents()
+            time.sleep(0.02)
+
+    pump(0.5)
+    window.open_model(args.model)
+    wait(lambda: window.model_panel.info() is not None or window.model_panel.load_error(), 180, "the model info")
+    if window.model_panel.load_error():
+        raise SystemExit(window.model_panel.load_error())
+    window.run_panel.iters_spin.setValue(args.iters)
+    window.run_panel.duration_spin.setValue(args.duration)
+    window.plugin_panel.set_checked(args.plugin)
+    window.plugin_panel.form(args.plugin).set_values(dict(p.split("=", 1) for p in args.param))
+    pump(0.3)
+    jobs = window.start("pair")
+    if not jobs:
+        raise SystemExit("could not start the runs")
+    wait(lambda: all(j.finished for j in jobs), 900, "the runs")
+    failed = [(j.label, j.message) for j in jobs if j.status != "done"]
+    if failed:
+        raise SystemExit(f"runs failed: {failed}")
+    window.select_runs([j.run_id for j in jobs])
+    window.results_dock.raise_()
+    pump(1.5)
+    if os.environ.get("WB_DEBUG_SIZES"):
+        from PySide6.QtWidgets import QWidget
+        print("charts", window.charts.minimumSizeHint().toTuple(), window.charts.size().toTuple(),
+              "table", window.results.minimumSizeHint().toTuple(), window.results.size().toTuple(),
+              "split", window.results_split.size().toTuple())
+        for c in window.charts.findChildren(QWidget):
+            if c.minimumSizeHint().width() > 300:
+                print("   chart child:", type(c).__name__, c.objectName(), c.minimumSizeHint().toTuple(), c.size().toTuple())
+        for d in (window.model_dock, window.plugins_dock, window.run_dock, window.live_dock, window.results_dock):
+            print(d.windowTitle(), "min", d.minimumSizeHint().toTuple(), "size", d.size().toTuple())
+            for c in d.findChildren(QWidget):
+                if c.minimumSizeHint().width() > 450:
+                    print("   wide:", type(c).__name__, c.objectName(), c.minimumSizeHint().toTuple())
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    window.grab().save(str(out))
+    print(f"wrote {out} ({window.width()}x{window.height()})")
+    window.close()
+    window.deleteLater()
+    app.processEvents()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

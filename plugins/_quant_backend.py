@@ -238,7 +238,7 @@ def static_int8(model: Any, example_inputs: list, batches: Iterable[list],
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
         from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
         with _quiet():
-            exported = torch.export.export(model, tuple(example_inputs)).module()
+            exported = _export_for_quantization(model, example_inputs)
             quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config())
             prepared = prepare_pt2e(exported, quantizer)
         _calibrate(prepared, batches, on_batch)
@@ -250,11 +250,25 @@ def static_int8(model: Any, example_inputs: list, batches: Iterable[list],
         raise PluginError(f"static int8 quantization failed: FX could not trace the model ({fx_error}) and "
                           f"PT2E failed too ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
                           "use method=dynamic_int8 or weight_only_int8") from exc
-    layers = _pt2e_quantized_weights(quantized)
+    # Like any torch.export graph, the result refuses .eval()/.train() (NotImplementedError), which
+    # the torch runtime and the fuse plugin handle.
+    _drop_unused_attributes(quantized)
+    layers = _pt2e_quantized_layers(quantized)
     notes = [note, f"FX could not trace the model ({fx_error}): used PT2E. Its output is a "
-             "quantize/dequantize graph that runs at fp32 speed in eager; add `fuse method=torch_compile` "
-             "after this step to get int8 kernels"]
+             "quantize/dequantize graph, slower than fp32 in eager; add `fuse method=torch_compile` (freezing on, "
+             "the default) after this step: Inductor then lowers it to oneDNN int8 kernels"]
     return QuantResult(quantized, layers, "torchao PT2E prepare_pt2e/convert_pt2e, X86InductorQuantizer", notes)
+
+
+def _export_for_quantization(model: Any, example_inputs: list) -> Any:
+    """torch.export with a dynamic batch dimension when the model allows it (else static shapes)."""
+    import torch
+    args = tuple(example_inputs)
+    try:
+        dims = tuple({0: torch.export.Dim.AUTO} if getattr(t, "dim", lambda: 0)() > 0 else None for t in args)
+        return torch.export.export(model, args, dynamic_shapes=dims).module()
+    except Exception:
+        return torch.export.export(model, args).module()
 
 
 def _calibrate(prepared: Any, batches: list, on_batch: Callable[[int], None]) -> None:
@@ -265,15 +279,30 @@ def _calibrate(prepared: Any, batches: list, on_batch: Callable[[int], None]) ->
             prepared(*batch)
 
 
-def _pt2e_quantized_weights(graph_module: Any) -> list[str]:
-    """Names of the weights that feed a dequantize node in a converted PT2E graph."""
-    names = []
+def _pt2e_quantized_layers(graph_module: Any) -> list[str]:
+    """Original module names of the ops whose weight input is dequantized from int8 (PT2E graph)."""
+    names: list[str] = []
     for node in graph_module.graph.nodes:
-        if node.op == "call_function" and "dequantize" in str(node.target):
-            source = node.args[0] if node.args else None
-            if getattr(source, "op", None) == "get_attr":
-                names.append(str(source.target))
+        if node.op != "call_function" or "dequantize_per_channel" not in str(node.target):
+            continue
+        for user in node.users:
+            stack = user.meta.get("nn_module_stack") or {}
+            name = list(stack.values())[-1][0] if stack else user.name
+            if name not in names:
+                names.append(name)
     return names
+
+
+def _drop_unused_attributes(graph_module: Any) -> None:
+    """convert_pt2e keeps the original fp32 weights registered next to the int8 copies: drop them."""
+    used = {str(node.target) for node in graph_module.graph.nodes if node.op == "get_attr"}
+    for name in [n for n, _ in graph_module.named_parameters()] + [n for n, _ in graph_module.named_buffers()]:
+        if name in used:
+            continue
+        owner_name, _, attr = name.rpartition(".")
+        owner = graph_module.get_submodule(owner_name) if owner_name else graph_module
+        with contextlib.suppress(AttributeError):
+            delattr(owner, attr)
 
 
 def torchao_int4_devices() -> tuple[str, ...]:
@@ -292,7 +321,7 @@ def weight_only(model: Any, bits: int, device: str, group_size: int = 64) -> Qua
         backend = "torchao quantize_(Int8WeightOnlyConfig)"
         if not device.startswith("cuda"):
             notes.append("CPU eager dequantizes the int8 weights on every call: the model is smaller but "
-                         "usually not faster; add `fuse method=torch_compile` after this step for fused kernels")
+                         "not faster; `fuse method=torch_compile` after this step fuses the dequantization")
     else:
         if not device.startswith("cuda"):
             raise PluginError("quantize int4 runs on CUDA only: torchao's int4 weight kernels (tinygemm / "

@@ -30,6 +30,9 @@ class Fuse(Plugin):
         Param("mode", "choice", "default",
               "torch_compile: default (fast compile), reduce-overhead (CUDA graphs on GPU), "
               "max-autotune-no-cudagraphs (slow compile, tuned kernels)", choices=COMPILE_MODES),
+        Param("freezing", "bool", True,
+              "torch_compile: treat the weights as constants (Inductor freezing): folds them and pre-packs "
+              "them for oneDNN on CPU, and lowers PT2E int8 graphs to int8 kernels; inference only"),
         Param("level", "choice", "all",
               "onnxruntime: basic (constant folding, redundant nodes), extended (op fusions), "
               "all (plus layout optimizations; hardware-specific)", choices=LEVELS),
@@ -52,6 +55,12 @@ class Fuse(Plugin):
         method = self.params["method"]
         is_onnx = type(model).__name__ == "ModelProto"
         self.check("onnx" if is_onnx else "torch", context.device)
+        if not is_onnx:
+            import torch
+            if isinstance(model, torch.jit.ScriptModule):
+                raise PluginError(f"fuse method={method} needs a Python nn.Module, not TorchScript (its modules "
+                                  "cannot be replaced, and torch.compile does not take it); load the model from "
+                                  "its state_dict + factory, or export it to ONNX and use method=onnxruntime")
         if method == "conv_bn":
             return self._conv_bn(model, context)
         if method == "torch_compile":
@@ -68,10 +77,10 @@ class Fuse(Plugin):
         from workbench.models.info import count_parameters, model_bytes
 
         notes: list[str] = []
-        if model.training:
+        if getattr(model, "training", False):
             notes.append("the model was in training mode: switched to eval() — folding uses the BatchNorm "
                          "running statistics (eval semantics), so batch statistics are no longer used")
-        model = copy.deepcopy(model).eval()
+        model = _eval(copy.deepcopy(model))
         bytes_before, params_before = model_bytes(model), count_parameters(model)
         context.progress(0.0, "finding Conv+BatchNorm pairs")
         pairs: list[dict[str, Any]] = []
@@ -123,20 +132,27 @@ class Fuse(Plugin):
         notes: list[str] = []
         if getattr(model, "training", False):
             notes.append("the model was in training mode: compiled in eval()")
-        model = model.eval()
+        model = _eval(model)
         if mode == "reduce-overhead" and not context.device.startswith("cuda"):
             notes.append("reduce-overhead uses CUDA graphs, which do not apply on CPU: same as default here")
         context.progress(0.0, f"torch.compile (mode={mode}): compiling on the first call")
+        from torch._inductor import config as inductor_config
+        freezing = bool(self.params["freezing"])
         compiled = torch.compile(model, mode=mode, backend="inductor")
         started = time.perf_counter()
         try:
-            with torch.no_grad():   # the runtime times under no_grad: compile for that (grad mode is a guard)
+            # The runtime times under no_grad: compile for that (grad mode is a guard). Freezing is
+            # patched around this first compile only (torch.compile(options={"freezing": True}) fails
+            # on PT2E int8 graphs in torch 2.13); a later recompile for another shape is not frozen.
+            with torch.no_grad(), inductor_config.patch(freezing=freezing):
                 compiled(*context.example_inputs)
         except Exception as exc:
             raise PluginError(f"torch.compile (mode={mode}) failed on the first call: {_compile_reason(exc)}. "
                               "Inductor needs a working C++ compiler on CPU (g++/clang, or set CXX) and Triton "
                               "on CUDA; use method=conv_bn or no fuse step") from exc
         compile_seconds = time.perf_counter() - started
+        if freezing:
+            notes.append("freezing: weights are compile-time constants; changing them later needs a new compile")
         notes.append("compile time is spent here (extra.compile_seconds), not in the timed iterations; "
                      "a new input shape recompiles (batch becomes dynamic after the first change)")
         context.progress(1.0, f"compiled in {compile_seconds:.1f} s")
@@ -146,6 +162,7 @@ class Fuse(Plugin):
             plugin=self.name, summary=f"torch.compile mode={mode} (Inductor): compiled in {compile_seconds:.1f} s",
             bytes_before=size, bytes_after=size, notes=notes,
             extra={"method": "torch_compile", "mode": mode, "compile_seconds": compile_seconds,
+                   "freezing": freezing,
                    "backend": "torch.compile(backend='inductor')", "torch": torch.__version__})
 
     # -- ONNX Runtime graph optimization --------------------------------------------------------
@@ -192,6 +209,13 @@ class Fuse(Plugin):
             extra={"method": "onnxruntime", "level": level_name, "nodes_before": before, "nodes_after": after,
                    "ops_before": _op_counts(model), "ops_after": _op_counts(optimized),
                    "artifact": str(target), "providers": providers})
+
+
+def _eval(model: Any) -> Any:
+    try:
+        return model.eval()
+    except NotImplementedError:   # torch.export / PT2E graphs refuse eval(): already inference graphs
+        return model
 
 
 def _foldable(first: Any, bn: Any) -> bool:

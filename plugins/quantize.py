@@ -90,6 +90,10 @@ class Quantize(Plugin):
         method = self.params["method"]
         is_onnx = type(model).__name__ == "ModelProto"
         self.check("onnx" if is_onnx else "torch", context.device)
+        if not is_onnx and method not in ("fp16", "bf16") and _is_torchscript(model):
+            raise PluginError(f"quantize {method} needs a Python nn.Module: a TorchScript model cannot have its "
+                              "layers replaced. Load it from its state_dict + factory, or export it to ONNX and "
+                              "use ONNX Runtime quantization (dynamic_int8/static_int8)")
         bytes_before = model_bytes(model)
         params_before = count_parameters(model)
         notes: list[str] = []
@@ -209,6 +213,11 @@ class Quantize(Plugin):
         if method in ("weight_only_int8", "int4"):
             return "0 layers quantized: torchao weight-only quantization only replaces nn.Linear weights"
         return f"0 layers quantized: {method} found no layer it applies to"
+
+
+def _is_torchscript(model: Any) -> bool:
+    import torch
+    return isinstance(model, torch.jit.ScriptModule)
 
 
 def _layer_types(model: Any, layers: list[str]) -> dict[str, int]:

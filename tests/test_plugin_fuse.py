@@ -207,6 +207,12 @@ def test_method_format_mismatch_is_rejected():
     assert [s.name for s in chain] == ["onnx_export", "fuse"]
 
 
+def test_torchscript_models_are_rejected_with_the_fix(tmp_path, x):
+    scripted = torch.jit.trace(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)).eval(), x)
+    with pytest.raises(PluginError, match="needs a Python nn.Module, not TorchScript.*method=onnxruntime"):
+        Fuse(method="conv_bn").run(scripted, _context(tmp_path, x))
+
+
 def test_param_schema_errors():
     with pytest.raises(PluginError, match="fuse:method: 'bn' is not one of conv_bn"):
         Fuse(method="bn")

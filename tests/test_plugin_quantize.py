@@ -47,11 +47,16 @@ def _train(model: nn.Module, data: dict, epochs: int) -> nn.Module:
     x, y = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"])
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x)).split(64):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # small ops: one thread is as fast, and immune to a busy machine
+    try:
+        for _ in range(epochs):
+            for idx in torch.randperm(len(x)).split(64):
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
     return model.eval()
 
 
@@ -200,6 +205,34 @@ def test_static_int8_calibration_can_be_cancelled(cnn, data, tmp_path):
         Quantize(method="static_int8").run(cnn, _context(tmp_path, data, cancelled=lambda: True))
 
 
+class _NotFxTraceable(nn.Module):
+    """Python control flow over a tensor size: FX symbolic tracing fails, torch.export does not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 64, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        parts = [h[:, i:i + 1] for i in range(h.shape[1])]
+        return self.fc(torch.cat(parts, 1).flatten(1))
+
+
+def test_static_int8_falls_back_to_pt2e_when_fx_cannot_trace(data, tmp_path):
+    torch.manual_seed(0)
+    model = _NotFxTraceable().eval()
+    quantized, report = Quantize(method="static_int8").run(model, _context(tmp_path, data))
+    assert "PT2E" in report.extra["backend"] and "X86InductorQuantizer" in report.extra["backend"]
+    assert report.layers_changed == ["conv", "fc"]
+    assert any("FX could not trace" in note and "torch_compile" in note for note in report.notes)
+    assert report.bytes_after < 0.5 * report.bytes_before   # the fp32 copies of the weights are dropped
+    with torch.no_grad():
+        for batch in (BATCH, 7):   # exported with a dynamic batch dimension
+            x = torch.from_numpy(data["x_test"][:batch])
+            torch.testing.assert_close(quantized(x), model(x), atol=0.05, rtol=0.05)
+
+
 # ---------------------------------------------------------------------------------------------
 # torchao weight-only, int4, fp16, bf16
 # ---------------------------------------------------------------------------------------------
@@ -288,6 +321,12 @@ def test_onnx_rejects_torch_only_methods():
     for method in ("weight_only_int8", "int4", "fp16", "bf16"):
         with pytest.raises(PluginError, match=f"method={method} needs a torch model.*dynamic_int8 or static_int8"):
             Quantize(method=method).check("onnx", "cpu")
+
+
+def test_torchscript_models_are_rejected_with_the_fix(tmp_path, data):
+    scripted = torch.jit.trace(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval(), torch.rand(2, 1, 8, 8))
+    with pytest.raises(PluginError, match="needs a Python nn.Module.*state_dict \\+ factory"):
+        Quantize(method="dynamic_int8").run(scripted, _context(tmp_path, data))
 
 
 # ---------------------------------------------------------------------------------------------

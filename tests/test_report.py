@@ -247,6 +247,25 @@ def test_energy_criterion_on_gpu_runs(store):
     assert report["summary"]["best_run_id"] != build_report(store, [base, a, b])["summary"]["best_run_id"]
 
 
+def test_several_models_are_ranked_against_their_own_baselines(store):
+    """Absolute latencies of different models do not compare: a transformer variant at 1.8 ms is not
+    'better' than a CNN variant at 4 ms when the CNN's baseline took 10 ms and the transformer's 2 ms."""
+    cnn = add_run(store, median_ms=10.0, seed=1)
+    cnn_v = add_run(store, plugins=["prune:amount=0.5"], median_ms=4.0, seed=2, top1=0.995)
+    tf = add_run(store, model="demo:digits-transformer", median_ms=2.0, seed=3)
+    tf_v = add_run(store, model="demo:digits-transformer", plugins=["quantize:method=dynamic_int8"], median_ms=1.8,
+                   seed=4, top1=0.998)
+    summary = build_report(store, [cnn, cnn_v, tf, tf_v])["summary"]
+    assert summary["compared_by"] == "p50_ratio" and summary["best_run_id"] == cnn_v
+    assert "ranked against its own baseline" in summary["reason"]
+    groups = {g["model"]: g for g in summary["groups"]}
+    assert groups["demo:digits-cnn"]["best_run_id"] == cnn_v and groups["demo:digits-transformer"]["best_run_id"] == tf_v
+    assert groups["demo:digits-transformer"]["run_ids"] == [tf, tf_v]
+    # one model: absolute numbers
+    one = build_report(store, [tf, tf_v])["summary"]
+    assert one["compared_by"] == "p50_ms" and one["best_run_id"] == tf_v and len(one["groups"]) == 1
+
+
 def test_noise_warning_for_best_variant(store):
     base = add_run(store, median_ms=2.0, sigma=0.3, seed=1)
     v = add_run(store, plugins=["fuse:method=conv_bn"], median_ms=1.97, sigma=0.3, seed=2)
@@ -367,7 +386,7 @@ def test_html_is_self_contained_and_complete(store, runs, tmp_path):
     assert "img" not in parser.tags and "script" not in parser.tags and "link" not in parser.tags
     for tag, attr, value in parser.links:                 # in-page anchors only
         assert value.startswith("#"), (tag, attr, value)
-    assert "url(http" not in raw and "@import" not in raw
+    assert "http://" not in raw and "https://" not in raw and "@import" not in raw   # not even namespaces
     text = " ".join(parser.text)
     report = build_report(store, ids)
     anchors = {v for _, _, v in parser.links}
@@ -559,7 +578,10 @@ def test_end_to_end_real_runs(tmp_path):
     assert run["plugins"][0]["params"]["method"] == "conv_bn"
     assert run["fidelity"]["top1_agreement"] is not None and run["series"]["latency_quantiles_ms"]
     assert report["summary"]["best_run_id"] == fused.id or "agreement" in report["summary"]["reason"]
-    assert _parse_back(run["command"]) == RunSpec.from_dict(store.get_run(fused.id).spec)
+    # warmup_max_s has no CLI option: the report says so, and the command gets everything else right
+    assert run["command_exact"] is False and "warmup_max_s=0.5" in run["command_notes"][0]
+    stored = RunSpec.from_dict(store.get_run(fused.id).spec)
+    assert _parse_back(run["command"]) == RunSpec.from_dict({**stored.to_dict(), "warmup_max_s": 3.0})
     import jsonschema
     jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(
         json.loads(_render(store, ids, tmp_path, ".json").read_text()))

@@ -119,8 +119,10 @@ def inline_svg(svg: str, prefix: str) -> str:
         new = f"{prefix}-{old}"
         svg = svg.replace(f'id="{old}"', f'id="{new}"').replace(f'#{old})', f'#{new})') \
                  .replace(f'href="#{old}"', f'href="#{new}"')
-    # width/height in pt → responsive: keep the viewBox, let CSS size it.
+    # width/height in pt → responsive: keep the viewBox, let CSS size it. Namespace declarations
+    # are dropped: the HTML parser puts inline <svg> (and xlink:href) in the right namespaces.
     svg = re.sub(r'<svg([^>]*?) width="[^"]+" height="[^"]+"', r'<svg\1 class="chart" role="img"', svg, count=1)
+    svg = re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", svg)
     return svg
 
 
@@ -287,6 +289,8 @@ def _pareto_chart(report: dict, colors: dict[int, str]):
                 ax.annotate(", ".join(f"#{g[0]['id']}" for g in group), (x, yv), xytext=(4, 3),
                             textcoords="offset points", fontsize=6.5, color="#333")
     _log_if_spread(ax, [r["metrics"]["p50_ms"] for r in runs])
+    low = min(100 * r["metrics"]["fidelity_score"] for r in runs)
+    ax.set_ylim(max(0.0, low - max(1.0, 0.08 * (100 - low))), 100.6)   # nothing lies above 100 %
     ax.set_xlabel("median latency p50 (ms) — left is faster")
     ax.set_ylabel(("top-1 agreement" if use_top1 else "cosine similarity") + " (%) — up is more faithful")
     ax.set_title("Latency vs fidelity (dashed: Pareto front per model; outlined: best variant)")

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from .report_charts import render_charts
 from .report_text import (ENV_FIELDS, chain_steps, comparison_columns, env_differences, env_fingerprint,
-                          failure_line, fidelity_rows, kpis, latency_rows, memory_power_rows, param_text,
+                          failure_line, fidelity_rows, group_rows, kpis, latency_rows, memory_power_rows, param_text,
                           plugin_change_text, run_title)
 
 CSS = """
@@ -52,7 +52,8 @@ ul.warnings { margin: 6px 0; padding-left: 20px; }
 ul.warnings li { margin: 2px 0; }
 .table-wrap { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; font-size: 12.5px; }
-table.cmp { font-size: 12px; } table.cmp td:first-child { min-width: 200px; max-width: 320px; overflow-wrap: break-word; }
+table.cmp { font-size: 11.5px; } table.cmp th, table.cmp td { padding: 5px 6px; }
+table.cmp td:first-child { min-width: 170px; max-width: 300px; overflow-wrap: break-word; }
 th, td { border-bottom: 1px solid var(--line); padding: 5px 8px; text-align: left; vertical-align: top; }
 th { background: var(--soft); font-weight: 600; white-space: nowrap; position: sticky; top: 0; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -157,6 +158,12 @@ def _summary(report: dict) -> str:
         out.append("</div></div>")
         if s["noise_warning"]:
             out.append(f'<div class="callout"><strong>Warning:</strong> {_e(s["noise_warning"])}</div>')
+    if len(s["groups"]) > 1:
+        rows = "".join(f"<tr><td>{_e(a)}</td><td>{_e(b)}</td><td class=\"num\">{_e(c)}</td></tr>"
+                       for a, b, c in group_rows(report))
+        out.append(f'<h4>Best per model and setup</h4><div class="table-wrap"><table class="groups"><thead><tr>'
+                   f'<th>setup</th><th>best variant</th><th class="num">{_e(report["criterion"]["metric"])}</th></tr>'
+                   f"</thead><tbody>{rows}</tbody></table></div>")
     if s["warnings"]:
         out.append("<h4>Warnings</h4>" + _list(s["warnings"]))
     if s["excluded"]:

@@ -36,18 +36,19 @@ class Criterion:
     metric: str           # key of the run's "metrics" dict
     goal: str             # "min" | "max"
     description: str
+    relative: str         # the metric relative to the run's own baseline (used across models/setups)
 
 
 CRITERIA: dict[str, Criterion] = {c.name: c for c in (
-    Criterion("p50", "p50_ms", "min", "fastest median latency (p50)"),
-    Criterion("p90", "p90_ms", "min", "fastest 90th-percentile latency"),
-    Criterion("p95", "p95_ms", "min", "fastest 95th-percentile latency"),
-    Criterion("p99", "p99_ms", "min", "fastest 99th-percentile latency"),
-    Criterion("mean", "mean_ms", "min", "fastest mean latency"),
-    Criterion("throughput", "throughput_per_s", "max", "highest throughput (samples/s)"),
-    Criterion("size", "size_bytes", "min", "smallest model (serialized weights)"),
-    Criterion("energy", "energy_j_per_inference", "min", "lowest energy per inference"),
-    Criterion("fidelity", "fidelity_score", "max", "closest outputs to the unoptimized model"),
+    Criterion("p50", "p50_ms", "min", "fastest median latency (p50)", "p50_ratio"),
+    Criterion("p90", "p90_ms", "min", "fastest 90th-percentile latency", "p90_ratio"),
+    Criterion("p95", "p95_ms", "min", "fastest 95th-percentile latency", "p95_ratio"),
+    Criterion("p99", "p99_ms", "min", "fastest 99th-percentile latency", "p99_ratio"),
+    Criterion("mean", "mean_ms", "min", "fastest mean latency", "mean_ratio"),
+    Criterion("throughput", "throughput_per_s", "max", "highest throughput (samples/s)", "throughput_ratio"),
+    Criterion("size", "size_bytes", "min", "smallest model (serialized weights)", "size_ratio"),
+    Criterion("energy", "energy_j_per_inference", "min", "lowest energy per inference", "energy_ratio"),
+    Criterion("fidelity", "fidelity_score", "max", "closest outputs to the unoptimized model", "fidelity_score"),
 )}
 CRITERION_HELP = ("NAME[:MIN_AGREEMENT] with NAME one of " + ", ".join(CRITERIA)
                   + f"; MIN_AGREEMENT is the top-1 agreement a run needs to qualify (default "
@@ -76,8 +77,8 @@ def parse_criterion(text: str | None) -> dict:
     if minimum > 0:
         description += (f" among runs whose top-1 agreement with the unoptimized model is ≥ {100 * minimum:g} % "
                         "(cosine similarity for models without class outputs)")
-    return {"name": name, "metric": c.metric, "goal": c.goal, "min_agreement": minimum,
-            "description": description}
+    return {"name": name, "metric": c.metric, "relative_metric": c.relative, "goal": c.goal,
+            "min_agreement": minimum, "description": description}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,6 +173,13 @@ def _run_entry(store: ResultsStore, record: RunRecord, baseline: RunRecord | Non
         "top1_agreement": top1, "cosine": cosine,
         "fidelity_score": top1 if top1 is not None else cosine,
     }
+    # The same against the run's own baseline (what a report spanning several models ranks by).
+    for key, base_key in (("p50", "median_ms"), ("p90", "p90_ms"), ("p95", "p95_ms"), ("p99", "p99_ms"),
+                          ("mean", "mean_ms")):
+        metrics[f"{key}_ratio"] = _ratio(metrics[f"{key}_ms"], base_lat.get(base_key)) if baseline else None
+    metrics["throughput_ratio"] = comparison["throughput_ratio"] if comparison else None
+    metrics["size_ratio"] = size_ratio if comparison else None
+    metrics["energy_ratio"] = comparison["energy_ratio"] if comparison else None
 
     warnings = list((lat or {}).get("warnings") or []) + list(tel_status.get("warnings") or [])
     if comparison and comparison["speedup_significant"] is False:
@@ -346,6 +354,11 @@ def _summary(runs: list[dict], crit: dict) -> dict:
     metric, goal, gate = crit["metric"], crit["goal"], crit["min_agreement"]
     variants = [r for r in runs if not r["is_baseline"]]
     pool = variants if any(r["status"] == "done" for r in variants) else runs
+    # Latencies of different models, devices or batch sizes do not compare: across setups every
+    # run is ranked by its metric relative to its own baseline (speed-up, size ratio...).
+    setups = {_setup(r) for r in pool if r["status"] == "done"}
+    relative = len(setups) > 1 and metric != "fidelity_score"
+    key_metric = crit["relative_metric"] if relative else metric
     excluded = []
     eligible = []
     for run in runs:
@@ -357,6 +370,9 @@ def _summary(runs: list[dict], crit: dict) -> dict:
             why = f"{run['status']}: {run['failure']['reason'] if run['failure'] else ''}".strip()
         elif m[metric] is None:
             why = f"no {metric} measured" + (f" ({run['energy']['note']})" if metric.startswith("energy") and run["energy"]["note"] else "")
+        elif m[key_metric] is None:
+            why = (f"no baseline to compute {key_metric} (runs of different models/setups are ranked relative to "
+                   "their own baseline)")
         elif run["fidelity"] and run["fidelity"].get("nonfinite_outputs"):
             why = "outputs contain NaN/Inf"
         elif gate > 0:
@@ -373,10 +389,20 @@ def _summary(runs: list[dict], crit: dict) -> dict:
         else:
             excluded.append({"id": run["id"], "reason": why})
 
-    best = None
-    if eligible:
-        key = (lambda r: r["metrics"][metric]) if goal == "min" else (lambda r: -r["metrics"][metric])
-        best = min(eligible, key=lambda r: (key(r), r["id"]))
+    def pick(candidates: list[dict], key: str) -> dict | None:
+        if not candidates:
+            return None
+        sign = 1 if goal == "min" else -1
+        return min(candidates, key=lambda r: (sign * r["metrics"][key], r["id"]))
+
+    best = pick(eligible, key_metric)
+    groups = []
+    for setup in sorted(setups, key=str):
+        members = [r for r in runs if r["status"] == "done" and _setup(r) == setup]
+        winner = pick([r for r in eligible if _setup(r) == setup], metric)
+        groups.append({"model": setup[0], "device": setup[1], "batch": setup[2], "dtype": setup[3],
+                       "run_ids": [r["id"] for r in members], "best_run_id": winner["id"] if winner else None,
+                       "best_value": winner["metrics"][metric] if winner else None})
     counts = {s: sum(1 for r in runs if r["status"] == s) for s in ("done", "failed", "cancelled", "running")}
     counts["runs"] = len(runs)
 
@@ -403,7 +429,7 @@ def _summary(runs: list[dict], crit: dict) -> dict:
         "size_bytes": None, "baseline_size_bytes": None, "compression_efficiency": None,
         "fidelity_cost": None, "energy_j_per_inference": None, "energy_note": None,
         "noise_warning": None, "eligible_run_ids": [r["id"] for r in eligible], "excluded": excluded,
-        "warnings": warnings, "counts": counts,
+        "compared_by": key_metric, "groups": groups, "warnings": warnings, "counts": counts,
     }
     if best is None:
         summary["reason"] = ("no run qualifies: " + "; ".join(f"#{e['id']} {e['reason']}" for e in excluded)
@@ -431,8 +457,14 @@ def _summary(runs: list[dict], crit: dict) -> dict:
             else fid["accuracy"] - fid["reference_accuracy"]),
         "cosine": fid.get("cosine"), "max_abs_error": fid.get("max_abs_error"),
     }
-    summary["reason"] = (f"#{best['id']} has the {crit['description']} ({_metric_text(metric, value)}); "
-                         f"{len(eligible)} of {len(runs)} run(s) qualified")
+    if relative:
+        summary["reason"] = (f"the runs span {len(setups)} models/setups, so each is ranked against its own "
+                             f"baseline: #{best['id']} has the best {key_metric.replace('_', ' ')} "
+                             f"({_metric_text(key_metric, m[key_metric])}) by the criterion "
+                             f"“{crit['description']}”; {len(eligible)} of {len(runs)} run(s) qualified")
+    else:
+        summary["reason"] = (f"#{best['id']} has the {crit['description']} ({_metric_text(metric, value)}); "
+                             f"{len(eligible)} of {len(runs)} run(s) qualified")
     if comp.get("speedup_significant") is False:
         lo, hi = comp["speedup_ci"]
         summary["noise_warning"] = (f"The speed-up of the best variant ({comp['speedup']:.2f}×, 95 % interval "
@@ -444,7 +476,18 @@ def _summary(runs: list[dict], crit: dict) -> dict:
     return summary
 
 
+def _setup(run: dict) -> tuple:
+    """What makes absolute numbers comparable: same model, device, batch and dtype."""
+    return (run["model"], run["device"], run["batch"], run["dtype"])
+
+
 def _metric_text(metric: str, value: float) -> str:
+    if metric.endswith("_ratio"):
+        if metric in ("size_ratio", "energy_ratio"):
+            return f"{value:.3f}× the baseline's"
+        if metric == "throughput_ratio":
+            return f"{value:.2f}× the baseline's throughput"
+        return f"{1 / value:.2f}× faster than its baseline" if value else f"{metric} {value}"
     if metric.endswith("_ms"):
         return f"{metric[:-3]} {value:.4g} ms"
     if metric == "size_bytes":

@@ -102,6 +102,27 @@ def kpis(s: dict) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def group_rows(report: dict) -> list[tuple[str, str, str]]:
+    """(setup, best run, its value) per model/device/batch/dtype, for reports spanning several."""
+    metric = report["criterion"]["metric"]
+    rows = []
+    by_id = {r["id"]: r for r in report["runs"]}
+    for g in report["summary"]["groups"]:
+        setup = f"{g['model']} · {g['device']} · batch {g['batch']} · {g['dtype']} ({len(g['run_ids'])} run(s))"
+        best = by_id.get(g["best_run_id"])
+        if best is None:
+            rows.append((setup, "none qualifies", ""))
+            continue
+        value = g["best_value"]
+        shown = (ms(value) if metric.endswith("_ms") else fmt.nbytes(value) if metric == "size_bytes"
+                 else energy_text(value) if metric.startswith("energy") else
+                 f"{fmt.num(value, ',.0f')} samples/s" if metric == "throughput_per_s" else fmt.pct(value, 2))
+        extra = f", {speedup_text(best['comparison'])}" if best["comparison"] and metric != "p50_ms" else (
+            f" ({speedup_text(best['comparison'])})" if best["comparison"] else "")
+        rows.append((setup, run_title(best), shown + extra))
+    return rows
+
+
 @dataclass
 class Column:
     key: str

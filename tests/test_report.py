@@ -100,8 +100,20 @@ def add_run(store: ResultsStore, *, model: str = "demo:digits-cnn", plugins: lis
     if status != "done":
         samples = _samples(t0, 1.5, 300, gpu, rng)
         store.add_samples(run_id, [s.to_dict() for s in samples])
-        store.add_events(run_id, [{"type": "phase", "phase": "load", "message": "", "t": t0},
-                                  {"type": "error", "kind": "exception", "message": error, "t": t0 + 1.4}])
+        events = [{"type": "phase", "phase": "load", "message": f"loading {model}", "t": t0},
+                  {"type": "phase", "phase": "reference", "message": "reference outputs of the unoptimized model",
+                   "t": t0 + 0.5}]
+        for index, step in enumerate(spec.plugins):         # every step but the last completed
+            events.append({"type": "phase", "phase": "optimize", "t": t0 + 0.6 + index * 0.2,
+                           "message": f"step {index + 1}/{len(spec.plugins)}: {step.name}"})
+            if index < len(spec.plugins) - 1:
+                events.append({"type": "plugin_report", "t": t0 + 0.7 + index * 0.2, "report": {
+                    "plugin": step.name, "summary": f"{step.name} done", "params": _resolved_params(step),
+                    "params_before": 390_000, "params_after": 200_000, "bytes_before": 1_600_000,
+                    "bytes_after": 800_000, "flops_before": None, "flops_after": None, "sparsity": None,
+                    "layers_changed": [], "seconds": 0.2, "notes": [], "extra": {}, "auto_inserted": False}})
+        events.append({"type": "error", "kind": "exception", "message": error, "t": t0 + 1.4})
+        store.add_events(run_id, events)
         detail = (f"Traceback (most recent call last):\n  File \"workbench/worker.py\", line 170, in run_job\n"
                   f"    model, report = step.plugin.run(model, context)\n{error}\n") if status == "failed" else None
         store.finish_run(run_id, status, {"telemetry_status": {"nvml": "disabled (no GPU selected)", "power_source": None,
@@ -218,6 +230,15 @@ def test_build_report_picks_best_and_flags_noise(store, runs):
     assert by_id[runs["prune"]]["pareto"] and by_id[runs["lossy"]]["pareto"]
     assert not noise["pareto"]                                 # slower than the baseline at equal fidelity
     json.dumps(report, allow_nan=False)                         # strict JSON
+
+
+def test_failure_keeps_the_completed_steps_and_the_phase(store):
+    run = add_run(store, plugins=["prune:amount=0.5", "quantize:method=static_int8"], status="failed",
+                  error="PluginError: plugin quantize failed: RuntimeError: no calibration data")
+    entry = build_report(store, [run])["runs"][0]
+    assert entry["failure"]["phase"] == "optimize step 2/2: quantize"
+    assert [(p["plugin"], p["applied"]) for p in entry["plugins"]] == [("prune", True), ("quantize", False)]
+    assert entry["plugins"][0]["summary"] == "prune done"
 
 
 def test_criteria(store, runs):
@@ -454,6 +475,14 @@ def test_csv_round_trips(store, runs, tmp_path):
     assert out.getvalue().encode("utf-8") == raw
 
 
+def test_csv_columns_are_documented():
+    import re
+    from workbench.report_csv import CSV_COLUMNS
+    documented = re.findall(r"^\| \d+ \| `([a-z0-9_]+)` \|", (ROOT / "docs" / "examples" / "README.md").read_text(),
+                            flags=re.M)
+    assert documented == [name for name, _, _ in CSV_COLUMNS]
+
+
 def test_pdf_pages_and_text(store, runs, tmp_path):
     from pypdf import PdfReader
     ids = list(runs.values())
@@ -517,22 +546,29 @@ def test_report_module_imports_no_qt():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def _workbench() -> list[str]:
+    """The installed ``workbench`` command (pip install -e .), else the module."""
+    import shutil
+    exe = shutil.which("workbench")
+    return [exe] if exe else [sys.executable, "-m", "workbench.cli"]
+
+
 def test_cli_report(store, runs, tmp_path):
     ids = [str(runs["base"]), str(runs["prune"])]
-    for suffix in (".html", ".json"):
+    for suffix in (".html", ".json", ".pdf", ".csv"):
         out = tmp_path / f"x{suffix}"
-        proc = subprocess.run([sys.executable, "-m", "workbench.cli", "--db", str(store.path), "report", *ids,
+        proc = subprocess.run([*_workbench(), "--db", str(store.path), "report", *ids,
                                "-o", str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == f"wrote {out.resolve()}"
         assert out.stat().st_size > 1000
-    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "--db", str(store.path), "report", "1", "999",
+    proc = subprocess.run([*_workbench(), "--db", str(store.path), "report", "1", "999",
                            "-o", str(tmp_path / "y.html")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no run with id 999" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "--db", str(store.path), "report", "1",
+    proc = subprocess.run([*_workbench(), "--db", str(store.path), "report", "1",
                            "-o", str(tmp_path / "y.docx")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and ".pdf" in proc.stderr and not (tmp_path / "y.docx").exists()
-    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "--db", str(store.path), "report", *ids,
+    proc = subprocess.run([*_workbench(), "--db", str(store.path), "report", *ids,
                            "--criterion", "size", "-o", str(tmp_path / "z.json")], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr

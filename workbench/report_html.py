@@ -227,7 +227,8 @@ def _runs(report: dict) -> str:
                    f'{_e(run["device"])} · batch {_e(run["batch"])} · {_e(run["created_at"])}</span></header>')
         if run["failure"]:
             f = run["failure"]
-            out.append(f'<div class="callout bad"><strong>{_e(f["status"].capitalize())}:</strong> {_e(f["reason"])}'
+            where = f' <span class="muted">(during {_e(f["phase"])})</span>' if f.get("phase") else ""
+            out.append(f'<div class="callout bad"><strong>{_e(f["status"].capitalize())}:</strong> {_e(f["reason"])}{where}'
                        + (f'<details><summary>details (traceback)</summary><pre>{_e(f["detail"])}</pre></details>'
                           if f["detail"] else "") + "</div>")
         if run["excluded_because"] and run["status"] == "done" and not run["is_baseline"]:

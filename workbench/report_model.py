@@ -196,8 +196,14 @@ def _run_entry(store: ResultsStore, record: RunRecord, baseline: RunRecord | Non
     argv, command_notes = spec_to_argv(spec) if spec.get("model") else ([], ["no RunSpec stored"])
     failure = None
     if record.status != "done":
+        phases = store.events(record.id, "phase")
+        last = phases[-1] if phases else {}
         failure = {"status": record.status, "reason": record.error or f"the run is {record.status}",
+                   "phase": " ".join(filter(None, (last.get("phase"), last.get("message")))) or None,
                    "detail": _tail(record.error_detail, 40)}
+        if not result.get("plugin_reports"):      # steps that completed before the failure
+            result = {**result, "plugin_reports": [e["report"] for e in store.events(record.id, "plugin_report")
+                                                   if isinstance(e.get("report"), dict)]}
     return {
         "id": record.id, "label": record.label, "name": record.name, "status": record.status,
         "model": record.model, "chain": record.chain, "tags": list(record.tags),

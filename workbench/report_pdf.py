@@ -345,7 +345,8 @@ def _run(run: dict, st: _Styles, width: float) -> list:
                      f"{_e(run['threads'])} · created {_e(run['created_at'])}", st.muted)]
     if run["failure"]:
         f = run["failure"]
-        out.append(Paragraph(f"<b>{_e(f['status'].capitalize())}:</b> {_e(f['reason'])}", st.callout_bad))
+        where = f" (during {_e(f['phase'])})" if f.get("phase") else ""
+        out.append(Paragraph(f"<b>{_e(f['status'].capitalize())}:</b> {_e(f['reason'])}{where}", st.callout_bad))
         if f["detail"]:
             detail = "\n".join(f["detail"].splitlines()[-14:])
             out.append(Paragraph(_wrap_mono(detail, 190), st.mono))

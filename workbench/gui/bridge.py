@@ -66,6 +66,7 @@ class SessionBridge(QObject):
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._current: Job | None = None
+        self._busy = False
         self._stopping = False
         self._session = None            # created lazily in the runner thread (own store connection)
         self._inspect_cancel: threading.Event | None = None
@@ -80,12 +81,10 @@ class SessionBridge(QObject):
         with self._wake:
             if self._stopping:
                 raise WorkbenchError("the application is shutting down")
-            was_busy = self._busy_locked()
             self._jobs.extend(jobs)
             self._wake.notify_all()
         self._emit("queueChanged")
-        if not was_busy:
-            self._emit("busyChanged", True)
+        self._update_busy()
         return jobs
 
     def jobs(self) -> list[Job]:
@@ -127,7 +126,7 @@ class SessionBridge(QObject):
             self._emit("jobFinished", job)
         stopped = self.cancel_current()
         self._emit("queueChanged")
-        self._emit_busy_if_idle()
+        self._update_busy()
         return len(removed) + int(stopped)
 
     def remove(self, job_id: int) -> bool:
@@ -139,7 +138,7 @@ class SessionBridge(QObject):
             job.status, job.message, job.finished_at = CANCELLED, "removed from the queue", time.monotonic()
         self._emit("jobFinished", job)
         self._emit("queueChanged")
-        self._emit_busy_if_idle()
+        self._update_busy()
         return True
 
     def clear_finished(self) -> None:
@@ -147,9 +146,14 @@ class SessionBridge(QObject):
             self._jobs = [j for j in self._jobs if not j.finished]
         self._emit("queueChanged")
 
-    def _emit_busy_if_idle(self) -> None:
-        if not self.is_busy():
-            self._emit("busyChanged", False)
+    def _update_busy(self) -> None:
+        """Emit busyChanged once per change of state (from whichever thread saw the change)."""
+        with self._lock:
+            busy = self._busy_locked()
+            changed = busy != self._busy
+            self._busy = busy
+        if changed:
+            self._emit("busyChanged", busy)
 
     # -- runner thread -----------------------------------------------------------------------------
     def _run_loop(self) -> None:
@@ -167,11 +171,9 @@ class SessionBridge(QObject):
             self._run_job(job)
             with self._lock:
                 self._current = None
-                busy = self._busy_locked()
             self._emit("queueChanged")
             self._emit("jobFinished", job)
-            if not busy:
-                self._emit("busyChanged", False)
+            self._update_busy()
 
     def _session_obj(self):
         if self._session is None:

@@ -153,6 +153,10 @@ class MainWindow(QMainWindow):
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.setInterval(150)
         self._refresh_timer.timeout.connect(self.results.refresh)
+        self._charts_timer = QTimer(self)
+        self._charts_timer.setSingleShot(True)
+        self._charts_timer.setInterval(60)
+        self._charts_timer.timeout.connect(self._update_charts)
 
         self.resize(1500, 940)
         self._default_layout()
@@ -589,15 +593,19 @@ class MainWindow(QMainWindow):
 
     # -- results ---------------------------------------------------------------------------------------
     def _selection_changed(self, *args: Any) -> None:
-        ids = self.results.selected_run_ids()
-        self.charts.show_runs(self.store, ids)
+        # Debounced: dragging a selection over many rows redraws the charts once.
+        self._charts_timer.start()
+
+    def _update_charts(self) -> None:
+        self.charts.show_runs(self.store, self.results.selected_run_ids())
 
     def select_runs(self, run_ids: list[int]) -> None:
         """Select these runs in the results table (and so show them in the charts)."""
         selector = getattr(self.results, "select_runs", None)
         if callable(selector):
             selector(run_ids)
-        self._selection_changed()
+        self._charts_timer.stop()
+        self._update_charts()
 
     # -- report ----------------------------------------------------------------------------------------
     def export_report(self) -> None:
@@ -731,6 +739,7 @@ class MainWindow(QMainWindow):
         errors.close_all_error_dialogs()
         self.hide()
         self._refresh_timer.stop()
+        self._charts_timer.stop()
         self.bridge.shutdown(timeout_s=8.0)
         super().closeEvent(event)
 

@@ -105,6 +105,7 @@ class ModelPanel(QWidget):
         self.factory_edit.setToolTip("For a state_dict file: the function that builds the nn.Module the "
                                      "weights belong to, e.g. torchvision.models:resnet18")
         self.factory_edit.editingFinished.connect(self._factory_edited)
+        self.factory_edit.setAcceptDrops(False)      # a dropped file opens the model (main window)
         self.trust_check = QCheckBox("Trust this file (runs code from it)")
         self.trust_check.setToolTip("A fully pickled model executes code from the file when loaded. "
                                     "Only tick this for files you trust.")
@@ -140,6 +141,7 @@ class ModelPanel(QWidget):
         self.inputs_edit.setToolTip("Input spec: [name=]SHAPE[:DTYPE], -1 = dynamic dimension (the batch "
                                     "comes from the Run panel). Editable when the model does not fix it.")
         self.inputs_edit.textChanged.connect(self._inputs_edited)
+        self.inputs_edit.setAcceptDrops(False)
         self.inputs_hint = QLabel()
         self.inputs_hint.setObjectName("inputsHint")
         self.inputs_hint.setWordWrap(True)

@@ -9,6 +9,7 @@ classes is kept.
 """
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any
 
@@ -160,8 +161,9 @@ def _changes(before: dict, after: dict) -> list[str]:
 
 
 def resolve_modules(model: Any, names: str, what: str) -> list[Any]:
-    """Modules named in a comma-separated list; unknown names are an error listing a few known."""
-    wanted = [n.strip() for n in str(names or "").split(",") if n.strip()]
+    """Modules named in a list separated by ';', ',' or spaces (';' survives the CLI's
+    ``plugin:key=value,key=value`` syntax); unknown names are an error listing a few known."""
+    wanted = [n for n in re.split(r"[;,\s]+", str(names or "")) if n]
     if not wanted:
         return []
     modules = dict(model.named_modules())
@@ -283,7 +285,8 @@ class Prune(Plugin):
               "structured only: keep channel counts a multiple of this (8 or 16 suit SIMD kernels)",
               minimum=1),
         Param("ignore", "str", "",
-              "comma-separated module names to leave unpruned (the output layer is always kept)"),
+              "module names to leave unpruned, separated by ';' (e.g. features.0.0;features.1.0); "
+              "the output layer is always kept"),
         Param("finetune_epochs", "int", 0,
               "recovery fine-tune epochs on x_train/y_train after pruning (needs --data)", minimum=0),
         Param("lr", "float", 1e-3, "fine-tune learning rate (Adam)", minimum=0.0, exclusive_min=True),

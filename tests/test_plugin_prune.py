@@ -136,6 +136,20 @@ def test_structured_l2_and_global_run(cnn, data):
         assert "accuracy_before" not in report.extra          # no data, no accuracy
 
 
+def test_ignore_keeps_named_layers(cnn):
+    convs = _convs(cnn)
+    first, second = list(convs)[:2]
+    pruned, report = Prune(method="structured", amount=0.5, ignore=first).run(cnn, _context(None))
+    after = _convs(pruned)
+    assert after[first] == convs[first] and after[second] == convs[second] // 2
+    assert not any(line.startswith(f"{first}:") for line in report.layers_changed)
+    pruned, _ = Prune(method="unstructured", amount=0.5, ignore=f"{first};{second}").run(cnn, _context(None))
+    named = dict(pruned.named_modules())
+    assert int((named[first].weight == 0).sum()) == 0 and int((named[second].weight == 0).sum()) == 0
+    with pytest.raises(PluginError, match="no module named not.a.layer"):
+        Prune(method="structured", amount=0.5, ignore="not.a.layer").run(cnn, _context(None))
+
+
 def test_structured_transformer_keeps_heads_working(data):
     model = _demo("transformer", data)
     example = torch.randn(BATCH, 1, 8, 8)

@@ -406,6 +406,7 @@ def onnx_dynamic_int8(proto: Any, workdir: Path) -> QuantResult:
     with _quiet():
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
                          op_types_to_quantize=list(_ONNX_DYNAMIC_OPS))
+    _cleanup(workdir)
     out = onnx.load(str(target))
     notes.append("Conv is left in float: ONNX Runtime's ConvInteger has no fast CPU kernel "
                  "(use static_int8 for convolutions)")
@@ -443,12 +444,15 @@ def onnx_static_int8(proto: Any, workdir: Path, batches: list,
         quantize_static(str(source), str(target), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax)
+    _cleanup(workdir)
     out = onnx.load(str(target))
     return QuantResult(out, onnx_quantized_nodes(out),
                        "onnxruntime.quantization.quantize_static (QDQ, per-channel QInt8, MinMax calibration)",
                        notes, {"artifact": str(target)})
 
 
-def remove_file(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.remove(path)
+def _cleanup(workdir: Path) -> None:
+    """Remove the intermediate files; the quantized model stays as the step's artifact."""
+    for name in ("quantize_input.onnx", "quantize_preprocessed.onnx"):
+        with contextlib.suppress(OSError):
+            os.remove(workdir / name)

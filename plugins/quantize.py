@@ -75,9 +75,6 @@ class Quantize(Plugin):
         if kind not in _DEVICES[method]:
             reason = _WHY_NOT.get((method, kind), f"{method} does not run on {kind}")
             raise PluginError(f"quantize: {reason}")
-        if model_format == "onnx" and kind == "cuda":
-            raise PluginError(f"quantize {method} on ONNX runs on CPU only: ONNX Runtime's int8 operators "
-                              "target the CPU execution provider; use --device cpu")
         if method == "bf16" and kind == "cpu":
             ok, how = backend.cpu_bf16_support()
             if not ok:
@@ -125,7 +122,9 @@ class Quantize(Plugin):
         if not is_onnx:
             kinds = _layer_types(model, layers)
             extra["layer_types"] = kinds
-            params_after = backend.count_weight_elements(quantized)
+            # int8 eager modules keep weights outside nn.Parameters: count them from the state_dict
+            params_after = (backend.count_weight_elements(quantized) if method in ("dynamic_int8", "static_int8")
+                            else count_parameters(quantized))
         else:
             kinds = {}
             params_after = count_parameters(quantized)

@@ -43,7 +43,7 @@ def _cnn() -> nn.Module:
 def _inputs() -> torch.Tensor:
     try:
         from workbench.models.demos import load_eval_data
-        x = load_eval_data(ROOT / "assets" / "digits.npz")["x_test"][:BATCH]
+        x = load_eval_data("digits.npz")["x_test"][:BATCH]   # found in the assets dir ($WORKBENCH_ASSETS)
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     except Exception:
         torch.manual_seed(1)

@@ -28,7 +28,7 @@ BATCH = 64
 def _digits_data() -> dict:
     try:
         from workbench.models.demos import load_eval_data
-        data = load_eval_data(ROOT / "assets" / "digits.npz")
+        data = load_eval_data("digits.npz")   # resolved in the assets dir ($WORKBENCH_ASSETS)
         if data.get("x_train") is not None and data.get("x_test") is not None:
             return {k: np.asarray(v) for k, v in data.items()}
     except Exception:

@@ -175,6 +175,8 @@ class Session:
                                        {"type": "telemetry", "t": time.monotonic(),
                                         "samples": [s.to_dict() for s in batch]}))
         sampler.start()
+        # The live view needs to know at once why power may be missing (e.g. no NVML).
+        emit({"type": "telemetry_status", "status": dict(sampler.status), "run_id": run_id, "t": time.monotonic()})
         started = time.monotonic()
         writer = _BufferedWriter(self.store, run_id)
         result: dict | None = None
@@ -205,7 +207,7 @@ class Session:
                     elif kind == "telemetry":
                         self.store.add_samples(run_id, event["samples"])
                     elif kind == "result":
-                        result = event["result"]
+                        result = dict(event["result"])   # a copy: the listener keeps the event as sent
                     elif kind == "error":
                         error = event
                         writer.event(event)

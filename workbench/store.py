@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -195,6 +196,8 @@ class ResultsStore:
             for table in ("latencies", "samples", "events", "artifacts"):
                 self._db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
             self._db.execute("DELETE FROM runs WHERE id=?", (run_id,))
+        # The run's own working folder (worker log, intermediate files); never user-chosen save paths.
+        shutil.rmtree(self.artifacts_root / f"run-{run_id}", ignore_errors=True)
 
     def mark_stale_running(self, reason: str = "interrupted: the process that ran it ended") -> int:
         """Runs left 'running' by a crashed parent become 'failed' (called at start-up)."""
@@ -265,12 +268,14 @@ class ResultsStore:
     def find_baseline(self, run: RunRecord) -> RunRecord | None:
         """The latest finished plugin-free run of the same model, runtime, device, batch, dtype, threads."""
         spec = run.spec
-        for candidate in self.list_runs(status="done"):
-            cs = candidate.spec
-            if candidate.id == run.id or cs.get("plugins"):
-                continue
-            same = all(cs.get(k) == spec.get(k) for k in ("model", "device", "batch", "dtype", "threads", "factory"))
-            if same and candidate.runtime == run.runtime:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {self._COLUMNS} FROM runs WHERE status='done' AND chain='baseline' AND model=? AND "
+                "device IS ? AND runtime IS ? AND id != ? ORDER BY id DESC",
+                (run.model, run.device, run.runtime, run.id)).fetchall()
+        for row in rows:
+            candidate = self._record(row)
+            if all(candidate.spec.get(k) == spec.get(k) for k in ("batch", "dtype", "threads", "factory")):
                 return candidate
         return None
 

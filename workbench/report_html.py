@@ -12,8 +12,8 @@ from typing import Any, Iterable
 
 from .report_charts import render_charts
 from .report_text import (ENV_FIELDS, chain_steps, comparison_columns, env_differences, env_fingerprint,
-                          failure_line, fidelity_rows, group_rows, kpis, latency_rows, memory_power_rows, param_text,
-                          plugin_change_text, run_title)
+                          failure_line, fidelity_rows, group_rows, group_value_title, kpis, latency_rows,
+                          memory_power_rows, param_text, plugin_change_text, run_title)
 
 CSS = """
 :root { --ink:#1d2329; --muted:#5b6670; --line:#dfe3e8; --soft:#f5f7f9; --accent:#1f5fa8; --good:#2e8540;
@@ -162,7 +162,7 @@ def _summary(report: dict) -> str:
         rows = "".join(f"<tr><td>{_e(a)}</td><td>{_e(b)}</td><td class=\"num\">{_e(c)}</td></tr>"
                        for a, b, c in group_rows(report))
         out.append(f'<h4>Best per model and setup</h4><div class="table-wrap"><table class="groups"><thead><tr>'
-                   f'<th>setup</th><th>best variant</th><th class="num">{_e(report["criterion"]["metric"])}</th></tr>'
+                   f'<th>setup</th><th>best variant</th><th class="num">{_e(group_value_title(report))}</th></tr>'
                    f"</thead><tbody>{rows}</tbody></table></div>")
     if s["warnings"]:
         out.append("<h4>Warnings</h4>" + _list(s["warnings"]))

@@ -375,7 +375,8 @@ def _summary(runs: list[dict], crit: dict) -> dict:
         elif run["status"] != "done":
             why = f"{run['status']}: {run['failure']['reason'] if run['failure'] else ''}".strip()
         elif m[metric] is None:
-            why = f"no {metric} measured" + (f" ({run['energy']['note']})" if metric.startswith("energy") and run["energy"]["note"] else "")
+            note = run["energy"]["note"] if metric.startswith("energy") else None
+            why = f"no {metric} measured" + (f" ({note})" if note else "")
         elif m[key_metric] is None:
             why = (f"no baseline to compute {key_metric} (runs of different models/setups are ranked relative to "
                    "their own baseline)")

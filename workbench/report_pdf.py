@@ -16,8 +16,8 @@ from xml.sax.saxutils import escape
 
 from .report_charts import render_charts
 from .report_text import (ENV_FIELDS, chain_steps, comparison_columns, env_differences, env_fingerprint,
-                          failure_line, fidelity_rows, group_rows, kpis, latency_rows, memory_power_rows, param_text,
-                          plugin_change_text, run_title)
+                          failure_line, fidelity_rows, group_rows, group_value_title, kpis, latency_rows,
+                          memory_power_rows, param_text, plugin_change_text, run_title)
 
 PAGE_MARGIN = 32
 CHART_DPI = 200
@@ -254,7 +254,7 @@ def _summary(report: dict, st: _Styles, width: float) -> list:
             out.append(Paragraph(f"<b>Warning:</b> {_e(s['noise_warning'])}", st.callout))
     if len(s["groups"]) > 1:
         out.append(Paragraph("BEST PER MODEL AND SETUP", st.h2))
-        rows = [[Paragraph(h, st.head) for h in ("setup", "best variant", report["criterion"]["metric"])]]
+        rows = [[Paragraph(h, st.head) for h in ("setup", "best variant", group_value_title(report))]]
         rows += [[Paragraph(_e(a), st.cell), Paragraph(_e(b), st.cell), Paragraph(_e(c), st.cell)]
                  for a, b, c in group_rows(report)]
         out.append(_table(rows, [width * 0.4, width * 0.35, width * 0.25], st))

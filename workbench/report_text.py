@@ -102,6 +102,12 @@ def kpis(s: dict) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def group_value_title(report: dict) -> str:
+    c = report["criterion"]
+    return {"size": "size (speed-up)", "throughput": "throughput (speed-up)", "energy": "energy (speed-up)",
+            "fidelity": "fidelity score"}.get(c["name"], f"{c['name']} latency (speed-up)")
+
+
 def group_rows(report: dict) -> list[tuple[str, str, str]]:
     """(setup, best run, its value) per model/device/batch/dtype, for reports spanning several."""
     metric = report["criterion"]["metric"]

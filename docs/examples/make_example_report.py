@@ -32,9 +32,9 @@ def plan(duration: float) -> list[dict]:
     common = {"duration_s": duration, "iters": 200}
     return [
         dict(model="demo:digits-cnn", label="cnn baseline", **common),
-        dict(model="demo:digits-cnn", label="cnn pruned + fused", plugins=[
-            PluginStep("prune", {"method": "structured", "amount": "0.5", "finetune_epochs": "3"}), PluginStep("fuse", {"method": "conv_bn"})],
-             **common),
+        dict(model="demo:digits-cnn", label="cnn pruned + fused",
+             plugins=[PluginStep("prune", {"method": "structured", "amount": "0.5", "finetune_epochs": "3"}),
+                      PluginStep("fuse", {"method": "conv_bn"})], **common),
         dict(model="demo:digits-cnn", label="cnn fused", plugins=[PluginStep("fuse", {"method": "conv_bn"})], **common),
         dict(model="demo:digits-transformer", label="transformer baseline", **common),
         dict(model="demo:digits-transformer", label="transformer int8",

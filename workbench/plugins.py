@@ -313,11 +313,11 @@ def build_chain(steps: list[PluginStep], model_format: str, device: str, runtime
                 raise PluginError(
                     f"step {position} ({step.name}) needs a {' or '.join(cls.accepts)} model but gets "
                     f"{fmt}; move it before the step that converts to {fmt}, or remove it")
+        plugin.check(fmt, device)   # first: the plugin's own message names the specific fix
         if kind not in plugin.supported_devices():
             raise PluginError(
                 f"step {position} ({step}) cannot run on {device}: it supports "
                 f"{', '.join(plugin.supported_devices())}; pick another device or method")
-        plugin.check(fmt, device)
         chain.append(ChainStep(plugin))
         fmt = plugin.output_format(fmt)
     # runtime "auto" follows whatever the chain produces.

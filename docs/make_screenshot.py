@@ -26,6 +26,7 @@ def main() -> int:
     parser.add_argument("--param", action="append", default=["amount=0.5"], help="plugin key=value")
     parser.add_argument("--iters", type=int, default=300)
     parser.add_argument("--duration", type=float, default=2.0)
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = library default)")
     parser.add_argument("--size", default="1600x1000")
     parser.add_argument("--output", default=str(ROOT / "docs" / "screenshot-main.png"))
     parser.add_argument("--theme", default=None, help="force light or dark")
@@ -36,7 +37,6 @@ def main() -> int:
         os.environ["WORKBENCH_THEME"] = args.theme
     import workbench.gui  # noqa: F401
     from PySide6.QtCore import QCoreApplication, QSettings
-    from PySide6.QtWidgets import QApplication
 
     from workbench.gui.app import create_application
     app = create_application([sys.argv[0]])
@@ -72,6 +72,7 @@ def main() -> int:
         raise SystemExit(window.model_panel.load_error())
     window.run_panel.iters_spin.setValue(args.iters)
     window.run_panel.duration_spin.setValue(args.duration)
+    window.run_panel.threads_spin.setValue(args.threads)
     window.plugin_panel.set_checked(args.plugin)
     window.plugin_panel.form(args.plugin).set_values(dict(p.split("=", 1) for p in args.param))
     pump(0.3)
@@ -84,6 +85,10 @@ def main() -> int:
         raise SystemExit(f"runs failed: {failed}")
     window.select_runs([j.run_id for j in jobs])
     window.results_dock.raise_()
+    if os.environ.get("WB_SPLIT"):
+        total = window.results_split.width()
+        f = float(os.environ["WB_SPLIT"])
+        window.results_split.setSizes([int(total * f), int(total * (1 - f))])
     pump(1.5)
     if os.environ.get("WB_DEBUG_SIZES"):
         from PySide6.QtWidgets import QWidget

@@ -191,13 +191,16 @@ class MainWindow(QMainWindow):
                      self.log_dock):
             dock.setFloating(False)
             dock.show()
-        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.setCorner(Qt.Corner.TopLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.model_dock)
-        self.splitDockWidget(self.model_dock, self.plugins_dock, Qt.Orientation.Vertical)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.run_dock)
-        self.splitDockWidget(self.run_dock, self.results_dock, Qt.Orientation.Vertical)
+        # Top row: Model | Plugins | Run | Live; bottom, full width: Results (table + charts) / Log.
+        for corner in (Qt.Corner.BottomLeftCorner, Qt.Corner.BottomRightCorner):
+            self.setCorner(corner, Qt.DockWidgetArea.BottomDockWidgetArea)
+        for corner in (Qt.Corner.TopLeftCorner, Qt.Corner.TopRightCorner):
+            self.setCorner(corner, Qt.DockWidgetArea.TopDockWidgetArea)
+        self.addDockWidget(Qt.DockWidgetArea.TopDockWidgetArea, self.model_dock)
+        self.splitDockWidget(self.model_dock, self.plugins_dock, Qt.Orientation.Horizontal)
+        self.splitDockWidget(self.plugins_dock, self.run_dock, Qt.Orientation.Horizontal)
         self.splitDockWidget(self.run_dock, self.live_dock, Qt.Orientation.Horizontal)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.results_dock)
         self.tabifyDockWidget(self.results_dock, self.log_dock)
         self.results_dock.raise_()
         self._sizes_pending = True
@@ -208,16 +211,15 @@ class MainWindow(QMainWindow):
         """Dock sizes in proportion to the window (only meaningful once it is shown)."""
         self._sizes_pending = False
         width, height = max(self.width(), 900), max(self.height(), 600)
-        left = max(330, min(420, int(width * 0.22)))
-        run = max(340, min(400, int(width * 0.22)))
-        self.resizeDocks([self.model_dock, self.run_dock, self.live_dock],
-                         [left, run, width - left - run], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.model_dock, self.plugins_dock], [int(height * 0.47), int(height * 0.53)],
+        model = max(280, min(380, int(width * 0.19)))
+        plugins = max(280, min(380, int(width * 0.19)))
+        run = max(300, min(380, int(width * 0.21)))
+        self.resizeDocks([self.model_dock, self.plugins_dock, self.run_dock, self.live_dock],
+                         [model, plugins, run, max(300, width - model - plugins - run)], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.model_dock, self.results_dock], [int(height * 0.57), int(height * 0.43)],
                          Qt.Orientation.Vertical)
-        self.resizeDocks([self.run_dock, self.results_dock], [int(height * 0.58), int(height * 0.42)],
-                         Qt.Orientation.Vertical)
-        total = max(600, width - left)
-        self.results_split.setSizes([int(total * 0.42), int(total * 0.58)])
+        # the comparison charts (three charts in a row) need more room than the table
+        self.results_split.setSizes([int(width * 0.34), int(width * 0.66)])
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)

@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     model_s = time.perf_counter() - t
     store.close()
 
-    print(f"\nreport of {len(ids)} runs ({os.cpu_count()} CPU cores, target < {TARGET_S:g} s)\n")
+    load = os.getloadavg()
+    print(f"\nreport of {len(ids)} runs ({os.cpu_count()} CPU cores, load average {load[0]:.1f}, "
+          f"target < {TARGET_S:g} s)\n")
     header = f"{'format':<7}{'cold (s)':>10}{'process (s)':>13}{'warm (s)':>10}{'size':>12}  ok"
     print(header)
     print("-" * len(header))
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "runs": len(ids), "target_s": TARGET_S, "build_report_s": model_s, "results": results,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "processor": _cpu_model()},
+                    "processor": _cpu_model(), "load_average_1_5_15min": list(os.getloadavg())},
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     out_path = Path(args.out)

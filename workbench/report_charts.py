@@ -135,7 +135,27 @@ def _row_layout(n: int, base: float) -> tuple[float, float]:
 
 def _figure(width: float, height: float):
     from matplotlib.figure import Figure
-    return Figure(figsize=(width, height), layout="constrained")
+    return Figure(figsize=(width, height))
+
+
+def _text_width_in(labels, size: float) -> float:
+    """Generous width of the longest label in inches (DejaVu Sans: ~0.6 em per character)."""
+    longest = max((len(str(t)) for t in labels), default=0)
+    return longest * size * 0.6 / 72
+
+
+def _margins(fig, left_in: float, right_in: float = 0.15, top_in: float = 0.32, bottom_in: float = 0.5,
+             wspace_in: float = 0.0, hspace_in: float = 0.0, columns: int = 1, rows: int = 1) -> None:
+    """Fixed margins in inches. (Constrained layout would measure every artist at draw time and
+    cost ~45 % of the chart rendering; the labels here are known, so their room is computed.)"""
+    width, height = fig.get_size_inches()
+    inner_w = width - left_in - right_in
+    inner_h = height - top_in - bottom_in
+    cell_w = (inner_w - wspace_in * (columns - 1)) / columns
+    cell_h = (inner_h - hspace_in * (rows - 1)) / rows
+    fig.subplots_adjust(left=left_in / width, right=1 - right_in / width, top=1 - top_in / height,
+                        bottom=bottom_in / height, wspace=wspace_in / max(cell_w, 1e-3),
+                        hspace=hspace_in / max(cell_h, 1e-3))
 
 
 def _done(report: dict) -> list[dict]:
@@ -158,6 +178,9 @@ def _latency_chart(report: dict, colors: dict[int, str]):
     height = max(2.6, per_row * len(runs) + 1.1)
     width = 10.0
     fig = _figure(width, height)
+    labels = [short_label(run) for run in runs]
+    _margins(fig, left_in=_text_width_in(labels, tick_size) + 0.2, wspace_in=0.75 if with_cdf else 0.0,
+             columns=2 if with_cdf else 1)
     axes = fig.subplots(1, 2, width_ratios=[1.35, 1]) if with_cdf else [fig.subplots()]
     ax = axes[0]
     # Drawn as a handful of collections (not bxp's six artists per run): 50 runs stay cheap.
@@ -172,7 +195,7 @@ def _latency_chart(report: dict, colors: dict[int, str]):
             edgecolor="#333", linewidth=0.7, zorder=3)
     ax.vlines(q[:, 50], y - 0.3, y + 0.3, color="#111", linewidth=1.6, zorder=4)
     ax.scatter(q[:, 99], y, marker="d", s=10, color="#444", zorder=4, linewidths=0)
-    ax.set_yticks(y, [short_label(run) for run in runs], fontsize=tick_size)
+    ax.set_yticks(y, labels, fontsize=tick_size)
     ax.set_ylim(-0.7, len(runs) - 0.3)
     ax.set_xlabel("latency per batch (ms)")
     ax.set_title("Latency distribution per run")
@@ -212,9 +235,10 @@ def _vs_baseline_chart(report: dict, colors: dict[int, str]):
     height = max(2.4, per_row * len(runs) + 1.2)
     width = 10.0
     fig = _figure(width, height)
-    axes = fig.subplots(1, len(panels), sharey=True)
     y = np.arange(len(runs))[::-1]
     labels = [short_label(r, 30) for r in runs]
+    _margins(fig, left_in=_text_width_in(labels, tick_size) + 0.2, wspace_in=0.25, columns=len(panels))
+    axes = fig.subplots(1, len(panels), sharey=True)
     for ax, (title, getter, unit) in zip(axes, panels):
         values = [getter(r) for r in runs]
         plotted = [v if v is not None else 0.0 for v in values]
@@ -261,6 +285,7 @@ def _pareto_chart(report: dict, colors: dict[int, str]):
     use_top1 = any(r["metrics"]["top1_agreement"] is not None for r in runs)
     width, height = 10.0, 4.2
     fig = _figure(width, height)
+    _margins(fig, left_in=0.75)
     ax = fig.subplots()
     models = sorted({r["model"] for r in runs})
     markers = "osD^vP*X"
@@ -325,6 +350,9 @@ def _telemetry_chart(report: dict, colors: dict[int, str]):
     width = 10.0
     height = 1.55 * len(present) + 0.9
     fig = _figure(width, height)
+    legend = len(runs) <= LEGEND_MAX_RUNS
+    _margins(fig, left_in=0.85, right_in=(_text_width_in([short_label(r, 30) for r in runs], 6.5) + 0.55)
+             if legend else 0.15, hspace_in=0.18, rows=len(present))
     axes = np.atleast_1d(fig.subplots(len(present), 1, sharex=True))
     from matplotlib.collections import LineCollection
     from matplotlib.lines import Line2D
@@ -352,7 +380,7 @@ def _telemetry_chart(report: dict, colors: dict[int, str]):
                                 for v in r["series"]["latency_trace"]["p50_ms"]], axis="y")
     axes[0].set_title("Over the run (t = 0: the timed phase starts; before it: load, optimize, warm-up)")
     axes[-1].set_xlabel("seconds from the start of the timed phase")
-    if len(runs) <= LEGEND_MAX_RUNS:
+    if legend:
         handles = [Line2D([], [], color=colors[r["id"]], linewidth=1.4) for r in runs]
         axes[0].legend(handles, [short_label(r, 30) for r in runs], loc="upper left", bbox_to_anchor=(1.005, 1.0),
                        fontsize=6.5)

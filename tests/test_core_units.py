@@ -219,11 +219,16 @@ def test_store_migrates_v1_and_refuses_newer(tmp_path):
         ResultsStore(path)
 
 
-def test_stale_running_runs_become_failed(tmp_path):
+def test_stale_running_runs_become_failed_only_when_their_owner_is_gone(tmp_path):
     store = ResultsStore(tmp_path / "runs.sqlite")
-    run_id = store.create_run({"model": "m.onnx"}, "baseline", "onnxruntime")
+    mine = store.create_run({"model": "m.onnx"}, "baseline", "onnxruntime")        # owned by this live process
+    orphan = store.create_run({"model": "m.onnx"}, "baseline", "onnxruntime")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with store._db:
+        store._db.execute("UPDATE runs SET owner_pid=? WHERE id=?", (dead.pid, orphan))
     assert store.mark_stale_running() == 1
-    assert store.get_run(run_id).status == "failed"
+    assert store.get_run(orphan).status == "failed" and store.get_run(mine).status == "running"
 
 
 # -- architecture ---------------------------------------------------------------------------------

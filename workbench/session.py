@@ -74,6 +74,9 @@ class WorkerProcess:
         elif self._term_sent_at is not None and now - self._term_sent_at >= KILL_GRACE_S:
             self._signal(signal.SIGKILL)
 
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
     def _signal(self, sig: int) -> None:
         try:
             os.killpg(self.proc.pid, sig)
@@ -211,6 +214,9 @@ class Session:
                     elif kind == "error":
                         error = event
                         writer.event(event)
+                        if event.get("kind") == "cancelled":
+                            # Nothing left to do there: don't wait for torch's slow interpreter teardown.
+                            worker.terminate()
                     elif kind == "artifact":
                         self.store.add_artifact(run_id, event)
                         writer.event(event)

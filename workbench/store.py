@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 from .errors import WorkbenchError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ENV_DB = "WORKBENCH_DB"
 SAMPLE_COLUMNS = (
     "rss_bytes", "cpu_percent", "gpu_power_w", "gpu_power_avg_w", "gpu_energy_mj", "gpu_mem_used_bytes",
@@ -63,7 +63,24 @@ def _v2(db: sqlite3.Connection) -> None:
                   sha256 TEXT, bytes INTEGER)""")
 
 
-MIGRATIONS = {1: _v1, 2: _v2}
+def _v3(db: sqlite3.Connection) -> None:
+    # v3: the pid of the process that runs a run, so start-up only fails runs whose owner is gone.
+    db.execute("ALTER TABLE runs ADD COLUMN owner_pid INTEGER")
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass
@@ -135,9 +152,9 @@ class ResultsStore:
         with self._lock, self._db:
             cur = self._db.execute(
                 "INSERT INTO runs (created_at, status, name, model, chain, runtime, device, batch, spec_json, "
-                "environment_json) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                "environment_json, owner_pid) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (time.time(), spec.get("label"), spec["model"], chain, runtime, spec.get("device"),
-                 spec.get("batch"), json.dumps(spec), json.dumps(environment or {})))
+                 spec.get("batch"), json.dumps(spec), json.dumps(environment or {}), os.getpid()))
             return int(cur.lastrowid)
 
     def add_latencies(self, run_id: int, phase: str, start_seq: int, values_ns: Iterable[int]) -> None:
@@ -200,11 +217,16 @@ class ResultsStore:
         shutil.rmtree(self.artifacts_root / f"run-{run_id}", ignore_errors=True)
 
     def mark_stale_running(self, reason: str = "interrupted: the process that ran it ended") -> int:
-        """Runs left 'running' by a crashed parent become 'failed' (called at start-up)."""
+        """Runs left 'running' by a parent that no longer exists become 'failed' (called at start-up).
+
+        Runs whose owning process is still alive (another CLI or GUI measuring right now) are left alone.
+        """
         with self._lock, self._db:
-            cur = self._db.execute("UPDATE runs SET status='failed', error=?, finished_at=? WHERE status='running'",
-                                   (reason, time.time()))
-            return cur.rowcount
+            rows = self._db.execute("SELECT id, owner_pid FROM runs WHERE status='running'").fetchall()
+            stale = [run_id for run_id, pid in rows if not _pid_alive(pid)]
+            self._db.executemany("UPDATE runs SET status='failed', error=?, finished_at=? WHERE id=?",
+                                 [(reason, time.time(), run_id) for run_id in stale])
+            return len(stale)
 
     # -- reading -------------------------------------------------------------------------------
     def _record(self, row: sqlite3.Row | tuple) -> RunRecord:

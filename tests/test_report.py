@@ -301,11 +301,18 @@ def test_noise_warning_for_best_variant(store):
 def test_unknown_run_and_format(store, runs, tmp_path):
     with pytest.raises(WorkbenchError, match="no run with id 999"):
         write_report(store, [runs["base"], 999], tmp_path / "r.html")
+    with pytest.raises(WorkbenchError, match="integers"):
+        build_report(store, ["one"])
+    with pytest.raises(WorkbenchError, match="at least one run"):
+        write_report(store, [], tmp_path / "r.html")
     with pytest.raises(WorkbenchError) as err:
         write_report(store, [runs["base"]], tmp_path / "r.docx")
     for suffix in (".html", ".pdf", ".csv", ".json"):
         assert suffix in str(err.value)
     assert not (tmp_path / "r.docx").exists()
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(WorkbenchError, match="cannot write the report"):
+        write_report(store, [runs["base"]], tmp_path / "a-file" / "r.csv")
     assert set(FORMATS) >= {".html", ".pdf", ".csv", ".json"}
 
 

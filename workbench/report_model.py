@@ -85,7 +85,10 @@ def parse_criterion(text: str | None) -> dict:
 def build_report(store: ResultsStore, run_ids: list[int], criterion: str = "p50") -> dict:
     """The report's data model for ``run_ids`` (in that order, duplicates dropped)."""
     crit = parse_criterion(criterion)
-    ids = list(dict.fromkeys(int(i) for i in run_ids))
+    try:
+        ids = list(dict.fromkeys(int(i) for i in run_ids))
+    except (TypeError, ValueError):
+        raise WorkbenchError(f"run ids must be integers, got {list(run_ids)!r}") from None
     if not ids:
         raise WorkbenchError("a report needs at least one run id")
     records = [store.get_run(i) for i in ids]          # WorkbenchError for an unknown id

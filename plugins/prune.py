@@ -25,6 +25,7 @@ NO_SPEEDUP_NOTE = (
 
 _HEAD_DIM_ATTRS = ("head_dim", "head_size", "attention_head_size", "d_head", "dim_head")
 _INNER_DIM_ATTRS = ("d_model", "embed_dim", "all_head_size", "inner_dim", "hidden_size")
+_WIDTH_ATTRS = ("d_model", "embed_dim", "hidden_size", "hidden_dim", "d_ff", "dim_feedforward")
 _QKV_NAMES = (("q_proj", "k_proj", "v_proj"), ("query", "key", "value"), ("q", "k", "v"),
               ("to_q", "to_k", "to_v"))
 
@@ -108,13 +109,16 @@ def _attention_heads(model: Any) -> dict[Any, int]:
     return heads
 
 
-def _fix_attention_attrs(model: Any) -> None:
-    """After head-dim pruning, update the int attributes attention modules use in reshapes."""
+def _fix_attention_attrs(model: Any) -> set[int]:
+    """After head-dim pruning, update the int attributes attention modules use in reshapes.
+    Returns the ids of the attention modules handled."""
     from torch import nn
 
+    handled: set[int] = set()
     for module in model.modules():
         if isinstance(module, nn.MultiheadAttention):
             module.head_dim = module.embed_dim // module.num_heads
+            handled.add(id(module))
             continue
         n = getattr(module, "num_heads", None) or getattr(module, "num_attention_heads", None)
         if not isinstance(n, int) or n < 1:
@@ -129,7 +133,31 @@ def _fix_attention_attrs(model: Any) -> None:
                 for attr in _INNER_DIM_ATTRS:
                     if isinstance(getattr(module, attr, None), int):
                         setattr(module, attr, v.out_features)
+                handled.add(id(module))
                 break
+    return handled
+
+
+def _fix_width_attrs(model: Any, before: dict, after: dict, skip: set[int]) -> None:
+    """Keep int width attributes (``d_model``, ``hidden_size``...) of non-attention modules in
+    step with the layers, where every layer of that old width got the same new width, so a
+    model's own bookkeeping (e.g. a ``config()`` that rebuilds it) describes the pruned model."""
+    seen: dict[int, set[int]] = {}
+    for name, (_, in_b, out_b) in before.items():
+        if name in after:
+            _, in_a, out_a = after[name]
+            seen.setdefault(in_b, set()).add(in_a)
+            seen.setdefault(out_b, set()).add(out_a)
+    mapping = {old: next(iter(new)) for old, new in seen.items() if len(new) == 1 and old not in new}
+    if not mapping:
+        return
+    for module in model.modules():
+        if id(module) in skip:
+            continue                                   # attention modules: _fix_attention_attrs
+        for attr in _WIDTH_ATTRS:
+            value = getattr(module, attr, None)
+            if type(value) is int and value in mapping:
+                setattr(module, attr, mapping[value])
 
 
 def _layer_shapes(model: Any) -> dict[str, tuple[str, int, int]]:
@@ -227,8 +255,9 @@ def channel_prune(model: Any, example_inputs: list, amount: float, *, p: int = 1
         for param in model.parameters():
             param.requires_grad_(flags.get(param, True))
         model.train(was_training)
-    _fix_attention_attrs(model)
-    return _changes(before, _layer_shapes(model)), caught
+    after = _layer_shapes(model)
+    _fix_width_attrs(model, before, after, skip=_fix_attention_attrs(model))
+    return _changes(before, after), caught
 
 
 def count_flops(model: Any, example_inputs: list) -> int | None:

@@ -166,8 +166,8 @@ def test_depth_student_on_the_transformer(transformer, small_data):
     assert report.layers_changed == [f"blocks: {blocks}→1 blocks"]
     with torch.no_grad():
         assert student(torch.randn(BATCH, 1, 8, 8)).shape == (BATCH, 10)
-    # inherited weights: the kept block starts as the teacher's first block (then trains)
     assert student.blocks[0].attn.q_proj.weight.shape == transformer.blocks[0].attn.q_proj.weight.shape
+    assert getattr(student, "depth", 1) == 1          # the model's own bookkeeping follows
 
 
 def test_depth_errors(transformer, cnn, small_data):

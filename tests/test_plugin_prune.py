@@ -158,6 +158,14 @@ def test_structured_transformer_keeps_heads_working(data):
         assert pruned(example).shape == (BATCH, 10)
     assert report.params_after < report.params_before / 2
     assert any("q_proj" in line for line in report.layers_changed)
+    # the model's own width bookkeeping follows the pruned layers (d_model, head_dim)
+    attn = pruned.blocks[0].attn
+    assert attn.head_dim * attn.num_heads == attn.q_proj.out_features
+    if hasattr(pruned, "config"):         # the demo can rebuild itself from its config
+        rebuilt = type(pruned)(**pruned.config())
+        rebuilt.load_state_dict(pruned.state_dict())
+        with torch.no_grad():
+            assert torch.allclose(rebuilt.eval()(example), pruned(example), atol=1e-5)
 
 
 @pytest.mark.parametrize("bad", [0, 1, 0.0, 1.0, 1.5, -0.1])

@@ -31,8 +31,8 @@ IMAGE_SIZE = 8
 
 # Default architectures of the bundled weights (assets/make_demos.py trains exactly these).
 CNN_CHANNELS: tuple[int, ...] = (64, 128, 256)
-TRANSFORMER_D_MODEL = 192
-TRANSFORMER_DEPTH = 3
+TRANSFORMER_D_MODEL = 224
+TRANSFORMER_DEPTH = 2
 TRANSFORMER_HEADS = 4
 TRANSFORMER_FF_MULT = 4
 TRANSFORMER_POOL = "mean"
@@ -43,7 +43,7 @@ def conv_bn_relu(in_ch: int, out_ch: int, kernel_size: int = 3) -> nn.Sequential
     return nn.Sequential(
         nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, bias=False),
         nn.BatchNorm2d(out_ch),
-        nn.ReLU(inplace=True),
+        nn.ReLU(),
     )
 
 
@@ -80,6 +80,16 @@ class DigitsCNN(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.classifier = nn.Linear(prev, self.num_classes)
+
+    def config(self) -> dict:
+        """Constructor arguments that rebuild this architecture: ``DigitsCNN(**m.config())``."""
+        convs = [m for m in self.features.modules() if isinstance(m, nn.Conv2d)]
+        return {  # channels read from the layers, so a pruned model reports its real widths
+            "channels": [c.out_channels for c in convs],
+            "num_classes": self.num_classes,
+            "in_channels": self.in_channels,
+            "pool_after": self.pool_after,
+        }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.flatten(self.pool(self.features(x))))
@@ -193,6 +203,7 @@ class DigitsTransformer(nn.Module):
         self.ff_mult = int(ff_mult)
         self.num_classes = int(num_classes)
         self.image_size = int(image_size)
+        self.dropout = float(dropout)
         self.activation = activation
         self.embed = nn.Linear(self.image_size, self.d_model)
         n_tokens = self.image_size + (1 if pool == "cls" else 0)
@@ -212,6 +223,19 @@ class DigitsTransformer(nn.Module):
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if self.cls_token is not None:
             nn.init.trunc_normal_(self.cls_token, std=0.02)
+
+    def config(self) -> dict:
+        """Constructor arguments that rebuild this architecture: ``DigitsTransformer(**m.config())``."""
+        return {
+            "d_model": self.d_model,
+            "depth": self.depth,
+            "num_heads": self.num_heads,
+            "ff_mult": self.ff_mult,
+            "num_classes": self.num_classes,
+            "image_size": self.image_size,
+            "activation": self.activation,
+            "pool": self.pool,
+        }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]

@@ -39,12 +39,15 @@ def count_parameters(model: Any) -> int:
         total = sum(int(numpy_helper.to_array(t).size) for t in model.graph.initializer)
         return total + _onnx_constant_elements(model)
     total = sum(p.numel() for p in model.parameters())
-    # Quantized modules keep weights in packed params, not nn.Parameters: count them from state_dict.
+    # Quantized modules keep weights as quantized tensors or packed params, not nn.Parameters:
+    # count those from the state_dict.
     for key, value in model.state_dict().items():
         if "_packed_params" in key:
             for item in value if isinstance(value, tuple) else (value,):
                 if hasattr(item, "numel"):
                     total += item.numel()
+        elif getattr(value, "is_quantized", False):
+            total += value.numel()
     return int(total)
 
 

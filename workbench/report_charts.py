@@ -315,7 +315,9 @@ def _pareto_chart(report: dict, colors: dict[int, str]):
                             textcoords="offset points", fontsize=6.5, color="#333")
     _log_if_spread(ax, [r["metrics"]["p50_ms"] for r in runs])
     low = min(100 * r["metrics"]["fidelity_score"] for r in runs)
-    ax.set_ylim(max(0.0, low - max(1.0, 0.08 * (100 - low))), 100.6)   # nothing lies above 100 %
+    bottom = max(0.0, low - max(1.0, 0.08 * (100 - low)))
+    ax.set_ylim(bottom, 100 + 0.05 * (100 - bottom))
+    ax.set_yticks([t for t in ax.get_yticks() if bottom <= t <= 100])     # nothing lies above 100 %
     ax.set_xlabel("median latency p50 (ms) — left is faster")
     ax.set_ylabel(("top-1 agreement" if use_top1 else "cosine similarity") + " (%) — up is more faithful")
     ax.set_title("Latency vs fidelity (dashed: Pareto front per model; outlined: best variant)")
@@ -386,6 +388,6 @@ def _telemetry_chart(report: dict, colors: dict[int, str]):
                        fontsize=6.5)
     caption = ("Per-iteration latency (median of each bucket of consecutive iterations), the worker's resident "
                "memory and CPU use sampled by the parent process, and GPU power/memory where NVML was available; "
-               "colours as in the other charts. Runs that never reached the timed phase start at their first "
-               f"sample. Series are thinned to at most {min(budget, TRACE_POINTS)} points per run.")
+               "colours as in the other charts. Runs that never reached the timed phase end at t = 0, where "
+               f"they stopped. Series are thinned to at most {min(budget, TRACE_POINTS)} points per run.")
     return Chart("telemetry", "Telemetry over the run", caption, width, height), fig

@@ -203,7 +203,8 @@ def _comparison(report: dict) -> str:
         body.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
     legend = ('<p class="muted">Speed-up and size are relative to each run\'s baseline (plugin-free run of the same '
               'model, runtime, device and batch); <span class="noise">~</span> marks a speed-up whose 95 % interval '
-              'contains 1 — inside the measurement noise. Latencies are per batch.</p>')
+              'contains 1 — inside the measurement noise. The intervals cover the noise within each run, not drift '
+              'between runs measured minutes apart on a busy machine. Latencies are per batch.</p>')
     return (f'<section id="comparison"><h2>Comparison</h2><div class="table-wrap"><table class="cmp"><thead><tr>{head}</tr>'
             f'</thead><tbody>{"".join(body)}</tbody></table></div>{legend}</section>')
 

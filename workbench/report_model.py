@@ -324,8 +324,8 @@ def _series(store: ResultsStore, record: RunRecord) -> dict:
     samples = store.samples(record.id)
     telemetry = None
     if samples:
-        if origin is None:
-            origin = samples[0]["t"]
+        if origin is None:          # never reached the timed phase: t = 0 is where it stopped
+            origin = samples[-1]["t"]
         pick = np.unique(np.linspace(0, len(samples) - 1, min(TRACE_POINTS, len(samples))).round().astype(int))
         chosen = [samples[i] for i in pick]
         telemetry = {"t_s": [s["t"] - origin for s in chosen]}

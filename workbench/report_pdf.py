@@ -303,7 +303,9 @@ def _comparison(report: dict, st: _Styles, width: float) -> list:
             _table(rows, widths, st, extra=extra),
             Paragraph("Speed-up and size are relative to each run's baseline (plugin-free run of the same model, "
                       "runtime, device and batch); “~” marks a speed-up whose 95 % interval contains 1 — inside "
-                      "the measurement noise. Latencies are per batch. Green row: the best variant.", st.muted)]
+                      "the measurement noise. The intervals cover the noise within each run, not drift between runs "
+                      "measured minutes apart on a busy machine. Latencies are per batch. Green row: the best "
+                      "variant.", st.muted)]
 
 
 def _charts(charts: list, st: _Styles, width: float, height: float) -> list:
@@ -339,6 +341,7 @@ def _run(run: dict, st: _Styles, width: float) -> list:
     if (run["comparison"] or {}).get("speedup_significant") is False:
         badges.append("speed-up inside noise")
     title = f"Run {run_title(run)}"
+    mono_chars = int(width / (0.602 * st.mono.fontSize)) - 1       # DejaVu Sans Mono: 0.602 em per character
     out = [PageBreak(), _bookmarked(Paragraph(_e(title), st.h1), title, 0, f"run-{run['id']}"),
            Paragraph(f"<b>{_e(' · '.join(badges))}</b> — {_e(run['model'])} · {_e(run['runtime'])} on "
                      f"{_e(run['device'])} · dtype {_e(run['dtype'])} · batch {_e(run['batch'])} · threads "
@@ -349,7 +352,7 @@ def _run(run: dict, st: _Styles, width: float) -> list:
         out.append(Paragraph(f"<b>{_e(f['status'].capitalize())}:</b> {_e(f['reason'])}{where}", st.callout_bad))
         if f["detail"]:
             detail = "\n".join(f["detail"].splitlines()[-14:])
-            out.append(Paragraph(_wrap_mono(detail, 190), st.mono))
+            out.append(Paragraph(_wrap_mono(detail, mono_chars), st.mono))
     if run["excluded_because"] and run["status"] == "done" and not run["is_baseline"]:
         out.append(Paragraph(f"Not eligible as best: {_e(run['excluded_because'])}.", st.muted))
 
@@ -389,12 +392,13 @@ def _run(run: dict, st: _Styles, width: float) -> list:
         out += [Paragraph("• " + _e(n), st.small) for n in notes]
 
     out.append(Paragraph("REPRODUCE", st.h2))
-    out.append(Paragraph(_wrap_mono(run["command"] or "(no RunSpec stored)", 200), st.mono))
+    out.append(Paragraph(_wrap_mono(run["command"] or "(no RunSpec stored)", mono_chars), st.mono))
     for note in run["command_notes"]:
         out.append(Paragraph("• " + _e(note), st.small))
     out.append(Spacer(1, 3))
     out.append(Paragraph("<b>RunSpec JSON</b>", st.small))
-    out.append(Paragraph(_wrap_mono(json.dumps(run["spec"], sort_keys=True, separators=(", ", ": ")), 200), st.mono))
+    spec_json = json.dumps(run["spec"], sort_keys=True, separators=(", ", ": "))
+    out.append(Paragraph(_wrap_mono(spec_json, mono_chars), st.mono))
     fp = env_fingerprint(run)
     titles = dict(ENV_FIELDS)
     env_text = " · ".join(f"{titles[k]} {v}" for k, v in fp.items())

@@ -12,24 +12,29 @@ from . import format as fmt
 
 
 def ms(value: float | None) -> str:
-    """A latency with 3-4 significant digits, trailing zeros kept (2.00 ms, 799.0 µs)."""
+    """A latency with 3-4 significant digits, trailing zeros kept (2.00 ms, 10.38 ms, 799.0 µs)."""
     if value is None:
         return "—"
     if value >= 100:
         return f"{value:.1f} ms"
+    if value >= 10:
+        return f"{value:.2f} ms"
     if value >= 1:
         return f"{value:#.3g} ms"
     return f"{value * 1000:.1f} µs"
 
 
 def ms_ci(value: float | None, ci: list | None) -> str:
-    """``1.05 ms [1.04, 1.06]``: the interval in the value's unit, without repeating it."""
+    """``1.05 ms [1.04, 1.06]``: the interval in the value's unit and precision, unit not repeated."""
     text = ms(value)
     if value is None or not ci:
         return text
-    if value >= 1:
-        digits = 3 if value < 100 else 1
-        lo, hi = ((f"{v:#.{digits}g}" if value < 100 else f"{v:.1f}") for v in ci)
+    if value >= 100:
+        lo, hi = (f"{v:.1f}" for v in ci)
+    elif value >= 10:
+        lo, hi = (f"{v:.2f}" for v in ci)
+    elif value >= 1:
+        lo, hi = (f"{v:.2f}" for v in ci)
     else:
         lo, hi = (f"{v * 1000:.1f}" for v in ci)
     return f"{text} [{lo}, {hi}]"

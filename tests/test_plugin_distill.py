@@ -13,60 +13,18 @@ from workbench.errors import PluginError, RunCancelled
 from workbench.models.info import count_parameters
 from workbench.plugins import PluginContext
 from workbench_plugins.distill import NO_DATA_MESSAGE, Distill
+from plugin_fixtures import demo_module, digits_data
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 16
 
 
 # ---------------------------------------------------------------------------------------------
-# Demo models and data (bundled demos when present, else a small model trained here)
+# The bundled demo models and data
 # ---------------------------------------------------------------------------------------------
-def _digits_data() -> dict:
-    from workbench.models.demos import get_demo, load_eval_data
-    try:
-        return load_eval_data(get_demo("digits-cnn").data)
-    except FileNotFoundError:             # assets not generated: the same split made here
-        pass
-    from sklearn.datasets import load_digits
-    digits = load_digits()
-    x = (digits.images / 16.0).astype(np.float32)[:, None]
-    y = digits.target.astype(np.int64)
-    order = np.random.default_rng(0).permutation(len(x))
-    train, test = order[:1437], order[1437:]
-    return {"x_train": x[train], "y_train": y[train], "x_test": x[test], "y_test": y[test]}
-
-
-def _train(model: nn.Module, data: dict, epochs: int) -> nn.Module:
-    torch.manual_seed(0)
-    x, y = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"])
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x)).split(64):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    return model.eval()
-
-
-def _demo(kind: str, data: dict) -> nn.Module:
-    """The bundled ``digits-cnn`` / ``digits-transformer`` demo; without the generated weights,
-    a small model of the same architecture trained here."""
-    from workbench.models.demos import build_demo_module
-    try:
-        return build_demo_module(f"digits-{kind}")
-    except FileNotFoundError:
-        pass
-    from workbench.models.demo_nets import digits_cnn, digits_transformer
-    torch.manual_seed(0)
-    if kind == "cnn":
-        return _train(digits_cnn(channels=(16, 32, 64)), data, epochs=4)
-    return _train(digits_transformer(d_model=64, depth=3), data, epochs=4)
-
-
 @pytest.fixture(scope="module")
 def data() -> dict:
-    return _digits_data()
+    return digits_data()
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +36,12 @@ def small_data(data) -> dict:
 
 @pytest.fixture(scope="module")
 def cnn(data) -> nn.Module:
-    return _demo("cnn", data)
+    return demo_module("cnn")
 
 
 @pytest.fixture(scope="module")
 def transformer(data) -> nn.Module:
-    return _demo("transformer", data)
+    return demo_module("transformer")
 
 
 def _context(data, events=None, seed=0, cancelled=None) -> PluginContext:

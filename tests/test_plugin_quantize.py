@@ -17,75 +17,28 @@ from workbench.plugins import PluginContext, build_chain, discover_plugins
 from workbench.spec import PluginStep
 from workbench_plugins import _quant_backend as backend
 from workbench_plugins.quantize import NO_DATA_MESSAGE, Quantize
+from plugin_fixtures import demo_module, digits_data
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 64
 
 
 # ---------------------------------------------------------------------------------------------
-# Demo models and data (bundled demos when present, else the same architectures trained here)
+# The bundled demo models and data
 # ---------------------------------------------------------------------------------------------
-def _digits_data() -> dict:
-    try:
-        from workbench.models.demos import load_eval_data
-        data = load_eval_data("digits.npz")   # resolved in the assets dir ($WORKBENCH_ASSETS)
-        if data.get("x_train") is not None and data.get("x_test") is not None:
-            return {k: np.asarray(v) for k, v in data.items()}
-    except Exception:
-        pass
-    from sklearn.datasets import load_digits
-    digits = load_digits()
-    x = (digits.images / 16.0).astype(np.float32)[:, None]
-    y = digits.target.astype(np.int64)
-    order = np.random.default_rng(0).permutation(len(x))
-    train, test = order[:1437], order[1437:]
-    return {"x_train": x[train], "y_train": y[train], "x_test": x[test], "y_test": y[test]}
-
-
-def _train(model: nn.Module, data: dict, epochs: int) -> nn.Module:
-    torch.manual_seed(0)
-    x, y = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"])
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # small ops: one thread is as fast, and immune to a busy machine
-    try:
-        for _ in range(epochs):
-            for idx in torch.randperm(len(x)).split(64):
-                opt.zero_grad()
-                nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-                opt.step()
-    finally:
-        torch.set_num_threads(threads)
-    return model.eval()
-
-
-def _demo(kind: str, data: dict) -> nn.Module:
-    try:
-        from workbench.models.demos import build_demo_module
-        return build_demo_module(f"digits-{kind}").eval()
-    except Exception:
-        pass
-    from workbench.models.demo_nets import digits_cnn, digits_transformer
-    torch.manual_seed(0)
-    if kind == "cnn":
-        return _train(digits_cnn(channels=(16, 32, 64)), data, epochs=3)
-    return _train(digits_transformer(d_model=64, depth=2), data, epochs=4)
-
-
 @pytest.fixture(scope="module")
 def data() -> dict:
-    return _digits_data()
+    return digits_data()
 
 
 @pytest.fixture(scope="module")
 def transformer(data) -> nn.Module:
-    return _demo("transformer", data)
+    return demo_module("transformer")
 
 
 @pytest.fixture(scope="module")
 def cnn(data) -> nn.Module:
-    return _demo("cnn", data)
+    return demo_module("cnn")
 
 
 def _context(tmp_path: Path, data: dict | None, device: str = "cpu", cancelled=lambda: False) -> PluginContext:

@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="export runs as a report (.html, .pdf, .csv, .json)")
     report.add_argument("run_ids", type=int, nargs="+")
     report.add_argument("-o", "--output", required=True, help="output file; the suffix picks the format")
-    report.add_argument("--criterion", default="p50", help="how the best variant is chosen (default: fastest p50 with top-1 agreement >= 99%%)")
+    report.add_argument("--criterion", default="p50", help=_criterion_help())
 
     plugins = sub.add_parser("plugins", help="list optimization plugins and their parameters")
     plugins.add_argument("--json", action="store_true")
@@ -98,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     delete = sub.add_parser("delete", help="delete runs and their data")
     delete.add_argument("run_ids", type=int, nargs="+")
     return parser
+
+
+def _criterion_help() -> str:
+    try:
+        from .report import CRITERION_HELP
+        return CRITERION_HELP.replace("%", "%%")
+    except ImportError:
+        return "how the best variant is chosen (default: fastest p50 with top-1 agreement >= 99%%)"
 
 
 def spec_from_args(args: argparse.Namespace) -> RunSpec:

@@ -582,7 +582,10 @@ class LivePlots(QWidget):
             self._drawn_markers += 1
             line = pg.InfiniteLine(pos=index, angle=90, movable=False,
                                    pen=pg.mkPen(style.muted(), style=Qt.PenStyle.DotLine),
-                                   label=phase, labelOpts={"position": 0.95, "color": style.muted()})
+                                   label=phase,
+                                   # stagger the labels: cold/warm-up/measure markers sit close together
+                                   labelOpts={"position": 0.95 - 0.12 * ((self._drawn_markers - 1) % 3),
+                                              "color": style.muted()})
             self.latency_plot.addItem(line, ignoreBounds=True)
             self._marker_items.append(line)
         # y range: headroom above the highest running p99 of this phase (spikes beyond are clipped,

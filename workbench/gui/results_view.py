@@ -117,6 +117,10 @@ COLUMNS: list[Column] = [
        "Accuracy on the labelled evaluation data, when the data has labels"),
     _c("tags", "Tags", lambda r, run: ", ".join(r["tags"] or ()), lambda r, run: ", ".join(r["tags"] or ())),
 ]
+# What a user compares first (latency, speed-up, fidelity) comes first; context columns follow.
+_ORDER = ("id", "name", "chain", "status", "p50", "p99", "throughput", "speedup", "top1", "accuracy", "size",
+          "rss", "gpu_mem", "power", "energy", "model", "device", "runtime", "duration", "tags")
+COLUMNS.sort(key=lambda c: _ORDER.index(c.key) if c.key in _ORDER else len(_ORDER))
 COLUMN_INDEX = {c.key: i for i, c in enumerate(COLUMNS)}
 
 

@@ -7,6 +7,8 @@ recomputed here. A speed-up is coloured green/red only when its confidence inter
 """
 from __future__ import annotations
 
+import textwrap
+
 import math
 import os
 from dataclasses import dataclass
@@ -411,6 +413,13 @@ class ResultsView(QWidget):
             for i, column in enumerate(COLUMNS):
                 if column.key in ("chain", "name", "model"):
                     self.table.setColumnWidth(i, min(self.table.columnWidth(i), 260))
+        elif self.model.rowCount() <= 500:
+            # Numbers arrive after the first sizing (a run finishing): widen, never shrink the user's widths.
+            for i, column in enumerate(COLUMNS):
+                if column.key not in ("chain", "name", "model", "tags"):
+                    wanted = self.table.sizeHintForColumn(i)
+                    if wanted > self.table.columnWidth(i):
+                        self.table.setColumnWidth(i, wanted)
 
     def selected_run_ids(self) -> list[int]:
         rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
@@ -732,7 +741,7 @@ class ComparisonCharts(QWidget):
                 label.setPos(x, value)
                 plot.addItem(label)
             plot.setXRange(-0.6, len(self.rows) - 0.4, padding=0)
-            plot.setYRange(0, top * 1.3, padding=0)
+            plot.setYRange(0, top * 1.6, padding=0)   # room for the two-line value labels
 
     def _error_bars(self, plot: pg.PlotItem, present: list[tuple[int, dict]]) -> None:
         xs, ys, lows, highs = [], [], [], []
@@ -863,7 +872,8 @@ class ComparisonCharts(QWidget):
         plot.getAxis("bottom").setTicks(None)
         plot.hideAxis("left")
         plot.hideAxis("bottom")
-        item = pg.TextItem(text, color=style.muted(), anchor=(0.5, 0.5))
+        # wrapped: a small chart must not cut the reason off
+        item = pg.TextItem(textwrap.fill(text, 30), color=style.muted(), anchor=(0.5, 0.5))
         plot.addItem(item)
         plot.setXRange(0, 1, padding=0)
         plot.setYRange(0, 1, padding=0)

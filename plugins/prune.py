@@ -83,15 +83,15 @@ def output_layers(model: Any, example_inputs: list) -> list[Any]:
     return found
 
 
-def _attention_heads(model: Any) -> dict[Any, int]:
-    """``{q/k/v Linear: num_heads}`` for attention modules that keep ``num_heads`` as an int, so
-    torch-pruning removes the same number of dims in every head (the reshape still works)."""
+def _attention_modules(model: Any):
+    """Yield ``(module, num_heads, layers)`` for each attention module that keeps ``num_heads`` as
+    an int: ``layers`` is its separate (q, k, v) Linears, a fused ``(qkv,)``, or ``()`` for
+    ``nn.MultiheadAttention`` (which torch-pruning handles itself)."""
     from torch import nn
 
-    heads: dict[Any, int] = {}
     for module in model.modules():
         if isinstance(module, nn.MultiheadAttention):
-            heads[module] = module.num_heads
+            yield module, module.num_heads, ()
             continue
         n = getattr(module, "num_heads", None) or getattr(module, "num_attention_heads", None)
         if not isinstance(n, int) or n < 1:
@@ -99,42 +99,41 @@ def _attention_heads(model: Any) -> dict[Any, int]:
         for names in _QKV_NAMES:
             layers = [getattr(module, a, None) for a in names]
             if all(isinstance(layer, nn.Linear) for layer in layers):
-                for layer in layers:
-                    heads[layer] = n
+                yield module, n, tuple(layers)
                 break
         else:
             qkv = getattr(module, "qkv", None)
             if isinstance(qkv, nn.Linear):
-                heads[qkv] = n
+                yield module, n, (qkv,)
+
+
+def _attention_heads(model: Any) -> dict[Any, int]:
+    """``{q/k/v Linear: num_heads}`` for attention modules that keep ``num_heads`` as an int, so
+    torch-pruning removes the same number of dims in every head (the reshape still works)."""
+    heads: dict[Any, int] = {}
+    for module, n, layers in _attention_modules(model):
+        for layer in layers or (module,):
+            heads[layer] = n
     return heads
 
 
 def _fix_attention_attrs(model: Any) -> set[int]:
     """After head-dim pruning, update the int attributes attention modules use in reshapes.
     Returns the ids of the attention modules handled."""
-    from torch import nn
-
     handled: set[int] = set()
-    for module in model.modules():
-        if isinstance(module, nn.MultiheadAttention):
+    for module, n, layers in _attention_modules(model):
+        if not layers:                                  # nn.MultiheadAttention
             module.head_dim = module.embed_dim // module.num_heads
             handled.add(id(module))
-            continue
-        n = getattr(module, "num_heads", None) or getattr(module, "num_attention_heads", None)
-        if not isinstance(n, int) or n < 1:
-            continue
-        for names in _QKV_NAMES:
-            layers = [getattr(module, a, None) for a in names]
-            if all(isinstance(layer, nn.Linear) for layer in layers):
-                q, _, v = layers
-                for attr in _HEAD_DIM_ATTRS:
-                    if isinstance(getattr(module, attr, None), int):
-                        setattr(module, attr, q.out_features // n)
-                for attr in _INNER_DIM_ATTRS:
-                    if isinstance(getattr(module, attr, None), int):
-                        setattr(module, attr, v.out_features)
-                handled.add(id(module))
-                break
+        elif len(layers) == 3:
+            q, _, v = layers
+            for attr in _HEAD_DIM_ATTRS:
+                if isinstance(getattr(module, attr, None), int):
+                    setattr(module, attr, q.out_features // n)
+            for attr in _INNER_DIM_ATTRS:
+                if isinstance(getattr(module, attr, None), int):
+                    setattr(module, attr, v.out_features)
+            handled.add(id(module))
     return handled
 
 

@@ -41,6 +41,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--points", type=int, default=1_000_000, help="latency points fed to the plot")
     p.add_argument("--platform", default=None, help="Qt platform (default: offscreen, or xcb when $DISPLAY is set)")
     p.add_argument("--output", default=str(RESULTS))
+    p.add_argument("--explain-stalls", action="store_true",
+                   help="sample the GUI thread's stack while it is late and print the commonest places "
+                        "(adds a sampling thread, so the stall figures of such a run are not the result)")
     return p.parse_args()
 
 
@@ -60,7 +63,7 @@ def main() -> int:
     os.environ["WORKBENCH_DB"] = str(tmp / "runs.sqlite")
 
     import workbench.gui  # noqa: F401  (PySide6 6.12 / Python 3.11 workaround first)
-    from PySide6.QtCore import QCoreApplication, QElapsedTimer, QSettings, Qt, QTimer
+    from PySide6.QtCore import QCoreApplication, QElapsedTimer, QEventLoop, QSettings, Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
     app = QApplication([])
@@ -102,6 +105,30 @@ def main() -> int:
         probe["last"] = now
         probe["cpu_last"] = cpu
 
+    stall_stacks: dict[str, int] = {}
+    if args.explain_stalls:
+        import collections
+        import threading
+        import traceback
+        main_ident = threading.main_thread().ident
+
+        def sample_stalls() -> None:
+            # Every 2 ms: if the probe has not ticked for > 8 ms, record where the GUI thread is.
+            while True:
+                time.sleep(0.002)
+                last = probe["last"]
+                if not probe["on"] or last is None:
+                    continue
+                if clock.nsecsElapsed() / 1e6 - last > 8:
+                    frame = sys._current_frames().get(main_ident)
+                    if frame is None:
+                        continue
+                    stack = traceback.extract_stack(frame)[-8:]
+                    key = " <- ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in reversed(stack))
+                    stall_stacks[key] = stall_stacks.get(key, 0) + 1
+
+        threading.Thread(target=sample_stalls, daemon=True).start()
+
     timer = QTimer()
     timer.setTimerType(Qt.TimerType.PreciseTimer)
     timer.setInterval(1)
@@ -110,15 +137,22 @@ def main() -> int:
 
     def gui_run() -> dict:
         probe.update(last=None, cpu_last=None, lateness=[], busy=[], phase=[], on=True)
-        jobs = window.bridge.enqueue([RunSpec.from_dict(spec.to_dict())], ["benchmark (GUI)"])
+        # Wait in a real event loop, as the app does in app.exec(): a polling loop here would itself
+        # wake the GUI process thousands of times a second and perturb the measured run.
+        loop = QEventLoop()
+        jobs: list = []
+
+        def finished(job) -> None:
+            if jobs and job is jobs[0]:
+                QTimer.singleShot(100, loop.quit)   # let the last events and redraws land
+
+        window.bridge.jobFinished.connect(finished)
+        jobs.extend(window.bridge.enqueue([RunSpec.from_dict(spec.to_dict())], ["benchmark (GUI)"]))
         started = time.perf_counter()
-        while not jobs[0].finished:
-            app.processEvents()
-            time.sleep(0.0005)   # let the timer fire; processEvents returns when idle
+        if not jobs[0].finished:
+            loop.exec()
+        window.bridge.jobFinished.disconnect(finished)
         wall = time.perf_counter() - started
-        for _ in range(20):
-            app.processEvents()
-            time.sleep(0.005)
         probe["on"] = False
         job = jobs[0]
         if job.status != "done":
@@ -132,6 +166,7 @@ def main() -> int:
                 "stalls_over_30ms": sum(1 for v in lateness if v > 30),"run_id": job.run_id, "p50_ms": record.result["latency"]["median_ms"],
                 "n": record.result["latency"]["n"], "wall_s": wall,
                 "stall_max_ms": max(lateness), "stall_p99_ms": percentile(lateness, 99),
+                "stall_max_phase": probe["phase"][lateness.index(max(lateness))] or "between jobs",
                 "stall_p50_ms": percentile(lateness, 50), "ticks": len(lateness),
                 "measure_stall_max_ms": max(measure) if measure else None,
                 "measure_stall_p99_ms": percentile(measure, 99) if measure else None,
@@ -157,7 +192,8 @@ def main() -> int:
         for kind, fn in order:
             result = fn()
             (gui_runs if kind == "gui" else headless_runs).append(result)
-            extra = (f", stall max {result['stall_max_ms']:.1f} ms p99 {result['stall_p99_ms']:.2f} ms, "
+            extra = (f", stall max {result['stall_max_ms']:.1f} ms (in {result['stall_max_phase']}) "
+                     f"p99 {result['stall_p99_ms']:.2f} ms, "
                      f"GUI-thread work max {result['gui_thread_busy_max_ms']:.1f} ms"
                      if kind == "gui" else "")
             print(f"  pair {i + 1} {kind:8s} run #{result['run_id']}: p50 {result['p50_ms'] * 1000:.1f} µs "
@@ -246,6 +282,10 @@ def main() -> int:
     print("-" * (width + 44))
     for name, value, goal, met in rows:
         print(f"{name.ljust(width)}  {value:>26}  {goal:>8}  {met}")
+    if stall_stacks:
+        print("\nwhere the GUI thread was while the 1 ms timer was over 8 ms late (2 ms samples):")
+        for key, count in sorted(stall_stacks.items(), key=lambda kv: -kv[1])[:25]:
+            print(f"  {count:5d}  {key}")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2, default=str))

@@ -121,6 +121,33 @@ def test_timer_redraws_without_explicit_flush(plots, qtbot):
                     timeout=2000)
 
 
+def test_timer_redraws_one_view_per_tick_taking_turns(plots):
+    """With latency and telemetry both changed, a timer tick redraws one view and the next tick
+    the other, so one repaint never carries every plot at once."""
+    def feed_both():
+        _feed(plots, np.full(100, 300_000, dtype=np.int64))
+        plots.handle_event({"type": "telemetry", "samples": [_cpu_sample(1.0 + plots.telemetry_point_count())]})
+
+    def rss_points() -> int:
+        data = plots._telemetry["rss"].curve.yData
+        return 0 if data is None else len(data)
+
+    feed_both()
+    assert plots.flush(one_view=True)
+    assert len(plots.latency_curve.yData) == 100 and rss_points() == 0
+    assert plots.flush(one_view=True)
+    assert rss_points() == 1
+    assert not plots.flush(one_view=True)           # nothing changed since
+    feed_both()
+    assert plots.flush(one_view=True)               # the latency view's turn again
+    assert len(plots.latency_curve.yData) == 200 and rss_points() == 1
+    feed_both()
+    assert plots.flush(one_view=True)               # telemetry's turn, although latency changed too
+    assert len(plots.latency_curve.yData) == 200 and rss_points() == 3
+    assert plots.flush()                             # an explicit flush draws everything
+    assert len(plots.latency_curve.yData) == 300
+
+
 def test_no_gpu_shows_placeholder_with_reason(plots):
     assert plots.gpu_placeholder_visible()               # nothing yet: a waiting text, not an empty axis
     plots.handle_event({"type": "telemetry", "samples": [_cpu_sample(100.0 + i * 0.1, 3e8 + i) for i in range(20)]})

@@ -205,6 +205,7 @@ class LivePlots(QWidget):
         self._timer.setInterval(self.REFRESH_MS)
         self._timer.timeout.connect(self._on_timer)
         self._next_redraw_at = 0.0
+        self._last_drawn_view: str | None = None
         self._timer.start()
         self.last_redraw_s = 0.0
         self.reset("")
@@ -530,35 +531,47 @@ class LivePlots(QWidget):
         now = time.perf_counter()
         if now < self._next_redraw_at:
             return
-        if self.flush():
+        if self.flush(one_view=True):
             self._next_redraw_at = now + self.BUSY_FACTOR * self.last_redraw_s
 
-    def flush(self) -> bool:
+    def flush(self, one_view: bool = False) -> bool:
         """Push changed buffers to the curves (the timer calls this every ``REFRESH_MS``).
-        Returns whether anything was redrawn."""
+        ``one_view``: redraw at most one changed view (latency, telemetry, training) per call,
+        taking turns, so one tick's repaint (and the event-loop stall it causes) covers one view,
+        not all of them. Returns whether anything was redrawn."""
         started = time.perf_counter()
-        changed = False
-        if self._lat_dirty:
-            self._draw_latency()
-            changed = True
-        if self._telemetry_dirty:
-            for series in self._telemetry.values():
-                series.draw()
-            _set_empty_text(self.memory_plot, None if any(len(self._telemetry[k]) for k in
-                                                          ("rss", "gpu_mem", "gpu_proc_mem"))
-                            else "No memory readings in the telemetry")
-            self._update_telemetry_titles()
-            self._telemetry_dirty = False
-            changed = True
-        if self._train_dirty:
-            for series in self._train.values():
-                series.draw()
-            self._train_dirty = False
-            changed = True
-        if changed:
-            self.last_redraw_s = time.perf_counter() - started
-            self.redrawn.emit()
-        return changed
+        views = (("latency", self._lat_dirty, self._draw_latency),
+                 ("telemetry", self._telemetry_dirty, self._draw_telemetry),
+                 ("train", self._train_dirty, self._draw_train))
+        dirty = [(name, draw) for name, is_dirty, draw in views if is_dirty]
+        if not dirty:
+            return False
+        if one_view:
+            # the first dirty view after the one drawn last time (round robin)
+            names = [view[0] for view in views]
+            after = names.index(self._last_drawn_view) + 1 if self._last_drawn_view in names else 0
+            dirty.sort(key=lambda item: (names.index(item[0]) - after) % len(names))
+            dirty = dirty[:1]
+        for name, draw in dirty:
+            draw()
+            self._last_drawn_view = name
+        self.last_redraw_s = time.perf_counter() - started
+        self.redrawn.emit()
+        return True
+
+    def _draw_telemetry(self) -> None:
+        self._telemetry_dirty = False
+        for series in self._telemetry.values():
+            series.draw()
+        _set_empty_text(self.memory_plot, None if any(len(self._telemetry[k]) for k in
+                                                      ("rss", "gpu_mem", "gpu_proc_mem"))
+                        else "No memory readings in the telemetry")
+        self._update_telemetry_titles()
+
+    def _draw_train(self) -> None:
+        self._train_dirty = False
+        for series in self._train.values():
+            series.draw()
 
     def _draw_latency(self) -> None:
         self._lat_dirty = False

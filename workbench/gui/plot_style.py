@@ -95,6 +95,9 @@ def style_plot_item(plot: pg.PlotItem, grid: bool = True) -> None:
         axis = plot.getAxis(name)
         axis.setPen(pg.mkPen(fg))
         axis.setTextPen(pg.mkPen(fg))
+        # Major and minor ticks only: the sub-minor grid lines are all but invisible at this alpha,
+        # yet stroking them across the plot doubled the cost of every live-plot repaint.
+        axis.setStyle(maxTickLevel=1)
     if grid:
         plot.showGrid(x=True, y=True, alpha=0.15)
     plot.titleLabel.setAttr("color", fg.name())

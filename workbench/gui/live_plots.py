@@ -181,6 +181,33 @@ def _set_empty_text(plot: pg.PlotItem, text: str | None) -> None:
     item.show()
 
 
+class ElidedLabel(QLabel):
+    """One line of text that ends in '…' when it does not fit, with the whole text as tooltip:
+    a long status never widens the dock or gets cut off mid-word without a sign."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full_text = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt naming
+        self._full_text = text
+        self.setToolTip(text)
+        self._elide()
+
+    def text(self) -> str:
+        return self._full_text
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        shown = self.fontMetrics().elidedText(self._full_text, Qt.TextElideMode.ElideRight, max(0, self.width()))
+        super().setText(shown)
+
+
 class LivePlots(QWidget):
     """The Live dock's contents. Feed it core event dicts with ``handle_event`` (GUI thread)."""
 
@@ -216,20 +243,20 @@ class LivePlots(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.setSpacing(4)
         header = QHBoxLayout()
-        self.title_label = QLabel()
+        self.title_label = ElidedLabel()
         self.title_label.setTextFormat(Qt.TextFormat.PlainText)
         font = self.title_label.font()
         font.setBold(True)
         self.title_label.setFont(font)
-        self.status_label = QLabel()
-        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status_label = ElidedLabel()
         self.follow_box = QCheckBox(f"Follow latest {self.FOLLOW_ITERATIONS:,} iterations".replace(",", " "))
         self.follow_box.setToolTip("Scroll the latency plot with the newest iterations instead of showing the whole run")
         self.follow_box.toggled.connect(self._follow_toggled)
-        header.addWidget(self.title_label)
-        header.addWidget(self.status_label, 1)
+        header.addWidget(self.title_label, 1)
         header.addWidget(self.follow_box)
         layout.addLayout(header)
+        # its own full-width row: the status (phase, count, running p50/p99, result) is long
+        layout.addWidget(self.status_label)
 
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.setChildrenCollapsible(False)
@@ -596,8 +623,9 @@ class LivePlots(QWidget):
             line = pg.InfiniteLine(pos=index, angle=90, movable=False,
                                    pen=pg.mkPen(style.muted(), style=Qt.PenStyle.DotLine),
                                    label=phase,
-                                   # stagger the labels: cold/warm-up/measure markers sit close together
-                                   labelOpts={"position": 0.95 - 0.12 * ((self._drawn_markers - 1) % 3),
+                                   # stagger the labels: cold/warm-up/measure markers sit close together;
+                                   # all above 1/Y_HEADROOM of the height, where the data stays
+                                   labelOpts={"position": 0.97 - 0.07 * ((self._drawn_markers - 1) % 3),
                                               "color": style.muted()})
             self.latency_plot.addItem(line, ignoreBounds=True)
             self._marker_items.append(line)

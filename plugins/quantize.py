@@ -64,6 +64,16 @@ class Quantize(Plugin):
     def supported_devices(self) -> tuple[str, ...]:
         return _DEVICES[self.params["method"]]
 
+    def onnx_export_blocker(self, input_format: str) -> str | None:
+        method = self.params["method"]
+        if input_format != "torch" or method in ("fp16", "bf16"):
+            return None
+        # torch.ao quantized modules and torchao's quantized tensors have no ONNX export
+        fix = (f"quantize the ONNX model instead (put onnx_export before it: --plugin onnx_export "
+               f"--plugin quantize:method={method})" if method in ONNX_METHODS
+               else "run it with --runtime torch")
+        return f"torch's {method} quantized layers have no ONNX form; {fix}"
+
     def check(self, model_format: str, device: str) -> None:
         method = self.params["method"]
         kind = device_kind(device)
@@ -131,8 +141,8 @@ class Quantize(Plugin):
         bytes_after = model_bytes(quantized)
         if not layers:
             notes.append(self._nothing_quantized_note(method, is_onnx))
-        what = "layers" if not kinds else ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        count = f"{len(layers)} layers" if not kinds else what
+        count = (f"{len(layers)} layer{'' if len(layers) == 1 else 's'}" if not kinds
+                 else ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
         target = {"fp16": "fp16", "bf16": "bf16", "int4": "int4"}.get(method, "int8")
         verb = "cast" if method in ("fp16", "bf16") else "quantized"
         library = "onnxruntime" if is_onnx else result.backend.split(" ")[0]

@@ -13,7 +13,7 @@ from torch import nn
 
 from workbench.errors import PluginError, RunCancelled
 from workbench.models.info import model_bytes
-from workbench.plugins import PluginContext, build_chain, discover_plugins
+from workbench.plugins import PluginContext, build_chain, chain_error, discover_plugins
 from workbench.spec import PluginStep
 from workbench_plugins import _quant_backend as backend
 from workbench_plugins.quantize import NO_DATA_MESSAGE, Quantize
@@ -309,6 +309,26 @@ def test_device_mismatch_names_the_plugin_and_the_fix():
     assert [s.name for s in chain] == ["quantize"]
     chain = build_chain([PluginStep("quantize", {"method": "dynamic_int8"})], "onnx", "cpu", "onnxruntime")
     assert [s.name for s in chain] == ["quantize"]
+
+
+def test_torch_int8_then_onnx_runtime_is_refused_before_anything_runs_with_the_working_chain():
+    # torch.ao's int8 layers have no ONNX export: the auto-inserted export would fail after the
+    # model was loaded and quantized; the chain is refused up front, naming the chain that works.
+    steps = [PluginStep("quantize", {"method": "dynamic_int8"})]
+    message = chain_error(steps, "torch", "cpu", "onnxruntime")
+    assert message is not None and message.startswith("the runtime is ONNX Runtime, but the model of step 1")
+    assert "--plugin onnx_export --plugin quantize:method=dynamic_int8" in message
+    # ... which builds: ONNX Runtime's own int8 quantization on the exported graph
+    working = [PluginStep("onnx_export", {}), PluginStep("quantize", {"method": "dynamic_int8"})]
+    assert [s.name for s in build_chain(working, "torch", "cpu", "onnxruntime")] == ["onnx_export", "quantize"]
+    # the same method with the torch runtime, and casts before an export, stay valid
+    assert chain_error(steps, "torch", "cpu", "torch") is None
+    assert chain_error(steps, "torch", "cpu", "auto") is None
+    bf16 = build_chain([PluginStep("quantize", {"method": "bf16"})], "torch", "cpu", "onnxruntime")
+    assert [(s.name, s.auto_inserted) for s in bf16] == [("quantize", False), ("onnx_export", True)]
+    # torchao weight-only tensors cannot be exported either; there the fix is the torch runtime
+    message = chain_error([PluginStep("quantize", {"method": "weight_only_int8"})], "torch", "cpu", "onnxruntime")
+    assert message is not None and "run it with --runtime torch" in message
 
 
 def test_discovered_through_entry_points_and_no_torch_at_import():

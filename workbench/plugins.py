@@ -195,6 +195,11 @@ class Plugin:
     def check(self, model_format: str, device: str) -> None:
         """Extra, params-dependent validation before anything runs. Raise PluginError."""
 
+    def onnx_export_blocker(self, input_format: str) -> str | None:
+        """Why the torch model this step produces cannot be exported to ONNX (None: it can).
+        ``build_chain`` refuses a chain that would auto-export such a model, before anything runs."""
+        return None
+
     def apply(self, model: Any, context: PluginContext) -> tuple[Any, PluginReport]:
         raise NotImplementedError
 
@@ -302,12 +307,20 @@ def build_chain(steps: list[PluginStep], model_format: str, device: str, runtime
     kind = device_kind(device)
     fmt = model_format
     chain: list[ChainStep] = []
+    export_blocker: tuple[int, str] | None = None   # (step, reason) the torch model cannot go to ONNX
+
+    def auto_export(why: str) -> None:
+        if export_blocker is not None:
+            position, reason = export_blocker
+            raise PluginError(f"{why}, but the model of step {position} cannot be exported to ONNX: {reason}")
+        chain.append(ChainStep(get_plugin_class("onnx_export")(), auto_inserted=True))
+
     for position, step in enumerate(steps, 1):
         cls = get_plugin_class(step.name)
         plugin = cls(**step.params)
         if fmt not in cls.accepts:
             if fmt == "torch" and "onnx" in cls.accepts:
-                chain.append(ChainStep(get_plugin_class("onnx_export")(), auto_inserted=True))
+                auto_export(f"step {position} ({step.name}) needs an ONNX model")
                 fmt = "onnx"
             else:
                 raise PluginError(
@@ -319,10 +332,15 @@ def build_chain(steps: list[PluginStep], model_format: str, device: str, runtime
                 f"step {position} ({step}) cannot run on {device}: it supports "
                 f"{', '.join(plugin.supported_devices())}; pick another device or method")
         chain.append(ChainStep(plugin))
+        blocker = plugin.onnx_export_blocker(fmt)
+        if blocker is not None:
+            export_blocker = (position, f"{step}: {blocker}")
         fmt = plugin.output_format(fmt)
+        if fmt != "torch":
+            export_blocker = None
     # runtime "auto" follows whatever the chain produces.
     if runtime == "onnxruntime" and fmt == "torch":
-        chain.append(ChainStep(get_plugin_class("onnx_export")(), auto_inserted=True))
+        auto_export("the runtime is ONNX Runtime")
     elif runtime == "torch" and fmt == "onnx":
         raise PluginError("the chain produces an ONNX model: run it with --runtime onnxruntime")
     return chain

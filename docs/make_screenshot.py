@@ -30,6 +30,8 @@ def main() -> int:
     parser.add_argument("--size", default="1600x1000")
     parser.add_argument("--output", default=str(ROOT / "docs" / "screenshot-main.png"))
     parser.add_argument("--theme", default=None, help="force light or dark")
+    parser.add_argument("--tradeoff-output", default=None,
+                        help="also save the window with the 'Distribution & trade-off' charts tab shown")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="wb-shot-"))
@@ -107,6 +109,11 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     window.grab().save(str(out))
     print(f"wrote {out} ({window.width()}x{window.height()})")
+    if args.tradeoff_output:
+        window.charts.tabs.setCurrentIndex(1)
+        pump(1.0)
+        window.grab().save(args.tradeoff_output)
+        print(f"wrote {args.tradeoff_output}")
     window.close()
     window.deleteLater()
     app.processEvents()

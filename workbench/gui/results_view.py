@@ -805,7 +805,7 @@ class ComparisonCharts(QWidget):
         lo, hi = min(lows), max(highs)
         pad = (hi - lo) * 0.05 or hi * 0.05 or 1.0
         self.cdf_plot.setXRange(max(0.0, lo - pad), hi + pad, padding=0)
-        self.cdf_plot.setYRange(0, 1.02, padding=0)
+        self.cdf_plot.setYRange(-0.03, 1.03, padding=0)   # 0 and 1 inside, so both get a label
 
     def _draw_scatter(self) -> None:
         plot = self.scatter_plot

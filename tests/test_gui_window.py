@@ -13,7 +13,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QKeySequence
 from PySide6.QtWidgets import QDockWidget
 
-from workbench.gui.main_window import report_available
+from workbench.gui.main_window import gpu_devices, report_available
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -260,3 +260,18 @@ def test_window_opens_fast_and_never_imports_torch(tmp_path):
     assert result["torch"] is False
     assert result["shown_s"] < 2.0, result
     assert result["error"] is None or "weights for demo" in result["error"], result
+
+
+def test_device_list_has_one_entry_per_visible_gpu_in_cuda_numbering():
+    gpus = [{"index": 0, "name": "NVIDIA A", "uuid": "GPU-aaaa", "memory_total_bytes": 80 * 2**30},
+            {"index": 1, "name": "NVIDIA B", "uuid": "GPU-bbbb", "memory_total_bytes": 40 * 2**30}]
+    env = {"nvml": "ok", "gpus": gpus, "cuda_visible_devices": None}
+    assert gpu_devices(env) == ([("GPU 0: NVIDIA A, 80 GiB", "cuda:0"), ("GPU 1: NVIDIA B, 40 GiB", "cuda:1")], None)
+    env["cuda_visible_devices"] = "GPU-bbbb"       # one GPU by UUID: it becomes cuda:0
+    assert gpu_devices(env) == ([("GPU 0: NVIDIA B, 40 GiB", "cuda:0")], None)
+    env["cuda_visible_devices"] = "1,0"
+    assert [label for label, _ in gpu_devices(env)[0]] == ["GPU 0: NVIDIA B, 40 GiB", "GPU 1: NVIDIA A, 80 GiB"]
+    assert gpu_devices({"nvml": "unavailable: NVML Shared Library Not Found", "gpus": []}) == \
+        ([], "No NVIDIA GPU: NVML unavailable: NVML Shared Library Not Found")
+    assert gpu_devices({"nvml": "ok", "gpus": [{"index": 0, "error": "GPU is lost"}]}) == \
+        ([], "No NVIDIA GPU found by NVML")

@@ -23,7 +23,8 @@ from workbench.telemetry import (  # noqa: E402
     SAMPLE_FIELDS, NvmlGpu, NvmlUnavailable, TelemetrySample, TelemetrySampler, energy_per_inference,
     gpu_environment, host_environment,
 )
-from workbench.telemetry.nvml import POWER_SOURCE_AVERAGE, POWER_SOURCE_INSTANT  # noqa: E402
+from workbench.telemetry.nvml import (POWER_SOURCE_AVERAGE, POWER_SOURCE_INSTANT,  # noqa: E402
+                                      gpu_environment, nvml_index_for_cuda, worker_environment)
 
 # Loaded by path so it works whatever pytest's import mode / tests package layout is.
 _spec = importlib.util.spec_from_file_location("fake_pynvml", Path(__file__).with_name("fake_pynvml.py"))
@@ -468,3 +469,20 @@ def test_import_does_not_pull_torch_qt_or_pynvml():
             "assert not bad, bad")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_cuda_devices_map_to_nvml_indices_through_cuda_visible_devices():
+    gpus = gpu_environment(FakeNvml(device_count=3))["gpus"]
+    uuids = [g["uuid"] for g in gpus]
+    assert len(set(uuids)) == 3 and all(u.startswith("GPU-") for u in uuids)
+    assert [nvml_index_for_cuda(i, None, gpus) for i in range(3)] == [0, 1, 2]       # all visible, PCI order
+    assert [nvml_index_for_cuda(i, "2,0", gpus) for i in range(3)] == [2, 0, None]   # picked and renumbered
+    assert nvml_index_for_cuda(0, f"{uuids[1]}", gpus) == 1                            # by UUID
+    assert nvml_index_for_cuda(0, uuids[2][len("GPU-"):], gpus) == 2                  # UUID without the prefix
+    assert nvml_index_for_cuda(0, "GPU-does-not-exist", gpus) is None                 # cannot tell: None
+    assert nvml_index_for_cuda(0, "", gpus) is None                                    # nothing visible
+
+
+def test_workers_number_gpus_in_pci_order_unless_the_user_chose():
+    assert worker_environment({"PATH": "/bin"}) == {"PATH": "/bin", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    assert worker_environment({"CUDA_DEVICE_ORDER": "FASTEST_FIRST"})["CUDA_DEVICE_ORDER"] == "FASTEST_FIRST"

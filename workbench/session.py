@@ -32,7 +32,8 @@ class WorkerProcess:
     """One worker: spawn, feed the job, read events on a thread, cancel/kill its process group."""
 
     def __init__(self, job: dict, log_path: Path) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        from .telemetry.nvml import worker_environment
+        env = worker_environment(dict(os.environ, PYTHONUNBUFFERED="1"))
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "wb")
@@ -172,7 +173,7 @@ class Session:
 
         worker = WorkerProcess({"job": "run", "spec": spec.to_dict(), "workdir": str(workdir)},
                                workdir / "worker.log")
-        gpu_index = _gpu_index(spec.device)
+        gpu_index = _gpu_index(spec.device, (environment.get("gpu") or {}).get("gpus") or [])
         sampler = TelemetrySampler(worker.pid, rate_hz=spec.telemetry_hz, gpu_index=gpu_index,
                                    on_samples=lambda batch: worker.events.put(
                                        {"type": "telemetry", "t": time.monotonic(),
@@ -289,15 +290,15 @@ class _BufferedWriter:
         self.last_flush = time.monotonic()
 
 
-def _gpu_index(device: str) -> int | None:
-    """NVML numbers GPUs by PCI bus; CUDA numbers the visible ones. Map through CUDA_VISIBLE_DEVICES."""
+def _gpu_index(device: str, gpus: list[dict]) -> int | None:
+    """The NVML index of ``device`` (None for the CPU). When CUDA_VISIBLE_DEVICES makes it
+    ambiguous, the CUDA index is used and the sampler warns which GPU it reads."""
     if not device.startswith("cuda"):
         return None
+    from .telemetry.nvml import nvml_index_for_cuda
     index = int(device.split(":")[1]) if ":" in device else 0
-    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
-    if index < len(visible) and visible[index].isdigit():
-        return int(visible[index])
-    return index
+    found = nvml_index_for_cuda(index, os.environ.get("CUDA_VISIBLE_DEVICES"), gpus)
+    return index if found is None else found
 
 
 def _telemetry_summary(sampler: Any, result: dict) -> dict:

@@ -40,24 +40,21 @@ def report_available() -> bool:
 def gpu_devices(env: dict) -> tuple[list[tuple[str, str]], str | None]:
     """``[(label, cuda device)]`` from ``gpu_environment()`` plus a note when there are none.
 
-    NVML lists GPUs in PCI order; CUDA numbers the visible ones. With CUDA_VISIBLE_DEVICES set
-    to indices, the visible GPUs are renumbered cuda:0.. in that order."""
+    Workers number GPUs in PCI order like NVML; CUDA_VISIBLE_DEVICES (indices or UUIDs) picks and
+    renumbers them cuda:0.. in its order (``nvml_index_for_cuda``)."""
+    from ..telemetry.nvml import nvml_index_for_cuda
     gpus = [g for g in env.get("gpus") or [] if "error" not in g]
     if env.get("nvml") != "ok":
         return [], f"No NVIDIA GPU: NVML {env.get('nvml') or 'unavailable'}"
     if not gpus:
         return [], "No NVIDIA GPU found by NVML"
     visible = env.get("cuda_visible_devices")
-    order = list(range(len(gpus)))
-    if visible is not None:
-        try:
-            order = [int(v) for v in visible.split(",") if v.strip() != ""]
-        except ValueError:
-            order = list(range(len(gpus)))   # UUIDs: keep NVML order
+    count = len(gpus) if visible is None else len([v for v in visible.split(",") if v.strip()])
     by_index = {g.get("index", i): g for i, g in enumerate(gpus)}
     devices = []
-    for cuda_index, nvml_index in enumerate(order):
-        gpu = by_index.get(nvml_index)
+    for cuda_index in range(count):
+        nvml_index = nvml_index_for_cuda(cuda_index, visible, gpus)
+        gpu = by_index.get(nvml_index) if nvml_index is not None else None
         if gpu is None:
             continue
         memory = gpu.get("memory_total_bytes") or gpu.get("mem_total_bytes")

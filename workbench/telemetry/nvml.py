@@ -13,7 +13,7 @@ order may differ, so callers mapping a CUDA device should compare `static_info()
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Iterable
 
 from .host import process_name, process_relation
 
@@ -315,6 +315,35 @@ class NvmlGpu:
                 self._nv.nvmlShutdown()
             except Exception:  # nothing useful to do if shutdown fails
                 pass
+
+
+def nvml_index_for_cuda(cuda_index: int, visible: str | None, gpus: Iterable[dict] = ()) -> int | None:
+    """The NVML index of CUDA device ``cuda_index``, or None when it cannot be told.
+
+    Workbench starts its workers with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (see ``worker_environment``),
+    so CUDA numbers GPUs in NVML's PCI order; ``CUDA_VISIBLE_DEVICES`` (``visible``) then picks and
+    renumbers them, by index or by UUID (``GPU-…``, or a unique prefix of it). ``gpus``: the
+    ``gpu_environment()["gpus"]`` entries, needed to resolve UUIDs.
+    """
+    if visible is None:
+        return cuda_index
+    entries = [v.strip() for v in visible.split(",") if v.strip()]
+    if cuda_index >= len(entries):
+        return None
+    entry = entries[cuda_index]
+    if entry.isdigit():
+        return int(entry)
+    prefix = entry if entry.startswith("GPU-") else f"GPU-{entry}"
+    matches = [g.get("index") for g in gpus if str(g.get("uuid") or "").startswith(prefix)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def worker_environment(base: dict[str, str]) -> dict[str, str]:
+    """The environment a measuring worker starts with: CUDA numbers GPUs in PCI order, like NVML,
+    unless the user chose an order (CUDA's default, FASTEST_FIRST, can differ from NVML's)."""
+    env = dict(base)
+    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    return env
 
 
 def gpu_environment(nvml_module: Any = None) -> dict:

@@ -107,7 +107,6 @@ def main() -> int:
 
     stall_stacks: dict[str, int] = {}
     if args.explain_stalls:
-        import collections
         import threading
         import traceback
         main_ident = threading.main_thread().ident

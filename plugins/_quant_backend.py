@@ -214,7 +214,6 @@ def static_int8(model: Any, example_inputs: list, batches: Iterable[list],
 
     FX graph mode first (fast eager int8 modules); PT2E when FX cannot trace the model.
     """
-    import torch
     _require_float32(model, "static_int8")
     engine, note = _use_engine()
     model = copy.deepcopy(model).eval()

@@ -16,6 +16,15 @@ import workbench.gui  # noqa: E402,F401  (applies the PySide6 6.12 / Python 3.11
 
 
 @pytest.fixture
+def store(tmp_path):
+    """A results store of its own, closed after the test."""
+    from workbench.store import ResultsStore
+    results = ResultsStore(tmp_path / "runs.sqlite")
+    yield results
+    results.close()
+
+
+@pytest.fixture
 def tmp_db(tmp_path, monkeypatch):
     """A fresh results database for the test (also exported as WORKBENCH_DB for subprocesses)."""
     path = tmp_path / "runs.sqlite"

@@ -1,7 +1,6 @@
 """The worker process and the session: real runs, and every way a run can go wrong."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,13 +22,6 @@ QUICK = dict(iters=50, duration_s=0.2, warmup_min_iters=5, warmup_max_s=0.3)
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return make_tiny_models(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = ResultsStore(tmp_path / "runs.sqlite")
-    yield store
-    store.close()
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Fast unit tests of the core's pure parts: spec, stats, fidelity, timing loop, store."""
 from __future__ import annotations
 
-import json
 import sqlite3
 import subprocess
 import sys

@@ -11,12 +11,6 @@ torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")]
 
 
-@pytest.fixture
-def store(tmp_path):
-    from workbench.store import ResultsStore
-    return ResultsStore(tmp_path / "gpu.sqlite")
-
-
 def test_demo_on_cuda_has_power_energy_and_memory(store):
     from workbench.session import Session
     from workbench.spec import RunSpec

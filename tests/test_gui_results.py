@@ -67,13 +67,6 @@ def add_run(store: ResultsStore, *, plugins=(), median_ms=2.0, sigma=0.05, n=200
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = ResultsStore(tmp_path / "runs.sqlite")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def filled(store):
     ids = {
         "baseline": add_run(store, median_ms=2.0, seed=1),

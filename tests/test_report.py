@@ -176,13 +176,6 @@ def add_run(store: ResultsStore, *, model: str = "demo:digits-cnn", plugins: lis
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = ResultsStore(tmp_path / "runs.sqlite")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def runs(store):
     """A baseline, two variants (one a real 1.9× speed-up, one inside the noise), one that is fastest
     but fails the 99 % agreement gate, and a failed run."""

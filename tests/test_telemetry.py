@@ -24,7 +24,7 @@ from workbench.telemetry import (  # noqa: E402
     gpu_environment, host_environment,
 )
 from workbench.telemetry.nvml import (POWER_SOURCE_AVERAGE, POWER_SOURCE_INSTANT,  # noqa: E402
-                                      gpu_environment, nvml_index_for_cuda, worker_environment)
+                                      nvml_index_for_cuda, worker_environment)
 
 # Loaded by path so it works whatever pytest's import mode / tests package layout is.
 _spec = importlib.util.spec_from_file_location("fake_pynvml", Path(__file__).with_name("fake_pynvml.py"))

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from . import format as fmt
 from .errors import SpecError, WorkbenchError

@@ -54,6 +54,19 @@ def test_onnx_run_is_measured_stored_and_exact(store, tiny):
     assert env["packages"]["onnxruntime"]
 
 
+def test_worker_runs_under_fixed_allocator_and_gpu_order_conditions(store, tiny, monkeypatch):
+    # The worker's glibc malloc thresholds and CUDA device order are set, not left to the
+    # process's history, and recorded with the run; a value the user exported wins.
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "12345678")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    record = Session(store).run(RunSpec(model=str(tiny["onnx"]), batch=2, **QUICK))
+    assert record.status == "done", record.error
+    conditions = record.environment["worker"]["conditions"]
+    assert conditions == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+                          "MALLOC_TRIM_THRESHOLD_": "12345678"}
+
+
 def test_torch_run_uses_threads_and_given_inputs(store, tiny):
     record = Session(store).run(RunSpec(model=str(tiny["torchscript"]), inputs=[InputSpec.parse("16x64")],
                                         threads=1, **QUICK))

@@ -24,7 +24,7 @@ from workbench.telemetry import (  # noqa: E402
     gpu_environment, host_environment,
 )
 from workbench.telemetry.nvml import (POWER_SOURCE_AVERAGE, POWER_SOURCE_INSTANT,  # noqa: E402
-                                      nvml_index_for_cuda, worker_environment)
+                                      nvml_index_for_cuda)
 
 # Loaded by path so it works whatever pytest's import mode / tests package layout is.
 _spec = importlib.util.spec_from_file_location("fake_pynvml", Path(__file__).with_name("fake_pynvml.py"))
@@ -481,8 +481,3 @@ def test_cuda_devices_map_to_nvml_indices_through_cuda_visible_devices():
     assert nvml_index_for_cuda(0, uuids[2][len("GPU-"):], gpus) == 2                  # UUID without the prefix
     assert nvml_index_for_cuda(0, "GPU-does-not-exist", gpus) is None                 # cannot tell: None
     assert nvml_index_for_cuda(0, "", gpus) is None                                    # nothing visible
-
-
-def test_workers_number_gpus_in_pci_order_unless_the_user_chose():
-    assert worker_environment({"PATH": "/bin"}) == {"PATH": "/bin", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
-    assert worker_environment({"CUDA_DEVICE_ORDER": "FASTEST_FIRST"})["CUDA_DEVICE_ORDER"] == "FASTEST_FIRST"

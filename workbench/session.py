@@ -32,7 +32,7 @@ class WorkerProcess:
     """One worker: spawn, feed the job, read events on a thread, cancel/kill its process group."""
 
     def __init__(self, job: dict, log_path: Path) -> None:
-        from .telemetry.nvml import worker_environment
+        from .worker_env import worker_environment
         env = worker_environment(dict(os.environ, PYTHONUNBUFFERED="1"))
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -281,8 +281,10 @@ def _infer_all(runtime, arrays: list[np.ndarray], batch: int, batched) -> np.nda
 
 def _worker_environment() -> dict:
     import torch
+    from .worker_env import worker_conditions
     env = {"torch": torch.__version__, "torch_cuda": torch.version.cuda,
-           "cuda_available": torch.cuda.is_available(), "numpy": np.__version__}
+           "cuda_available": torch.cuda.is_available(), "numpy": np.__version__,
+           "conditions": worker_conditions()}
     try:
         import onnxruntime
         env["onnxruntime"] = onnxruntime.__version__

@@ -320,7 +320,7 @@ class NvmlGpu:
 def nvml_index_for_cuda(cuda_index: int, visible: str | None, gpus: Iterable[dict] = ()) -> int | None:
     """The NVML index of CUDA device ``cuda_index``, or None when it cannot be told.
 
-    Workbench starts its workers with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (see ``worker_environment``),
+    Workbench starts its workers with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (``workbench.worker_env``),
     so CUDA numbers GPUs in NVML's PCI order; ``CUDA_VISIBLE_DEVICES`` (``visible``) then picks and
     renumbers them, by index or by UUID (``GPU-…``, or a unique prefix of it). ``gpus``: the
     ``gpu_environment()["gpus"]`` entries, needed to resolve UUIDs.
@@ -336,14 +336,6 @@ def nvml_index_for_cuda(cuda_index: int, visible: str | None, gpus: Iterable[dic
     prefix = entry if entry.startswith("GPU-") else f"GPU-{entry}"
     matches = [g.get("index") for g in gpus if str(g.get("uuid") or "").startswith(prefix)]
     return matches[0] if len(matches) == 1 else None
-
-
-def worker_environment(base: dict[str, str]) -> dict[str, str]:
-    """The environment a measuring worker starts with: CUDA numbers GPUs in PCI order, like NVML,
-    unless the user chose an order (CUDA's default, FASTEST_FIRST, can differ from NVML's)."""
-    env = dict(base)
-    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-    return env
 
 
 def gpu_environment(nvml_module: Any = None) -> dict:

@@ -81,6 +81,27 @@ def test_theme_follows_the_color_scheme(qapp):
         qapp.setPalette(old_palette)
 
 
+def test_unchecked_boxes_stay_visible_on_the_dark_palette(qtbot):
+    from PySide6.QtWidgets import QCheckBox, QStyleFactory
+
+    from workbench.gui.app import WorkbenchStyle, dark_palette
+
+    def indicator_contrast(style) -> int:
+        box = QCheckBox("")
+        qtbot.addWidget(box)
+        box.setStyle(style)
+        box.setPalette(dark_palette())
+        box.resize(40, 24)
+        image = box.grab().toImage()
+        background = dark_palette().color(dark_palette().ColorRole.Window).lightness()
+        return max(abs(image.pixelColor(x, y).lightness() - background)
+                   for x in range(image.width()) for y in range(image.height()))
+
+    fusion, ours = QStyleFactory.create("Fusion"), WorkbenchStyle()
+    assert indicator_contrast(fusion) < 30          # Fusion's own frame all but vanishes ...
+    assert indicator_contrast(ours) > 60            # ... ours is drawn in the placeholder-text grey
+
+
 def test_settings_and_layout_are_remembered(make_workbench, tmp_path):
     w = make_workbench()
     w.run_panel.iters_spin.setValue(321)

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QEvent, Qt
-from PySide6.QtGui import QColor, QGuiApplication, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtGui import QColor, QGuiApplication, QPalette, QPen
+from PySide6.QtWidgets import QApplication, QProxyStyle, QStyle, QStyleFactory
 
 APP_NAME = "Workbench"
 ORG_NAME = "Workbench"
@@ -55,12 +55,34 @@ def dark_palette() -> QPalette:
     return p
 
 
+_CHECK_INDICATORS = (QStyle.PrimitiveElement.PE_IndicatorCheckBox,
+                     QStyle.PrimitiveElement.PE_IndicatorItemViewItemCheck)
+
+
+class WorkbenchStyle(QProxyStyle):
+    """Fusion, plus a visible frame around check boxes on a dark palette: Fusion outlines them
+    in a darker shade of the window colour, which vanishes on a dark background."""
+
+    def __init__(self) -> None:
+        super().__init__(QStyleFactory.create("Fusion"))
+
+    def drawPrimitive(self, element, option, painter, widget=None) -> None:  # noqa: N802 - Qt naming
+        super().drawPrimitive(element, option, painter, widget)
+        if element in _CHECK_INDICATORS and option.palette.color(QPalette.ColorRole.Window).lightness() < 128:
+            painter.save()
+            painter.setPen(QPen(option.palette.color(QPalette.ColorRole.PlaceholderText), 1))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRoundedRect(option.rect.adjusted(0, 0, -1, -1), 1.5, 1.5)
+            painter.restore()
+
+
 def apply_theme(app: QApplication, scheme: str | None = None) -> str:
     """Follow the system: a dark palette when the platform says dark, the style's own otherwise.
 
     ``WORKBENCH_THEME=dark|light`` overrides (useful where the platform reports nothing)."""
     scheme = (os.environ.get("WORKBENCH_THEME") or scheme or color_scheme(app)).lower()
-    app.setStyle("Fusion")
+    if not isinstance(app.style(), WorkbenchStyle):
+        app.setStyle(WorkbenchStyle())      # the application owns the style from here on
     if scheme == "dark":
         app.setPalette(dark_palette())
     else:

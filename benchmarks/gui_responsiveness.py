@@ -64,9 +64,9 @@ def main() -> int:
 
     import workbench.gui  # noqa: F401  (PySide6 6.12 / Python 3.11 workaround first)
     from PySide6.QtCore import QCoreApplication, QElapsedTimer, QEventLoop, QSettings, Qt, QTimer
-    from PySide6.QtWidgets import QApplication
 
-    app = QApplication([])
+    from workbench.gui.app import create_application
+    app = create_application([sys.argv[0]])   # the app's own style and theme, as `workbench` runs it
     QCoreApplication.setOrganizationName("WorkbenchBench")
     QCoreApplication.setApplicationName("gui-responsiveness")
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)

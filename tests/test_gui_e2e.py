@@ -80,8 +80,10 @@ def test_demo_baseline_plus_variant_end_to_end(make_workbench, qtbot, catch_erro
     assert not catch_errors, catch_errors
     base_id, variant_id = (j.run_id for j in jobs)
 
-    # the results table holds both runs with real numbers
-    assert w.results.row_count() == 2
+    # the results table holds both runs with real numbers (the job objects finish in the bridge's
+    # thread; the table follows when the queued jobFinished signal reaches the GUI thread)
+    qtbot.waitUntil(lambda: w.results.row_count() == 2 and all(
+        w.results.model.comparison(r)["status"] == "done" for r in range(2)), timeout=10_000)
     rows = {w.results.model.comparison(r)["id"]: w.results.model.comparison(r)
             for r in range(w.results.row_count())}
     for run_id in (base_id, variant_id):
@@ -160,7 +162,7 @@ def test_cancel_a_long_run_within_seconds(make_workbench, qtbot, catch_errors):
     assert probe.max_gap < 500, f"event loop blocked for {probe.max_gap} ms while cancelling"
     record = w.store.get_run(job.run_id)
     assert record.status == "cancelled"
-    assert "cancelled" in w.run_panel.status_label.text()
+    qtbot.waitUntil(lambda: "cancelled" in w.run_panel.status_label.text(), timeout=5_000)  # via jobFinished
     assert not catch_errors                                    # a cancel is not an error
     # the window is still usable: the next run can be queued at once
     assert w.run_panel.run_button.isEnabled() and not w.bridge.is_busy()

@@ -115,6 +115,15 @@ def test_speedup_ratio_significance():
     fast = ratio_with_ci(a, b)
     assert fast["speedup"] == pytest.approx(2.0, rel=0.02) and fast["significant"]
     assert not ratio_with_ci(a, same)["significant"]
+    # a tight interval that excludes 1 but stays within the run-to-run band is not a real difference
+    tight = {"median_ms": 1.0, "median_ci_ms": (0.999, 1.001)}
+    slightly_faster = {"median_ms": 0.99, "median_ci_ms": (0.989, 0.991)}
+    ratio = ratio_with_ci(tight, slightly_faster)
+    assert ratio["speedup_ci"][0] > 1.0 and not ratio["significant"]
+    assert ratio_with_ci(tight, slightly_faster, noise_floor=0.0)["significant"]
+    clearly_faster = {"median_ms": 0.95, "median_ci_ms": (0.949, 0.951)}
+    assert ratio_with_ci(tight, clearly_faster)["significant"]
+    assert ratio_with_ci(clearly_faster, tight)["significant"]           # slower, outside the band too
 
 
 # -- fidelity -------------------------------------------------------------------------------------

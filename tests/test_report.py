@@ -208,7 +208,7 @@ def test_build_report_picks_best_and_flags_noise(store, runs):
     by_id = {r["id"]: r for r in report["runs"]}
     noise = by_id[runs["noise"]]
     assert noise["comparison"]["speedup_significant"] is False
-    assert any("inside the measurement noise" in w for w in noise["warnings"])
+    assert any("inside the noise" in w for w in noise["warnings"])
     assert any(f"#{runs['noise']}" in w and "noise" in w for w in summary["warnings"])
     assert not any(f"#{runs['prune']} " in w and "noise" in w for w in summary["warnings"])
     lossy = by_id[runs["lossy"]]
@@ -288,7 +288,7 @@ def test_noise_warning_for_best_variant(store):
     assert summary["speedup_significant"] is False
     lo, hi = summary["speedup_ci"]
     assert lo <= 1.0 <= hi
-    assert "inside the measurement noise" in summary["noise_warning"]
+    assert "inside the noise" in summary["noise_warning"] and "run-to-run noise" in summary["noise_warning"]
 
 
 def test_unknown_run_and_format(store, runs, tmp_path):
@@ -421,7 +421,7 @@ def test_html_is_self_contained_and_complete(store, runs, tmp_path):
     assert "PluginError: plugin quantize failed: RuntimeError: no calibration data" in text
     assert "Traceback" in text
     assert "Best variant" in text and f"#{runs['prune']}" in text
-    assert "inside the measurement noise" in text
+    assert "inside the noise" in text
     assert "1.91×" in text or "1.90×" in text or "1.92×" in text     # the summary's speed-up
     assert "73.8%" in text                                            # compression efficiency 1 - 420k/1.6M
     assert "RunSpec JSON" in text and "Environment fingerprint" in text
@@ -491,7 +491,7 @@ def test_pdf_pages_and_text(store, runs, tmp_path):
     assert len(reader.pages) == 1 + 1 + 4 + len(ids) + 1
     pages = [p.extract_text() for p in reader.pages]
     assert "Best variant: #%d" % runs["prune"] in pages[0] and "Summary" in pages[0]
-    assert "inside the measurement noise" in pages[0]
+    assert "inside the noise" in pages[0]
     assert "Comparison" in pages[1] and all(f"#{i}" in pages[1] for i in ids)
     assert [p.split("\n", 1)[0] for p in pages[2:6]] == [
         "Charts · Latency distributions", "Charts · Key metrics vs baseline", "Charts · Latency vs fidelity",

@@ -15,6 +15,7 @@ from pathlib import Path
 from . import format as fmt
 from .errors import SpecError, WorkbenchError
 from .spec import PRESETS, InputSpec, PluginStep, RunSpec
+from .stats import NOISE_RULE
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -351,7 +352,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(fmt.table(["id", "chain", "status", "device", "p50", "p99", "samples/s", "speed-up [95% CI]", "size",
                      "size ratio", "top-1 agree", "accuracy", "energy/inf"], table))
     if any(r["speedup_significant"] is False for r in rows):
-        print("~ = the speed-up's interval contains 1.0: inside the measurement noise")
+        print(f"~ = inside the noise: {NOISE_RULE}")
     return EXIT_OK
 
 

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .report_model import TRACE_POINTS
+from .stats import NOISE_RULE
 
 CDF_MAX_RUNS = 12        # above this, the CDF panel is dropped (the box plot scales, spaghetti does not)
 LEGEND_MAX_RUNS = 12
@@ -272,8 +273,8 @@ def _vs_baseline_chart(report: dict, colors: dict[int, str]):
         ax.grid(axis="y", visible=False)
     axes[0].set_yticks(y, labels, fontsize=tick_size)
     caption = ("Each optimized run against its own baseline (a plugin-free run of the same model, runtime, device "
-               "and batch). Speed-up bars carry the 95 % interval; grey bars lie inside the noise (the interval "
-               "contains 1). Size and energy below 1 are better; agreement near 100 % means the outputs barely moved.")
+               "and batch). Speed-up bars carry the 95 % interval; grey bars lie inside the noise: " + NOISE_RULE
+               + ". Size and energy below 1 are better; agreement near 100 % means the outputs barely moved.")
     return Chart("vs_baseline", "Key metrics vs baseline", caption, width, height), fig
 
 

@@ -13,6 +13,8 @@ import io
 import json
 from typing import Any, Callable
 
+from .stats import NOISE_RULE
+
 Getter = Callable[[dict, dict], Any]
 
 
@@ -75,7 +77,7 @@ CSV_COLUMNS: list[tuple[str, str, Getter]] = [
     ("speedup", "baseline p50 / this p50 (> 1 = faster)", _cmp("speedup")),
     ("speedup_ci_low", "95 % interval of the speed-up, low", _ci(0, "speedup_ci", "comparison")),
     ("speedup_ci_high", "95 % interval of the speed-up, high", _ci(1, "speedup_ci", "comparison")),
-    ("speedup_significant", "false: the interval contains 1 (inside the noise)", _cmp("speedup_significant")),
+    ("speedup_significant", "false: inside the noise, " + NOISE_RULE, _cmp("speedup_significant")),
     ("parameters", "parameters of the measured (optimized) model",
      lambda r, _: (r["optimized_model_info"] or r["model_info"] or {}).get("parameters")),
     ("size_bytes", "serialized weights of the measured model", _m("size_bytes")),

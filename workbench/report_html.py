@@ -14,6 +14,7 @@ from .report_charts import render_charts
 from .report_text import (ENV_FIELDS, chain_steps, comparison_columns, env_differences, env_fingerprint,
                           failure_line, fidelity_rows, group_rows, group_value_title, kpis, latency_rows,
                           memory_power_rows, param_text, plugin_change_text, run_title)
+from .stats import NOISE_RULE
 
 CSS = """
 :root { --ink:#1d2329; --muted:#5b6670; --line:#dfe3e8; --soft:#f5f7f9; --accent:#1f5fa8; --good:#2e8540;
@@ -193,7 +194,7 @@ def _comparison(report: dict) -> str:
                 if run["is_baseline"]:
                     content += f' <span class="muted">({_e(run["model"])})</span>'
             if note == "noise":
-                content = f'<span class="noise" title="the 95 % interval contains 1: inside the noise">{content} ~</span>'
+                content = f'<span class="noise" title="inside the noise: {_e(NOISE_RULE)}">{content} ~</span>'
             elif note == "good":
                 content = f'<span class="good">{content}</span>'
             elif note == "bad":
@@ -202,9 +203,8 @@ def _comparison(report: dict) -> str:
             cells.append(f'<td class="{cls_attr}">{content}</td>')
         body.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
     legend = ('<p class="muted">Speed-up and size are relative to each run\'s baseline (plugin-free run of the same '
-              'model, runtime, device and batch); <span class="noise">~</span> marks a speed-up whose 95 % interval '
-              'contains 1 — inside the measurement noise. The intervals cover the noise within each run, not drift '
-              'between runs measured minutes apart on a busy machine. Latencies are per batch.</p>')
+              'model, runtime, device and batch); <span class="noise">~</span> marks a speed-up inside the noise: '
+              f'{_e(NOISE_RULE)}. Latencies are per batch.</p>')
     return (f'<section id="comparison"><h2>Comparison</h2><div class="table-wrap"><table class="cmp"><thead><tr>{head}</tr>'
             f'</thead><tbody>{"".join(body)}</tbody></table></div>{legend}</section>')
 

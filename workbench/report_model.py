@@ -20,6 +20,7 @@ import numpy as np
 from .compare import baseline_for, comparison_row
 from .errors import WorkbenchError
 from .report_command import spec_to_argv
+from .stats import NOISE_RULE
 from .store import ResultsStore, RunRecord
 
 REPORT_FORMAT = "workbench-report"
@@ -187,8 +188,8 @@ def _run_entry(store: ResultsStore, record: RunRecord, baseline: RunRecord | Non
     warnings = list((lat or {}).get("warnings") or []) + list(tel_status.get("warnings") or [])
     if comparison and comparison["speedup_significant"] is False:
         lo, hi = comparison["speedup_ci"]
-        warnings.append(f"speed-up {comparison['speedup']:.2f}× vs #{baseline.id} lies inside the measurement "
-                        f"noise (95 % interval [{lo:.2f}, {hi:.2f}] contains 1)")
+        warnings.append(f"speed-up {comparison['speedup']:.2f}× vs #{baseline.id} lies inside the noise "
+                        f"(95 % interval [{lo:.2f}, {hi:.2f}]): {NOISE_RULE}")
     nvml = tel_status.get("nvml")
     energy_note = None
     if energy_j is None:
@@ -422,8 +423,8 @@ def _summary(runs: list[dict], crit: dict) -> dict:
         if comp and comp["speedup_significant"] is False:
             lo, hi = comp["speedup_ci"]
             warnings.append(f"#{run['id']} {run['chain']}: the speed-up {comp['speedup']:.2f}× "
-                            f"[{lo:.2f}, {hi:.2f}] vs baseline #{run['baseline_id']} lies inside the measurement "
-                            "noise — not evidence of a real change")
+                            f"[{lo:.2f}, {hi:.2f}] vs baseline #{run['baseline_id']} lies inside the noise "
+                            f"({NOISE_RULE}) — not evidence of a real change")
     if counts["failed"] or counts["cancelled"]:
         bad = [r for r in runs if r["status"] in ("failed", "cancelled")]
         warnings.append(f"{len(bad)} run(s) did not finish: "
@@ -478,8 +479,8 @@ def _summary(runs: list[dict], crit: dict) -> dict:
     if comp.get("speedup_significant") is False:
         lo, hi = comp["speedup_ci"]
         summary["noise_warning"] = (f"The speed-up of the best variant ({comp['speedup']:.2f}×, 95 % interval "
-                                    f"[{lo:.2f}, {hi:.2f}]) lies inside the measurement noise: the interval "
-                                    "contains 1, so this run is not demonstrably faster than its baseline.")
+                                    f"[{lo:.2f}, {hi:.2f}]) lies inside the noise: " + NOISE_RULE
+                                    + ", so this run is not demonstrably faster than its baseline.")
     elif comp.get("speedup") is not None and comp["speedup"] < 1:
         summary["noise_warning"] = (f"The best variant is slower than its baseline ({comp['speedup']:.2f}×): "
                                     "no variant speeds this model up.")

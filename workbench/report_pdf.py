@@ -18,6 +18,7 @@ from .report_charts import render_charts
 from .report_text import (ENV_FIELDS, chain_steps, comparison_columns, env_differences, env_fingerprint,
                           failure_line, fidelity_rows, group_rows, group_value_title, kpis, latency_rows,
                           memory_power_rows, param_text, plugin_change_text, run_title)
+from .stats import NOISE_RULE
 
 PAGE_MARGIN = 32
 CHART_DPI = 200
@@ -302,10 +303,8 @@ def _comparison(report: dict, st: _Styles, width: float) -> list:
     return [PageBreak(), _bookmarked(Paragraph("Comparison", st.h1), "Comparison", 0, "comparison"),
             _table(rows, widths, st, extra=extra),
             Paragraph("Speed-up and size are relative to each run's baseline (plugin-free run of the same model, "
-                      "runtime, device and batch); “~” marks a speed-up whose 95 % interval contains 1 — inside "
-                      "the measurement noise. The intervals cover the noise within each run, not drift between runs "
-                      "measured minutes apart on a busy machine. Latencies are per batch. Green row: the best "
-                      "variant.", st.muted)]
+                      "runtime, device and batch); “~” marks a speed-up inside the noise: " + NOISE_RULE + ". "
+                      "Latencies are per batch. Green row: the best variant.", st.muted)]
 
 
 def _charts(charts: list, st: _Styles, width: float, height: float) -> list:

@@ -99,11 +99,24 @@ def compute_latency_stats(latencies_ns, batch: int = 1, seed: int = 0) -> Latenc
         batch=batch, warnings=warnings)
 
 
-def ratio_with_ci(baseline: LatencyStats | dict, variant: LatencyStats | dict) -> dict:
+# Two runs of the same spec are two worker processes, and their medians differ by more than
+# either run's own CI admits: six runs of the demo transformer spread 1.2 %, the optimizations
+# benchmark's baseline re-run came out 0.99x "[0.99, 0.99]", batch-1 runs of 0.3 ms spread +-3 %
+# (benchmarks/results/). A within-run CI cannot see this, so a speed-up counts as real only when
+# its interval also clears this band around 1.
+RUN_TO_RUN_NOISE = 0.02
+# How every output explains "inside the noise" (CLI, GUI, reports).
+NOISE_RULE = (f"its 95 % interval reaches within ±{RUN_TO_RUN_NOISE * 100:g} % of 1× (the run-to-run noise "
+              f"between worker processes)")
+
+
+def ratio_with_ci(baseline: LatencyStats | dict, variant: LatencyStats | dict,
+                  noise_floor: float = RUN_TO_RUN_NOISE) -> dict:
     """Speed-up of ``variant`` over ``baseline`` (>1 = faster) with a conservative interval.
 
-    The interval combines the two medians' CIs at their extremes, so 'inside the noise' means the
-    interval contains 1.0.
+    The interval combines the two medians' CIs at their extremes. 'Significant' means the interval
+    lies entirely outside [1/(1+noise_floor), 1+noise_floor]: it excludes 1 *and* the run-to-run
+    noise between worker processes.
     """
     b = baseline if isinstance(baseline, dict) else baseline.to_dict()
     v = variant if isinstance(variant, dict) else variant.to_dict()
@@ -111,4 +124,5 @@ def ratio_with_ci(baseline: LatencyStats | dict, variant: LatencyStats | dict) -
     b_lo, b_hi = b["median_ci_ms"]
     v_lo, v_hi = v["median_ci_ms"]
     low, high = b_lo / v_hi, b_hi / v_lo
-    return {"speedup": speedup, "speedup_ci": (low, high), "significant": not (low <= 1.0 <= high)}
+    significant = low > 1.0 + noise_floor or high < 1.0 / (1.0 + noise_floor)
+    return {"speedup": speedup, "speedup_ci": (low, high), "significant": significant, "noise_floor": noise_floor}

@@ -2,8 +2,8 @@
 comparison charts of the selected runs.
 
 The numbers come from the core (``workbench.compare.comparison_row``); nothing is measured or
-recomputed here. A speed-up is coloured green/red only when its confidence interval excludes 1
-(``speedup_significant``); inside the noise it is grey, and the tooltip always gives the interval.
+recomputed here. A speed-up is coloured green/red only when its confidence interval clears 1 and the run-to-run
+noise band (``speedup_significant``); inside the noise it is grey, and the tooltip always gives the interval.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QInp
 
 from .. import format as fmt
 from ..compare import baseline_for, compare_runs, comparison_row
+from ..stats import NOISE_RULE
 from ..store import ResultsStore, RunRecord
 from . import plot_style as style
 
@@ -260,8 +261,8 @@ class RunsTableModel(QAbstractTableModel):
                 return ("plugin-free run: the baseline of runs with the same model, runtime, device and batch"
                         if self._is_baseline(row) else NO_BASELINE_TIP)
             low, high = row["speedup_ci"]
-            verdict = ("outside the noise: the interval excludes 1×" if row["speedup_significant"]
-                       else "inside the noise: the interval contains 1×, not a real difference")
+            verdict = ("outside the noise: the interval clears 1× and the run-to-run band"
+                       if row["speedup_significant"] else f"inside the noise: {NOISE_RULE}")
             return (f"speed-up {row['speedup']:.3f}× vs baseline #{row['baseline_id']}\n"
                     f"95 % interval [{low:.3f}×, {high:.3f}×]\n{verdict}")
         if key == "p50":

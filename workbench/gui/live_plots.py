@@ -624,8 +624,9 @@ class LivePlots(QWidget):
                                    pen=pg.mkPen(style.muted(), style=Qt.PenStyle.DotLine),
                                    label=phase,
                                    # stagger the labels: cold/warm-up/measure markers sit close together;
-                                   # all above 1/Y_HEADROOM of the height, where the data stays
-                                   labelOpts={"position": 0.97 - 0.07 * ((self._drawn_markers - 1) % 3),
+                                   # near the bottom, below the data (y starts at 0, latencies sit near
+                                   # p50) and clear of the cold call's spike at the top
+                                   labelOpts={"position": 0.06 + 0.08 * ((self._drawn_markers - 1) % 3),
                                               "color": style.muted()})
             self.latency_plot.addItem(line, ignoreBounds=True)
             self._marker_items.append(line)

@@ -15,6 +15,13 @@ import pytest  # noqa: E402
 import workbench.gui  # noqa: E402,F401  (applies the PySide6 6.12 / Python 3.11 workaround early)
 
 
+@pytest.fixture(scope="session")
+def data() -> dict:
+    """The bundled digits data (x_train/y_train/x_test/y_test), loaded once."""
+    from plugin_fixtures import digits_data
+    return digits_data()
+
+
 @pytest.fixture
 def store(tmp_path):
     """A results store of its own, closed after the test."""

@@ -2,17 +2,15 @@
 the session. Runs are kept short (tens of iterations, 0.2 s)."""
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer
 
-ROOT = Path(__file__).resolve().parents[1]
+from gui_probe import run_gui_probe
+
 pytestmark = pytest.mark.slow
 
 
@@ -168,18 +166,7 @@ def test_cancel_a_long_run_within_seconds(make_workbench, qtbot, catch_errors):
     assert w.run_panel.run_button.isEnabled() and not w.bridge.is_busy()
 
 
-_NO_TORCH_RUN = textwrap.dedent("""
-    import json, os, sys, time
-    os.environ["QT_QPA_PLATFORM"] = "offscreen"
-    from PySide6.QtCore import QCoreApplication, QSettings
-    from PySide6.QtWidgets import QApplication
-    app = QApplication([])
-    QCoreApplication.setOrganizationName("WorkbenchTests"); QCoreApplication.setApplicationName("probe")
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, sys.argv[2])
-    from workbench.gui.main_window import MainWindow
-    w = MainWindow(db=sys.argv[1])
-    w.show()
+_NO_TORCH_RUN = """
     after_build = "torch" in sys.modules
     w.open_model("demo:digits-cnn")
     w.run_panel.iters_spin.setValue(20); w.run_panel.duration_spin.setValue(0.2)
@@ -193,16 +180,11 @@ _NO_TORCH_RUN = textwrap.dedent("""
     print(json.dumps({"after_build": after_build, "after_run": "torch" in sys.modules,
                       "status": [j.status for j in jobs], "messages": [j.message for j in jobs],
                       "points": w.live.latency_point_count()}))
-    w.confirm_on_close = False
-    w.close(); w.deleteLater(); app.processEvents()
-""")
+"""
 
 
 def test_gui_process_never_imports_torch_even_after_a_run(tmp_path):
-    done = subprocess.run([sys.executable, "-c", _NO_TORCH_RUN, str(tmp_path / "runs.sqlite"), str(tmp_path)],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_gui_probe(_NO_TORCH_RUN, tmp_path, timeout=300)
     assert result["status"] == ["done"], result
     assert result["points"] > 0
     assert result["after_build"] is False and result["after_run"] is False

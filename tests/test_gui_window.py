@@ -2,10 +2,6 @@
 bad inputs (corrupt/missing files, bad input specs, invalid chains), start-up time, no torch."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,9 +9,9 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QKeySequence
 from PySide6.QtWidgets import QDockWidget
 
+from gui_probe import run_gui_probe
 from workbench.gui.main_window import gpu_devices, report_available
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_window_has_every_dock_and_the_shortcuts(make_workbench):
@@ -245,19 +241,7 @@ def test_start_refuses_invalid_chain_with_a_message(make_workbench, catch_errors
     assert not w.bridge.is_busy()
 
 
-_PROBE = textwrap.dedent("""
-    import json, os, sys, time
-    t0 = time.perf_counter()
-    os.environ["QT_QPA_PLATFORM"] = "offscreen"
-    from PySide6.QtCore import QCoreApplication, QSettings
-    from PySide6.QtWidgets import QApplication
-    app = QApplication([])
-    QCoreApplication.setOrganizationName("WorkbenchTests"); QCoreApplication.setApplicationName("probe")
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, sys.argv[2])
-    from workbench.gui.main_window import MainWindow
-    w = MainWindow(db=sys.argv[1])
-    w.show()
+_PROBE = """
     app.processEvents()
     shown = time.perf_counter() - t0
     w.open_model("demo:digits-cnn")
@@ -266,18 +250,13 @@ _PROBE = textwrap.dedent("""
         app.processEvents(); time.sleep(0.01)
     print(json.dumps({"shown_s": shown, "torch": "torch" in sys.modules,
                       "info": w.model_panel.info() is not None, "error": w.model_panel.load_error()}))
-    w.confirm_on_close = False
-    w.close(); w.deleteLater(); app.processEvents()
-""")
+"""
 
 
 @pytest.mark.slow
 def test_window_opens_fast_and_never_imports_torch(tmp_path):
     """In a fresh interpreter (this test process may have imported torch for other tests)."""
-    done = subprocess.run([sys.executable, "-c", _PROBE, str(tmp_path / "runs.sqlite"), str(tmp_path)],
-                          capture_output=True, text=True, timeout=180, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_gui_probe(_PROBE, tmp_path, timeout=180)
     assert result["torch"] is False
     assert result["shown_s"] < 2.0, result
     assert result["error"] is None or "weights for demo" in result["error"], result

@@ -13,7 +13,7 @@ from workbench.errors import PluginError, RunCancelled
 from workbench.models.info import count_parameters
 from workbench.plugins import PluginContext
 from workbench_plugins.distill import NO_DATA_MESSAGE, Distill
-from plugin_fixtures import demo_module, digits_data
+from plugin_fixtures import demo_module
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 16
@@ -22,11 +22,6 @@ BATCH = 16
 # ---------------------------------------------------------------------------------------------
 # The bundled demo models and data
 # ---------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def data() -> dict:
-    return digits_data()
-
-
 @pytest.fixture(scope="module")
 def small_data(data) -> dict:
     """A subset for the tests that only check mechanics (fast)."""

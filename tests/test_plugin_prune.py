@@ -13,7 +13,7 @@ from workbench.errors import PluginError
 from workbench.models.info import count_flops, count_parameters
 from workbench.plugins import PluginContext
 from workbench_plugins.prune import NO_SPEEDUP_NOTE, Prune
-from plugin_fixtures import demo_module, digits_data
+from plugin_fixtures import demo_module
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 16
@@ -22,11 +22,6 @@ BATCH = 16
 # ---------------------------------------------------------------------------------------------
 # The bundled demo models and data
 # ---------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def data() -> dict:
-    return digits_data()
-
-
 @pytest.fixture(scope="module")
 def cnn(data) -> nn.Module:
     return demo_module("cnn")

@@ -17,7 +17,7 @@ from workbench.plugins import PluginContext, build_chain, chain_error, discover_
 from workbench.spec import PluginStep
 from workbench_plugins import _quant_backend as backend
 from workbench_plugins.quantize import NO_DATA_MESSAGE, Quantize
-from plugin_fixtures import demo_module, digits_data
+from plugin_fixtures import demo_module
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 64
@@ -26,11 +26,6 @@ BATCH = 64
 # ---------------------------------------------------------------------------------------------
 # The bundled demo models and data
 # ---------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def data() -> dict:
-    return digits_data()
-
-
 @pytest.fixture(scope="module")
 def transformer(data) -> nn.Module:
     return demo_module("transformer")

@@ -148,6 +148,21 @@ def test_timer_redraws_one_view_per_tick_taking_turns(plots):
     assert len(plots.latency_curve.yData) == 300
 
 
+def test_a_narrow_dock_clips_long_titles_not_the_plots(qtbot):
+    """A title's text width must not become the plot's minimum width: in a narrow dock the
+    histogram would be pushed off the view's right edge."""
+    widget = LivePlots()
+    qtbot.addWidget(widget)
+    widget.reset("#1")
+    widget.resize(380, 600)
+    widget.show()
+    qtbot.waitExposed(widget)
+    view = widget.latency_view
+    assert widget.latency_plot.titleLabel.minimumWidth() == 0
+    hist_right = widget.hist_plot.mapRectToScene(widget.hist_plot.boundingRect()).right()
+    assert hist_right <= view.viewport().width() + 1, (hist_right, view.viewport().width())
+
+
 def test_no_gpu_shows_placeholder_with_reason(plots):
     assert plots.gpu_placeholder_visible()               # nothing yet: a waiting text, not an empty axis
     plots.handle_event({"type": "telemetry", "samples": [_cpu_sample(100.0 + i * 0.1, 3e8 + i) for i in range(20)]})

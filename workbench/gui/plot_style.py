@@ -9,7 +9,7 @@ from __future__ import annotations
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QGraphicsItem
 
 # Okabe–Ito, reordered so the first colours are the most distinct from each other.
 RUN_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999")
@@ -101,6 +101,27 @@ def style_plot_item(plot: pg.PlotItem, grid: bool = True) -> None:
     if grid:
         plot.showGrid(x=True, y=True, alpha=0.15)
     plot.titleLabel.setAttr("color", fg.name())
+    let_label_shrink(plot.titleLabel)
+
+
+def let_label_shrink(label: pg.LabelItem) -> None:
+    """A pyqtgraph label's minimum width is its text's width, so a long title or key makes the
+    whole GraphicsLayoutWidget wider than a narrow dock and the plots get cut off at the edge.
+    Keep the height minimum, drop the width one: a label that does not fit is clipped at its right
+    end instead (its start stays readable), never drawn over its neighbours."""
+    update_min = label.updateMin
+    label.setFlag(QGraphicsItem.GraphicsItemFlag.ItemClipsChildrenToShape, True)
+
+    def height_only() -> None:   # LabelItem calls this after every setText and resize
+        update_min()
+        label.setMinimumWidth(0)
+        label._sizeHint[Qt.SizeHint.MinimumSize] = (0, label.minimumHeight())
+        if label.item.pos().x() < 0:           # centred text wider than the label: show its start
+            label.item.setPos(0, label.item.pos().y())
+        label.updateGeometry()
+
+    label.updateMin = height_only
+    height_only()
 
 
 def title_html(text: str, size: str = "10pt") -> str:

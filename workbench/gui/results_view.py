@@ -629,6 +629,7 @@ class ComparisonCharts(QWidget):
             self.bar_plots[metric.key] = plot
             self.metrics_view.addItem(plot, row=i // 3, col=i % 3)
         self.key_label = pg.LabelItem(justify="left", color=style.foreground().name())
+        style.let_label_shrink(self.key_label)
         self.metrics_view.addItem(self.key_label, row=1, col=2)
         self.tabs.addTab(self.metrics_view, "Metrics")
 
@@ -702,9 +703,9 @@ class ComparisonCharts(QWidget):
         for metric in BAR_METRICS:
             plot = self.bar_plots[metric.key]
             plot.clear()
+            # short titles: a title's width is its plot's minimum width, and three plots share a row
+            # (the dashed baseline line is explained once, in the key)
             title = f"{metric.title} ({'lower' if metric.better == 'lower' else 'higher'} is better)"
-            if baseline is not None and baseline.get(metric.key) is not None:
-                title += f" · dashed: baseline #{baseline['id']}"
             plot.setTitle(title, color=style.foreground().name(), size="9pt")
             plot.showAxis("left")
             plot.showAxis("bottom")
@@ -772,6 +773,10 @@ class ComparisonCharts(QWidget):
             lines.append(f"<span style='color:{color}'>■</span> #{row['id']} {_html(name)} "
                          f"<span style='color:{style.muted().name()}'>({_html(_model_name(row['model']))}, "
                          f"{_html(row['device'] or '?')}){_html(note)}</span>")
+        baseline = self._baseline_row()
+        if baseline is not None:
+            lines.append(f"<span style='color:{style.muted().name()}'>╌ dashed line: baseline "
+                         f"#{baseline['id']}</span>")
         self.key_label.setText("<br>".join(lines), size="9pt")
 
     def _draw_cdfs(self, store: ResultsStore | None) -> None:

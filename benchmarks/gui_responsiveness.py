@@ -34,6 +34,9 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="demo:digits-cnn")
     p.add_argument("--batch", type=int, default=1, help="batch 1 = the fastest iteration rate")
+    p.add_argument("--input", action="append", default=[],
+                   help="input spec for a model that does not declare its inputs, e.g. 1x1:float32 "
+                        "(with a no-op TorchScript model: the highest iteration rate there is)")
     p.add_argument("--threads", type=int, default=1,
                    help="intra-op threads of the measured model (leave a core for the GUI)")
     p.add_argument("--duration", type=float, default=5.0, help="timed seconds per run")
@@ -83,7 +86,9 @@ def main() -> int:
     window.show()
     app.processEvents()
 
+    from workbench.spec import InputSpec
     spec = RunSpec(model=args.model, batch=args.batch, threads=args.threads, iters=100,
+                   inputs=[InputSpec.parse(text) for text in args.input],
                    duration_s=args.duration, warmup_max_s=3.0, telemetry_hz=10.0)
     spec.validate()
 

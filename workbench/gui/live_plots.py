@@ -268,9 +268,13 @@ class LivePlots(QWidget):
         self.latency_plot = _make_plot("Latency per iteration", "latency", "ms", "iteration", None,
                                        si_prefix=False)
         self.latency_curve = _curve(self.latency_plot, "latency")
+        # Nothing per tick may scan all the points (millions, at a no-op model's rate): no dynamic
+        # range check, and the x range is set from the known count instead of auto-ranged over the
+        # data (integer x: pyqtgraph skips its finite check).
+        self.latency_curve.setDynamicRangeLimit(None)
         self.p50_curve = _curve(self.latency_plot, "p50", width=2)
         self.p99_curve = _curve(self.latency_plot, "p99", width=2, style_=Qt.PenStyle.DashLine)
-        self.latency_plot.enableAutoRange(x=True, y=False)
+        self.latency_plot.enableAutoRange(x=False, y=False)
         self.latency_plot.setYRange(0, 1, padding=0)
         self.latency_plot.getViewBox().sigRangeChangedManually.connect(self._user_moved_latency)
         self.hist_plot = _make_plot("Distribution", "latency", "ms", "count", None, si_prefix=False)
@@ -388,7 +392,7 @@ class LivePlots(QWidget):
         """Forget the previous run's data; ``title`` names the run now being shown."""
         self.title_label.setText(title or "")
         self.title_label.setVisible(bool(title))
-        self._lat_x = GrowingBuffer(4096)
+        self._lat_x = GrowingBuffer(4096, dtype=np.int64)
         self._lat_y = GrowingBuffer(4096)
         self._lat_dirty = False
         self._phase: str | None = None
@@ -406,12 +410,13 @@ class LivePlots(QWidget):
         self._pct_done = 0
         self._y_hi = 0.0
         self._y_follow = True
+        self._x_follow = True      # whole run in view, until the user pans or zooms
         self.latency_curve.setData([], [])
         self.p50_curve.setData([], [])
         self.p99_curve.setData([], [])
         self.hist_bars.setOpts(x0=[], y0=[], width=[], height=[])
-        self.latency_plot.enableAutoRange(x=True, y=False)
-        self.latency_plot.setYRange(0, 1, padding=0)
+        self.latency_plot.enableAutoRange(x=False, y=False)
+        self.latency_plot.setRange(xRange=(0, 10), yRange=(0, 1), padding=0)
         _set_title(self.latency_plot, _keyed_title("Latency per iteration", (
             ("latency", "latency", False), ("p50", "running p50", False), ("p99", "running p99", True))))
         for plot, (title, _) in self._telemetry_titles.items():
@@ -511,7 +516,7 @@ class LivePlots(QWidget):
             self._y_hi = 0.0
         values *= 1e-6  # ns -> ms
         self._lat_y.extend(values)
-        self._lat_x.extend(np.arange(start, start + n, dtype=np.float64))
+        self._lat_x.extend(np.arange(start, start + n, dtype=np.int64))
         self._lat_dirty = True
 
     def _add_samples(self, samples: Iterable[dict]) -> None:
@@ -638,6 +643,8 @@ class LivePlots(QWidget):
             self.latency_plot.setYRange(0, top, padding=0)
         if self.follow_box.isChecked():
             self.latency_plot.setXRange(max(0, n - self.FOLLOW_ITERATIONS), max(n, 10), padding=0)
+        elif self._x_follow:
+            self.latency_plot.setXRange(0, max(n, 10), padding=0.02)
         self._update_status()
 
     def _update_running_percentiles(self, y: np.ndarray, n: int) -> None:
@@ -681,10 +688,10 @@ class LivePlots(QWidget):
     # -- helpers --------------------------------------------------------------------------------------
     def _user_moved_latency(self, *args: Any) -> None:
         self._y_follow = False
+        self._x_follow = False
 
     def _follow_toggled(self, on: bool) -> None:
-        if not on:
-            self.latency_plot.enableAutoRange(x=True)
+        self._x_follow = True        # either way, the view follows the run again
         self._lat_dirty = self._lat_dirty or len(self._lat_y) > 0
 
     def _update_status(self) -> None:

@@ -163,6 +163,31 @@ def test_a_narrow_dock_clips_long_titles_not_the_plots(qtbot):
     assert hist_right <= view.viewport().width() + 1, (hist_right, view.viewport().width())
 
 
+def test_x_range_shows_the_whole_run_until_the_user_moves_it(plots):
+    def x_range():
+        return plots.latency_plot.getViewBox().viewRange()[0]
+
+    _feed(plots, np.full(1000, 300_000, dtype=np.int64))
+    plots.flush()
+    lo, hi = x_range()
+    assert lo <= 0 and 1000 <= hi < 1100                         # the whole run, a little padding
+    plots.latency_plot.setXRange(100, 200, padding=0)            # the user zooms in ...
+    plots._user_moved_latency()                                   # (what sigRangeChangedManually calls)
+    _feed(plots, np.full(1000, 300_000, dtype=np.int64))
+    plots.flush()
+    assert x_range() == pytest.approx([100, 200])                 # ... and the view stays put
+    plots.follow_box.setChecked(True)                             # follow the newest iterations
+    plots.flush()
+    assert x_range() == pytest.approx([0, 2000])
+    _feed(plots, np.full(6000, 300_000, dtype=np.int64))
+    plots.flush()
+    assert x_range() == pytest.approx([8000 - plots.FOLLOW_ITERATIONS, 8000])
+    plots.follow_box.setChecked(False)                            # back to the whole run
+    plots.flush()
+    lo, hi = x_range()
+    assert lo <= 0 and 8000 <= hi < 8500
+
+
 def test_no_gpu_shows_placeholder_with_reason(plots):
     assert plots.gpu_placeholder_visible()               # nothing yet: a waiting text, not an empty axis
     plots.handle_event({"type": "telemetry", "samples": [_cpu_sample(100.0 + i * 0.1, 3e8 + i) for i in range(20)]})

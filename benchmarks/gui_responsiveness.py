@@ -85,6 +85,8 @@ def main() -> int:
     window.resize(1500, 940)
     window.show()
     app.processEvents()
+    from workbench.gui.app import freeze_startup_objects
+    freeze_startup_objects()                 # as `workbench` does once its window is up
 
     from workbench.spec import InputSpec
     spec = RunSpec(model=args.model, batch=args.batch, threads=args.threads, iters=100,

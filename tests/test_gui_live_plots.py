@@ -57,6 +57,35 @@ def test_growing_buffer_doubles():
     assert buf.capacity == 2048 and buf.size == 1040
 
 
+def test_growing_buffer_reserves_once_past_a_million():
+    buf = GrowingBuffer(GrowingBuffer.RESERVE_FROM)
+    buf.extend(np.arange(GrowingBuffer.RESERVE_FROM, dtype=np.float64))
+    buf.extend(np.arange(10, dtype=np.float64))       # one jump to the reserve, not a doubling
+    assert buf.capacity == GrowingBuffer.RESERVE and buf.growths == 1
+    assert buf.size == GrowingBuffer.RESERVE_FROM + 10 and buf.data[-1] == 9.0
+    assert buf.data[GrowingBuffer.RESERVE_FROM - 1] == GrowingBuffer.RESERVE_FROM - 1
+
+
+def test_running_percentiles_match_a_direct_computation(plots):
+    rng = np.random.default_rng(3)
+    values = (rng.lognormal(np.log(300_000), 0.3, 7000)).astype(np.int64)
+    _feed(plots, values[:300], phase="warmup", batch=300)
+    _feed(plots, values[300:], phase="measure", batch=1700)
+    plots.flush()
+    y = values / 1e6
+    xs, p50s = plots.p50_curve.xData, plots.p50_curve.yData
+    checked = 0
+    for x, p50 in zip(xs, p50s):
+        if np.isnan(p50):
+            continue
+        end = int(x) + 1
+        start = 0 if end <= 300 else 300
+        window = y[max(start, end - plots.PERCENTILE_WINDOW):end]
+        assert p50 == pytest.approx(np.percentile(window, 50))
+        checked += 1
+    assert checked > 10
+
+
 def test_one_million_points(plots, qtbot):
     plots.show()
     qtbot.waitExposed(plots)

@@ -31,7 +31,16 @@ WAITING_TEXT = "GPU telemetry: waiting for the first samples…"
 
 
 class GrowingBuffer:
-    """A 1-D numpy buffer that doubles its capacity when full (amortised O(1) appends)."""
+    """A 1-D numpy buffer that doubles its capacity when full (amortised O(1) appends).
+
+    Past ``RESERVE_FROM`` elements it grows straight to ``RESERVE`` elements instead: numpy's
+    ``empty`` only reserves address space (pages are committed as they are written), so one
+    small copy replaces the 16, 32, 64 MB copies that doubling would do, each of which stalled
+    the GUI thread for tens of ms at a no-op model's ~400 000 iterations/s.
+    """
+
+    RESERVE_FROM = 1 << 20        # elements
+    RESERVE = 1 << 26             # elements (512 MiB of address space for float64)
 
     def __init__(self, capacity: int = 4096, dtype: Any = np.float64) -> None:
         self._initial = max(1, int(capacity))
@@ -69,9 +78,13 @@ class GrowingBuffer:
         if need > self._data.shape[0]:
             capacity = self._data.shape[0]
             while capacity < need:
-                capacity *= 2
+                capacity = self.RESERVE if self.RESERVE_FROM <= capacity < self.RESERVE else capacity * 2
                 self.growths += 1
-            grown = np.empty(capacity, dtype=self._dtype)
+            try:
+                grown = np.empty(capacity, dtype=self._dtype)
+            except MemoryError:           # no address space to reserve (strict overcommit): double
+                capacity = max(need, 2 * self._data.shape[0])
+                grown = np.empty(capacity, dtype=self._dtype)
             grown[:self._size] = self._data[:self._size]
             self._data = grown
         self._data[self._size:need] = values
@@ -668,9 +681,19 @@ class LivePlots(QWidget):
                 p99s.append(math.nan)
             pending = phase_end - first
             k = max(1, min(self.MAX_PERCENTILE_POINTS, pending // self.PERCENTILE_STRIDE))
-            for end in np.unique(np.linspace(first, phase_end, k + 1)[1:].round().astype(np.int64)):
-                window = y[max(phase_start, end - self.PERCENTILE_WINDOW):end]
-                p50, p99 = np.percentile(window, (50, 99))
+            ends = np.unique(np.linspace(first, phase_end, k + 1)[1:].round().astype(np.int64))
+            full = ends - phase_start >= self.PERCENTILE_WINDOW
+            if full.any():
+                # all full windows at once: one vectorised percentile instead of one call per point
+                windows = np.lib.stride_tricks.sliding_window_view(y[phase_start:phase_end], self.PERCENTILE_WINDOW)
+                p50_full, p99_full = np.percentile(windows[ends[full] - phase_start - self.PERCENTILE_WINDOW],
+                                                   (50, 99), axis=1)
+            full_values = iter(zip(p50_full, p99_full)) if full.any() else iter(())
+            for end, is_full in zip(ends, full):
+                if is_full:
+                    p50, p99 = next(full_values)
+                else:   # the first window of a phase is shorter
+                    p50, p99 = np.percentile(y[phase_start:end], (50, 99))
                 xs.append(float(end - 1))
                 p50s.append(float(p50))
                 p99s.append(float(p99))

@@ -95,7 +95,6 @@ class MainWindow(QMainWindow):
         self.plugin_panel = PluginPanel(discover_plugins())
         self.run_panel = RunPanel()
         self.live = LivePlots()
-        _unpin_label_widths(self.live)
         self.results = ResultsView(self.store)
         self.charts = ComparisonCharts()
         self.log = LogDock()
@@ -741,15 +740,6 @@ class MainWindow(QMainWindow):
         self._charts_timer.stop()
         self.bridge.shutdown(timeout_s=8.0)
         super().closeEvent(event)
-
-
-def _unpin_label_widths(widget: QWidget) -> None:
-    """One-line status/title labels whose text grows during a run must not raise their dock's
-    minimum width (that squeezes the other docks): let the layout clip them instead."""
-    for name in ("title_label", "status_label"):
-        label = getattr(widget, name, None)
-        if isinstance(label, QLabel) and not label.wordWrap():
-            label.setMinimumWidth(1)     # overrides the text-wide minimumSizeHint; sizeHint still preferred
 
 
 def _demo_catalog() -> list[tuple[str, str]]:

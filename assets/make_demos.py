@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Regenerate the bundled demo assets (seeded, reproducible, CPU only, a few minutes on 2 cores).
 
-    python assets/make_demos.py              # data + both models + speed checks -> assets/
-    python assets/make_demos.py --bench-only # re-measure the speed-ups with the existing weights
-    python assets/make_demos.py --no-bench   # train only (speed figures are left out)
+    pip install 'workbench[demos]'                         # scikit-learn: the digits data
+    python -m workbench.assets.make_demos              # data + both models + speed checks
+    python -m workbench.assets.make_demos --bench-only # re-measure the speed-ups with the existing weights
+    python -m workbench.assets.make_demos --no-bench   # train only (speed figures are left out)
 
-Writes next to this script (or to ``--out``):
+Writes to the folder the demos are loaded from (``workbench.models.demos.assets_dir()``: the
+installed ``workbench.assets`` package, which is the repo's ``assets/`` in an editable install,
+or ``$WORKBENCH_ASSETS``), or to ``--out``:
 
 * ``digits.npz``    sklearn ``load_digits`` split 80/20 (stratified, ``random_state=SEED``):
                     ``x_train``/``x_test`` float32 (N, 1, 8, 8) in [0, 1], ``y_train``/``y_test`` int64.
@@ -37,15 +40,15 @@ import sys
 import time
 import warnings
 
-HERE = pathlib.Path(__file__).resolve().parent
-REPO = HERE.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
+from workbench.models import demos
+
+MISSING_SKLEARN = ("make_demos needs scikit-learn for the digits data: pip install 'workbench[demos]' "
+                   "(or pip install scikit-learn)")
 
 SEED = 0
 THREADS = 2
@@ -319,16 +322,22 @@ def file_sha256(path: pathlib.Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=pathlib.Path, default=HERE, help="assets folder (default: %(default)s)")
+    ap.add_argument("--out", type=pathlib.Path, default=None,
+                    help="assets folder (default: where the demos are loaded from, $WORKBENCH_ASSETS or the package)")
     group = ap.add_mutually_exclusive_group()
     group.add_argument("--bench-only", action="store_true", help="keep data/weights, re-measure speed-ups")
     group.add_argument("--no-bench", action="store_true", help="skip the speed checks")
     args = ap.parse_args(argv)
+    if not args.bench_only:
+        try:
+            import sklearn  # noqa: F401  (only the data step needs it; checked before any work)
+        except ImportError:
+            print(MISSING_SKLEARN, file=sys.stderr)
+            return 2
 
-    out: pathlib.Path = args.out.resolve()
+    out: pathlib.Path = (args.out or demos.assets_dir()).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    os.environ["WORKBENCH_ASSETS"] = str(out)
-    from workbench.models import demos  # noqa: E402  (after WORKBENCH_ASSETS is set)
+    os.environ[demos.ASSETS_ENV] = str(out)   # build_demo_module below loads what was just written
 
     torch.set_num_threads(THREADS)
     set_seed(SEED)
@@ -387,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = {
         "schema": 1,
-        "generated_by": "assets/make_demos.py",
+        "generated_by": "python -m workbench.assets.make_demos",
         "seed": SEED,
         "data": {
             "file": "digits.npz",

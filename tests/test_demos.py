@@ -44,8 +44,12 @@ def test_catalog_entries_are_consistent():
 
 
 def test_assets_dir_default_and_override(monkeypatch, tmp_path):
+    from importlib import resources
+
     monkeypatch.delenv(demos.ASSETS_ENV, raising=False)
-    assert demos.assets_dir() == ASSETS
+    # the installed package's data (the repo's assets/ in an editable install), never a source-tree path
+    assert demos.assets_dir() == resources.files(demos.ASSETS_PACKAGE)
+    assert (demos.assets_dir() / demos.get_demo("digits-cnn").weights).is_file()
     monkeypatch.setenv(demos.ASSETS_ENV, str(tmp_path))
     assert demos.assets_dir() == tmp_path
     # no demos.json there -> no metrics, not an error

@@ -2,10 +2,13 @@
 ``compare`` table, the GUI's results table and the reports."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .stats import ratio_with_ci
 from .store import ResultsStore, RunRecord
+
+if TYPE_CHECKING:
+    from .spec import RunSpec
 
 
 def baseline_for(store: ResultsStore, run: RunRecord, selection: list[RunRecord] | None = None) -> RunRecord | None:
@@ -59,3 +62,45 @@ def comparison_row(run: RunRecord, baseline: RunRecord | None) -> dict[str, Any]
 def compare_runs(store: ResultsStore, run_ids: list[int]) -> list[dict[str, Any]]:
     runs = [store.get_run(i) for i in run_ids]
     return [comparison_row(run, baseline_for(store, run, runs)) for run in runs]
+
+
+def record_for_spec(spec: RunSpec) -> RunRecord:
+    """The record a run of ``spec`` will have once stored, for asking which baseline it would get.
+
+    Only the fields the baseline rule reads are meaningful; id 0 is never a stored run's (SQLite
+    ids start at 1), so the rule cannot pick the pending run as its own baseline.
+    """
+    return RunRecord(id=0, created_at=0.0, finished_at=None, status="running", name=spec.label, tags=[],
+                     model=spec.model, chain=spec.describe_chain(), runtime=spec.resolved_runtime(),
+                     device=spec.device, batch=spec.batch, spec=spec.to_dict(), environment={}, result={},
+                     error=None, error_detail=None)
+
+
+def baseline_for_spec(store: ResultsStore, spec: RunSpec) -> RunRecord | None:
+    """The stored baseline a run of ``spec`` would be compared with (``baseline_for``'s rule)."""
+    return baseline_for(store, record_for_spec(spec))
+
+
+COMPARISON_HEADERS = ["id", "chain", "status", "device", "p50", "p99", "samples/s", "speed-up [95% CI]", "size",
+                      "size ratio", "top-1 agree", "accuracy", "energy/inf"]
+
+
+def comparison_table(rows: list[dict[str, Any]]) -> str:
+    """The ``workbench compare`` table of ``comparison_row`` dicts, with the noise footnote when needed."""
+    from . import format as fmt
+    from .stats import NOISE_RULE
+    table = []
+    for row in rows:
+        speed = "baseline" if row["baseline_id"] is None and row["chain"] == "baseline" else (
+            "—" if row["speedup"] is None else
+            f"{row['speedup']:.2f}× [{row['speedup_ci'][0]:.2f}-{row['speedup_ci'][1]:.2f}]"
+            + ("" if row["speedup_significant"] else " ~"))
+        energy = row["energy_j_per_inference"]
+        table.append([str(row["id"]), row["chain"][:48], row["status"], row["device"] or "",
+                      fmt.ms(row["p50_ms"]), fmt.ms(row["p99_ms"]), fmt.num(row["throughput"], ".1f"), speed,
+                      fmt.nbytes(row["size_bytes"]), fmt.ratio(row["size_ratio"]), fmt.pct(row["top1_agreement"]),
+                      fmt.pct(row["accuracy"]), fmt.num(None if energy is None else energy * 1e3, ".3f", " mJ")])
+    text = fmt.table(COMPARISON_HEADERS, table)
+    if any(r["speedup_significant"] is False for r in rows):
+        text += f"\n~ = inside the noise: {NOISE_RULE}"
+    return text

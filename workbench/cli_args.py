@@ -1,0 +1,176 @@
+"""The command line's arguments: the parser (global options accepted before or after the command)
+and argv -> RunSpec."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .errors import WorkbenchError
+from .spec import PRESETS, InputSpec, PluginStep, RunSpec
+
+
+class UsageError(WorkbenchError):
+    """Bad command-line usage: exit code 2."""
+
+
+COMMAND_NAMES = ("gui", "bench", "runs", "show", "compare", "report", "plugins", "inspect", "rename", "tag",
+                 "delete")
+# Global options that take a value: skipped when looking for the command name in argv.
+_VALUED_GLOBALS = ("--db",)
+
+
+# -- the parser ------------------------------------------------------------------------------------
+def _global_options(suppress: bool) -> argparse.ArgumentParser:
+    """Options every command takes, before or after the command name (``workbench bench X --db f``).
+
+    The copy on each subcommand defaults to SUPPRESS so that it never overwrites a value given
+    before the command name."""
+    default = (lambda value: argparse.SUPPRESS) if suppress else (lambda value: value)
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--db", default=default(None),
+                         help="results database (default: per-user data dir; env WORKBENCH_DB)")
+    options.add_argument("--debug", action="store_true", default=default(False), help="show tracebacks")
+    options.add_argument("-q", "--quiet", action="count", default=default(0),
+                         help="quieter: no progress line, no notes")
+    options.add_argument("-v", "--verbose", action="count", default=default(0),
+                         help="louder: every phase and worker message (-vv: debug logging)")
+    options.add_argument("--json", dest="json_out", nargs="?", const="-", default=default(None), metavar="FILE",
+                         help="write the result as JSON to FILE ('-' or no FILE: stdout, which then holds "
+                              "only JSON; progress and text go to stderr)")
+    return options
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", parents=[_global_options(suppress=False)], description=(
+        "Optimize neural networks and measure them rigorously. Without a command, opens the GUI; "
+        "`workbench MODEL` opens the GUI with MODEL loaded."))
+    parser.add_argument("--version", action="version", version=f"workbench {_version()}")
+    sub = parser.add_subparsers(dest="command")
+    common = [_global_options(suppress=True)]
+
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=common, **kwargs)
+
+    gui = command("gui", help="open the desktop application (the default)")
+    gui.add_argument("model", nargs="?", help="a model file or demo:NAME to open")
+
+    bench = command("bench", help="measure a model (optionally optimized by plugins)")
+    bench.add_argument("model", help="model file (.onnx, .pt2, .pt/.pth TorchScript or state_dict, .safetensors) or demo:NAME")
+    bench.add_argument("--factory", help="package.module:callable that builds the module for a state_dict")
+    bench.add_argument("--trust-pickle", action="store_true",
+                       help="allow loading a fully pickled model (executes code from the file!)")
+    bench.add_argument("--plugin", "-p", action="append", default=[], metavar="NAME[:k=v,...]",
+                       help="add an optimization step (repeatable, applied in order); see `workbench plugins`")
+    bench.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnxruntime"])
+    bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    bench.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    bench.add_argument("--batch", type=int, help="batch size (replaces the first dimension of every input)")
+    bench.add_argument("--threads", type=int, help="intra-op CPU threads (default: see README, recorded)")
+    bench.add_argument("--input", action="append", default=[], metavar="[NAME=]SHAPE:DTYPE",
+                       help="input spec such as 1x3x224x224:float32 (repeat for several inputs)")
+    bench.add_argument("--data", help=".npz with x_test[, y_test, x_train, y_train] for fidelity/calibration")
+    bench.add_argument("--iters", type=int, help=f"minimum timed iterations (default {PRESETS['quick']['iters']})")
+    bench.add_argument("--duration", type=float, help=f"minimum timed seconds (default {PRESETS['quick']['duration_s']:g})")
+    bench.add_argument("--rigorous", action="store_true",
+                       help="rigorous preset: >= 1000 iterations and >= 10 s, longer warm-up")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--timeout", type=float, default=1800.0, help="kill the run after this many seconds")
+    bench.add_argument("--telemetry-hz", type=float, default=10.0, help="telemetry sampling rate (0.5-100 Hz)")
+    bench.add_argument("--label", help="a name for this run")
+    bench.add_argument("--save-model", help="save the optimized model (.pt TorchScript, .pt2, or .onnx)")
+    bench.add_argument("--no-baseline", action="store_true",
+                       help="with plugins: do not run the plain model first when no baseline is stored")
+
+    runs = command("runs", help="list stored runs")
+    runs.add_argument("--limit", type=int, default=50)
+
+    show = command("show", help="full details of one run")
+    show.add_argument("run_id", type=int)
+
+    compare = command("compare", help="side-by-side table with ratios vs the baseline")
+    compare.add_argument("run_ids", type=int, nargs="+")
+
+    report = command("report", help="export runs as a report (.html, .pdf, .csv, .json)")
+    report.add_argument("run_ids", type=int, nargs="+")
+    report.add_argument("-o", "--output", required=True, help="output file; the suffix picks the format")
+    report.add_argument("--criterion", default="p50", help=_criterion_help())
+
+    command("plugins", help="list optimization plugins and their parameters")
+
+    inspect = command("inspect", help="describe a model (parameters, size, FLOPs, inputs, layers)")
+    inspect.add_argument("model")
+    inspect.add_argument("--factory")
+    inspect.add_argument("--trust-pickle", action="store_true")
+    inspect.add_argument("--input", action="append", default=[])
+
+    rename = command("rename", help="name a run")
+    rename.add_argument("run_id", type=int)
+    rename.add_argument("name")
+    tag = command("tag", help="set a run's tags")
+    tag.add_argument("run_id", type=int)
+    tag.add_argument("tags", nargs="*")
+    delete = command("delete", help="delete runs and their data")
+    delete.add_argument("run_ids", type=int, nargs="+")
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+def _criterion_help() -> str:
+    try:
+        from .report import CRITERION_HELP
+        return CRITERION_HELP.replace("%", "%%")
+    except ImportError:
+        return "how the best variant is chosen (default: fastest p50 with top-1 agreement >= 99%%)"
+
+
+def spec_from_args(args: argparse.Namespace) -> RunSpec:
+    spec = RunSpec(model=args.model, factory=args.factory, trust_pickle=args.trust_pickle,
+                   plugins=[PluginStep.parse(p) for p in args.plugin], runtime=args.runtime,
+                   device=args.device, dtype=args.dtype, batch=args.batch, threads=args.threads,
+                   inputs=[InputSpec.parse(i) for i in args.input], data=args.data, seed=args.seed,
+                   timeout_s=args.timeout, telemetry_hz=args.telemetry_hz, label=args.label,
+                   save_model=args.save_model)
+    if args.rigorous:
+        spec.apply_preset("rigorous")
+    if args.iters is not None:
+        spec.iters = args.iters
+    if args.duration is not None:
+        spec.duration_s = args.duration
+    spec.validate()
+    if not spec.is_demo and not Path(spec.model).expanduser().exists():
+        raise UsageError(f"model file not found: {spec.model}")
+    if spec.data and not Path(spec.data).expanduser().is_file():
+        raise UsageError(f"data file not found: {spec.data} (expected an .npz with x_test[, y_test, x_train, y_train])")
+    return spec
+
+
+def check_model_source(model: str) -> None:
+    """Refuse a model the GUI could not open, before any window exists (same words as `bench`)."""
+    if model.startswith("demo:"):
+        from .models.demos import demo_names
+        name = model.split(":", 1)[1]
+        if name not in demo_names():
+            raise UsageError(f"unknown demo {name!r}; choose one of {', '.join(demo_names())}")
+    elif not Path(model).expanduser().exists():
+        raise UsageError(f"model file not found: {model}")
+
+
+def with_default_command(argv: list[str]) -> list[str]:
+    """`workbench MODEL` means `workbench gui MODEL` (like `netron model.onnx`)."""
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if token in _VALUED_GLOBALS:
+            index += 2
+            continue
+        if token.startswith("-"):
+            index += 1
+            continue
+        if token not in COMMAND_NAMES:
+            return argv[:index] + ["gui"] + argv[index:]
+        return argv
+    return argv

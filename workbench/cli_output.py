@@ -1,0 +1,162 @@
+"""What the command line prints: the progress line, a run's summary, and where text and JSON go.
+
+With ``--json -`` stdout carries JSON only; every human line goes to stderr instead."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import format as fmt
+
+
+class Output:
+    """Routes a command's text and JSON by its ``--json`` and ``-q`` options."""
+
+    def __init__(self, json_target: str | None, quiet: int = 0, verbose: int = 0) -> None:
+        self.json_target = json_target
+        self.quiet = quiet
+        self.verbose = verbose
+
+    @property
+    def json_to_stdout(self) -> bool:
+        return self.json_target == "-"
+
+    @property
+    def text_stream(self):
+        return sys.stderr if self.json_to_stdout else sys.stdout
+
+    def text(self, line: str = "") -> None:
+        print(line, file=self.text_stream)
+
+    def note(self, line: str) -> None:
+        """Side information (on stderr); -q drops it."""
+        if not self.quiet:
+            print(line, file=sys.stderr)
+
+    def json(self, payload: Any) -> None:
+        text = json.dumps(payload, indent=2, default=str)
+        if self.json_target in (None, "-"):
+            print(text)
+        else:
+            Path(self.json_target).expanduser().write_text(text + "\n")
+
+    def error(self, message: str, kind: str) -> None:
+        """A one-line error on stderr, and as ``{"error", "kind"}`` where JSON was asked for."""
+        print(f"workbench: error: {message}", file=sys.stderr)
+        if self.json_target is not None:
+            try:
+                self.json({"error": message, "kind": kind})
+            except OSError:
+                pass
+
+
+
+class Progress:
+    """One status line on stderr (redrawn on a TTY; phase changes only when piped)."""
+
+    PHASES = ("load", "reference", "optimize", "save", "prepare", "cold", "warmup", "measure", "fidelity")
+
+    def __init__(self, label: str, stream=sys.stderr, quiet: int = 0, verbose: int = 0) -> None:
+        self.stream = stream
+        self.quiet, self.verbose = quiet, verbose
+        self.tty = stream.isatty() and not verbose   # -v: one line per phase and message, never redrawn
+        self.label = label
+        self.phase = ""
+        self.measured = 0
+        self.last_draw = 0.0
+        self.recent: list[int] = []
+
+    def __call__(self, event: dict) -> None:
+        if self.quiet:
+            return
+        kind = event["type"]
+        if self.verbose and kind in ("log", "warning") and event.get("message"):
+            print(f"[{self.label}] {kind}: {event['message']}", file=self.stream, flush=True)
+        if kind == "phase" and event["phase"] != self.phase:
+            self.phase = event["phase"]
+            if not self.tty:
+                message = event.get("message") or ""
+                print(f"[{self.label}] {self.phase}{': ' + message if message else ''}", file=self.stream, flush=True)
+            self.draw(force=True)
+        elif kind == "latency_batch" and event["phase"] == "measure":
+            self.measured += len(event["values_ns"])
+            self.recent = (self.recent + event["values_ns"])[-200:]
+            self.draw()
+        elif kind == "progress" and event.get("message"):
+            self.draw(message=event["message"], fraction=event.get("fraction"))
+        elif kind == "train":
+            message = f"epoch {event.get('epoch')} step {event.get('step')} loss {event.get('loss', 0):.4f}"
+            self.draw(message=message)
+        elif kind == "run_finished" and self.tty:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+    def draw(self, force: bool = False, message: str = "", fraction: float | None = None) -> None:
+        if not self.tty:
+            return
+        now = time.monotonic()
+        if not force and now - self.last_draw < 0.1:
+            return
+        self.last_draw = now
+        text = f"[{self.label}] {self.phase:<9}"
+        if fraction is not None:
+            filled = int(20 * min(1.0, fraction))
+            text += " " + "█" * filled + "░" * (20 - filled) + f" {100 * fraction:3.0f}%"
+        if self.phase == "measure" and self.recent:
+            median = sorted(self.recent)[len(self.recent) // 2] / 1e6
+            text += f" {self.measured} iters, median {fmt.ms(median)}"
+        if message:
+            text += " " + message
+        self.stream.write("\r\033[K" + text[:150])
+        self.stream.flush()
+
+
+
+def render_run(run, row: dict | None) -> str:
+    lines = [f"run #{run.id}  {run.model}  [{run.chain}]  {run.runtime} on {run.device}  → {run.status}"]
+    if run.status != "done":
+        lines.append(f"  reason: {run.error}")
+        return "\n".join(lines)
+    r = run.result
+    lat = r["latency"]
+    lines.append(f"  latency   median {fmt.ms(lat['median_ms'])} (95% CI {fmt.ci(lat['median_ci_ms'])}, "
+                 f"IQR {fmt.ms(lat['iqr_ms'])}), mean {fmt.ms(lat['mean_ms'])} ± {fmt.ms(lat['std_ms'])}")
+    lines.append(f"            min {fmt.ms(lat['min_ms'])}  p90 {fmt.ms(lat['p90_ms'])}  p95 {fmt.ms(lat['p95_ms'])}  "
+                 f"p99 {fmt.ms(lat['p99_ms'])}  max {fmt.ms(lat['max_ms'])}  (n={lat['n']}, batch {lat['batch']})")
+    lines.append(f"  throughput {lat['throughput_per_s']:.1f} samples/s   cold first call {fmt.ms(r['cold_ms'])}   "
+                 f"threads {r['threads']}")
+    tel = r.get("telemetry") or {}
+    mem = r.get("device_memory") or {}
+    lines.append(f"  memory    host peak RSS {fmt.nbytes(tel.get('host_peak_rss_bytes'))}"
+                 + (f", torch peak allocated {fmt.nbytes(mem['torch_peak_allocated_bytes'])}"
+                    f" / reserved {fmt.nbytes(mem['torch_peak_reserved_bytes'])}" if mem else "")
+                 + (f", GPU process {fmt.nbytes(tel.get('gpu_proc_mem_peak_bytes'))}"
+                    f", GPU device {fmt.nbytes(tel.get('gpu_mem_used_peak_bytes'))}"
+                    if tel.get("gpu_mem_used_peak_bytes") is not None else ""))
+    energy = r.get("energy") or {}
+    status = r.get("telemetry_status") or {}
+    if energy.get("joules_per_inference") is not None:
+        lines.append(f"  power     mean {fmt.num(tel.get('gpu_power_mean_w'), '.1f', ' W')}, energy "
+                     f"{energy['joules_per_inference'] * 1e3:.3f} mJ/inference ({energy['method']})")
+    else:
+        lines.append(f"  power     not measured: NVML {status.get('nvml', 'not sampled')}")
+    fid = r["fidelity"]
+    lines.append(f"  fidelity  cosine {fid['cosine']:.6f}, max |err| {fid['max_abs_error']:.3g}, top-1 agreement "
+                 f"{fmt.pct(fid['top1_agreement'])}, accuracy {fmt.pct(fid['accuracy'])} "
+                 f"({fid['samples']} samples, {r['fidelity_inputs']})")
+    for rep in r.get("plugin_reports") or []:
+        lines.append(f"  plugin    {rep['plugin']}: {rep['summary']} ({rep['seconds']:.2f} s)")
+    if row and row.get("speedup") is not None:
+        sig = "" if row["speedup_significant"] else "  (inside the noise)"
+        lines.append(f"  vs #{row['baseline_id']}   speed-up {fmt.ratio(row['speedup'])} "
+                     f"[{row['speedup_ci'][0]:.2f}, {row['speedup_ci'][1]:.2f}]{sig}, size {fmt.ratio(row['size_ratio'])}")
+    for text in (lat.get("warnings") or []) + r.get("notes", []) + r.get("flags", []):
+        lines.append(f"  note      {text}")
+    for text in status.get("warnings") or []:
+        lines.append(f"  warning   {text}")
+    return "\n".join(lines)
+
+

@@ -18,7 +18,6 @@ from .cli_args import UsageError, build_parser, check_model_source, spec_from_ar
 from .cli_output import Output, Progress, render_run
 from .errors import SpecError, WorkbenchError
 from .spec import InputSpec, RunSpec
-from .stats import NOISE_RULE
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
@@ -73,23 +72,18 @@ def output(args: argparse.Namespace) -> Output:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .compare import baseline_for, comparison_row
-    from .plugins import build_chain
+    from .planning import check_chain, plan_runs
     from .session import Session
 
     out = output(args)
     spec = spec_from_args(args)
-    if spec.plugins:   # validate the chain before anything runs (no torch needed)
-        build_chain(spec.plugins, spec.model_format, spec.device, spec.runtime)
+    check_chain(spec)          # before anything runs (no torch needed)
     store = open_store(args)
     session = Session(store)
+    planned = plan_runs(store, spec, baseline=not args.no_baseline)
+    if len(planned) > 1:
+        out.note(f"no stored baseline for {spec.model} on {spec.device}: measuring it first")
     records = []
-    planned = [spec]
-    if spec.plugins and not args.no_baseline:
-        probe = _probe_record(store, spec)
-        if baseline_for(store, probe) is None:
-            out.note(f"no stored baseline for {spec.model} on {spec.device}: measuring it first")
-            base = RunSpec.from_dict({**spec.to_dict(), "plugins": [], "label": None, "save_model": None})
-            planned = [base, spec]
     for planned_spec in planned:
         records.append(_run_one(session, planned_spec, args))
         if records[-1].status == "cancelled":
@@ -104,12 +98,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
             payload.update(error=run.error, kind=f"run_{run.status}")
         out.json(payload)
     return EXIT_OK if all(r.status == "done" for r in records) else EXIT_FAILED
-
-
-def _probe_record(store, spec: RunSpec):
-    from .store import RunRecord
-    return RunRecord(-1, time.time(), None, "running", None, [], spec.model, spec.describe_chain(),
-                     spec.resolved_runtime(), spec.device, spec.batch, spec.to_dict(), {}, {}, None, None)
 
 
 def _run_one(session, spec: RunSpec, args: argparse.Namespace):
@@ -176,27 +164,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare_runs
+    from .compare import compare_runs, comparison_table
     out = output(args)
     rows = compare_runs(open_store(args), args.run_ids)
     if args.json_out:
         out.json(rows)
         return EXIT_OK
-    table = []
-    for row in rows:
-        speed = "baseline" if row["baseline_id"] is None and row["chain"] == "baseline" else (
-            "—" if row["speedup"] is None else
-            f"{row['speedup']:.2f}× [{row['speedup_ci'][0]:.2f}-{row['speedup_ci'][1]:.2f}]"
-            + ("" if row["speedup_significant"] else " ~"))
-        table.append([str(row["id"]), row["chain"][:48], row["status"], row["device"] or "",
-                      fmt.ms(row["p50_ms"]), fmt.ms(row["p99_ms"]), fmt.num(row["throughput"], ".1f"), speed,
-                      fmt.nbytes(row["size_bytes"]), fmt.ratio(row["size_ratio"]), fmt.pct(row["top1_agreement"]),
-                      fmt.pct(row["accuracy"]),
-                      fmt.num(None if row["energy_j_per_inference"] is None else row["energy_j_per_inference"] * 1e3, ".3f", " mJ")])
-    out.text(fmt.table(["id", "chain", "status", "device", "p50", "p99", "samples/s", "speed-up [95% CI]", "size",
-                        "size ratio", "top-1 agree", "accuracy", "energy/inf"], table))
-    if any(r["speedup_significant"] is False for r in rows):
-        out.text(f"~ = inside the noise: {NOISE_RULE}")
+    out.text(comparison_table(rows))
     return EXIT_OK
 
 

@@ -55,10 +55,15 @@ def test_cli_without_arguments_opens_the_gui(monkeypatch, tmp_path):
     from workbench import cli
 
     calls = []
-    monkeypatch.setattr(app, "main", lambda db=None: calls.append(db) or 0)
+    monkeypatch.setattr(app, "main", lambda db=None, open_model=None: calls.append((db, open_model)) or 0)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+    db = str(tmp_path / "x.sqlite")
     assert cli.main([]) == 0
-    assert cli.main(["--db", str(tmp_path / "x.sqlite")]) == 0
-    assert calls == [None, str(tmp_path / "x.sqlite")]
+    assert cli.main(["--db", db]) == 0
+    assert cli.main([str(model), "--db", db]) == 0          # `workbench MODEL` opens it in the GUI
+    assert cli.main(["gui", "demo:digits-cnn"]) == 0
+    assert calls == [(None, None), (db, None), (db, str(model)), (None, "demo:digits-cnn")]
 
 
 def test_theme_follows_the_color_scheme(qapp):

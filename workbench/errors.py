@@ -32,3 +32,7 @@ class PluginError(WorkbenchError):
 
 class RunCancelled(WorkbenchError):
     """The user (or a timeout) stopped the run."""
+
+
+class StoreError(WorkbenchError):
+    """The results database cannot be opened, read or written (full disk, read-only, damaged, locked)."""

@@ -3,29 +3,48 @@
 Written as data arrives (batched by the session), so a crash of any process loses at most the
 last flush interval. One connection per ``ResultsStore``; a lock makes it safe to share across
 threads. Readers in other processes (the GUI while the CLI runs) see committed data thanks to WAL.
+
+Every SQLite error is turned into a ``StoreError`` that says what happened and what to do, in one
+place (``_access``). A database that cannot be written (read-only file, folder or filesystem) is
+opened read-only: it can be listed and shown, and any write raises a ``StoreError``. A row whose
+stored JSON is damaged is listed as status ``unreadable`` instead of breaking the listing.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
+from urllib.parse import quote
 
-from .errors import WorkbenchError
+import psutil
 
-SCHEMA_VERSION = 3
+from .errors import StoreError, WorkbenchError
+
+SCHEMA_VERSION = 4
 ENV_DB = "WORKBENCH_DB"
-SAMPLE_COLUMNS = (
+_V1_SAMPLE_COLUMNS = (
     "rss_bytes", "cpu_percent", "gpu_power_w", "gpu_power_avg_w", "gpu_energy_mj", "gpu_mem_used_bytes",
     "gpu_mem_total_bytes", "gpu_proc_mem_bytes", "gpu_util_pct", "gpu_mem_util_pct", "sm_clock_mhz",
     "temperature_c", "clock_event_reasons",
 )
+SAMPLE_COLUMNS = _V1_SAMPLE_COLUMNS + ("host_cpu_percent",)
 STATUSES = ("running", "done", "failed", "cancelled")
+UNREADABLE = "unreadable"          # the status shown for a row whose stored JSON cannot be decoded
+BUSY_TIMEOUT_S = 30
+# psutil derives a process's start time from the boot time, an integer that can move by a second
+# as the clock is adjusted; a different process on the same pid starts later than that.
+OWNER_START_TOLERANCE_S = 2.0
+# A run owned on another host cannot be checked from here; once it is this far past its own
+# timeout, its owner cannot still be running it (the owner enforces that timeout).
+FOREIGN_OWNER_GRACE_S = 3600.0
 
 
 def default_db_path() -> Path:
@@ -54,7 +73,7 @@ def _v1(db: sqlite3.Connection) -> None:
     CREATE INDEX IF NOT EXISTS samples_run ON samples(run_id, t);
     CREATE TABLE IF NOT EXISTS events (run_id INTEGER NOT NULL, t REAL NOT NULL, type TEXT NOT NULL, payload TEXT);
     CREATE INDEX IF NOT EXISTS events_run ON events(run_id, t);
-    """ % ", ".join(f"{c} REAL" for c in SAMPLE_COLUMNS))
+    """ % ", ".join(f"{c} REAL" for c in _V1_SAMPLE_COLUMNS))
 
 
 def _v2(db: sqlite3.Connection) -> None:
@@ -68,19 +87,87 @@ def _v3(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN owner_pid INTEGER")
 
 
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}
+def _v4(db: sqlite3.Connection) -> None:
+    # v4: the owner's start time and host, so a pid reused by another process is not taken for the
+    # owner; an index so the start-up check finds running runs in one cheap query; and the CPU use
+    # of the whole machine beside the worker's, to tell contention from a model that uses few cores.
+    db.execute("ALTER TABLE runs ADD COLUMN owner_started_at REAL")
+    db.execute("ALTER TABLE runs ADD COLUMN owner_host TEXT")
+    db.execute("CREATE INDEX IF NOT EXISTS runs_status ON runs(status)")
+    db.execute("ALTER TABLE samples ADD COLUMN host_cpu_percent REAL")
 
 
-def _pid_alive(pid: int | None) -> bool:
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
+
+
+# -- run owners ------------------------------------------------------------------------------------
+def _process_start_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
+        return None
+
+
+_HOST = socket.gethostname()
+_OWN_START = _process_start_time(os.getpid())
+
+
+def owner_is_alive(pid: int | None, started_at: float | None, host: str | None) -> bool:
+    """Whether the process recorded as a run's owner still exists (this host only).
+
+    ``started_at`` tells the owner from a later process that got the same pid; runs recorded
+    before it was stored (schema v3) are judged by the pid alone, and runs without any owner
+    (older still) are taken as orphaned.
+    """
+    if host is not None and host != _HOST:
+        return True    # another machine's processes cannot be seen from here
     if not pid:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started_at is None or abs(proc.create_time() - started_at) <= OWNER_START_TOLERANCE_S
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    return True
+    except (psutil.AccessDenied, OSError):
+        return True    # it exists; without its start time, leave it alone
+
+
+# -- errors ----------------------------------------------------------------------------------------
+def describe_sqlite_error(path: Path, exc: BaseException, writing: bool) -> str:
+    """What went wrong with the database at ``path`` and what the user can do, in one line."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    lowered = text.lower()
+    verb = "written" if writing else "read"
+    elsewhere = "use --db to pick another location"
+    if name == "SQLITE_FULL" or "disk is full" in lowered:
+        return f"the results database {path} cannot be written: the disk is full; free space or {elsewhere}"
+    if name.startswith("SQLITE_READONLY") or "readonly" in lowered or "read-only" in lowered:
+        return (f"the results database {path} cannot be written: it is read-only ({text}); "
+                f"make it and its folder writable, or {elsewhere}")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in lowered:
+        return (f"the results database {path} is locked by another process (waited {BUSY_TIMEOUT_S} s); "
+                f"try again when that process finishes, or {elsewhere}")
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in lowered or "not a database" in lowered:
+        return (f"the results database {path} is damaged ({text}); move it aside (`sqlite3 {path} .recover` "
+                f"may rescue its runs) or {elsewhere}")
+    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")) or "unable to open" in lowered:
+        return (f"the results database {path} cannot be opened ({text}); check that its folder exists and "
+                f"is accessible, or {elsewhere}")
+    if name.startswith("SQLITE_IOERR") or "disk i/o" in lowered:
+        return f"the results database {path} could not be {verb}: disk I/O error ({text}); check the disk, or {elsewhere}"
+    return f"the results database {path} could not be {verb}: {type(exc).__name__}: {text}"
+
+
+def _decode(text: str | None, column: str, kind: type, default: Any) -> Any:
+    if text is None:
+        return default
+    value = json.loads(text)
+    if not isinstance(value, kind):
+        raise ValueError(f"{column} holds a {type(value).__name__}, not a {kind.__name__}")
+    return value
 
 
 @dataclass
@@ -115,52 +202,156 @@ class RunRecord:
 
 
 class ResultsStore:
-    def __init__(self, path: str | Path | None = None) -> None:
+    """The results database at ``path``; ``read_only=True`` never writes (also chosen on its own
+    when the file, its folder or its filesystem cannot be written: ``read_only_reason`` says why)."""
+
+    def __init__(self, path: str | Path | None = None, read_only: bool = False) -> None:
         self.path = Path(path).expanduser() if path else default_db_path()
+        self._lock = threading.RLock()
+        self.read_only = False
+        self.read_only_reason: str | None = None
+        self._db: sqlite3.Connection | None = None
+        if read_only:
+            self._open_read_only("opened read-only on request")
+        elif self.path.exists() and not self._writable():
+            self._open_read_only(self._why_not_writable())
+        else:
+            self._open_read_write()
+        with self._access() as db:   # what an older store opened read-only lacks reads as empty
+            self._tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            columns = {r[1] for r in db.execute("PRAGMA table_info(samples)")}
+        self._sample_columns = tuple(c for c in SAMPLE_COLUMNS if c in columns)
+
+    # -- opening -------------------------------------------------------------------------------
+    def _writable(self) -> bool:
+        # WAL keeps -wal/-shm files beside the database, so its folder must be writable too.
+        return os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK)
+
+    def _why_not_writable(self) -> str:
+        if _read_only_fs(self.path.parent):
+            return "it is on a read-only filesystem"
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            return "the file is not writable"
+        return f"its folder {self.path.parent} is not writable"
+
+    def _open_read_write(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder for the results database {self.path}: "
+                             f"{exc.strerror or exc}; use --db to pick another location") from None
+        existed = self.path.exists()
+        if not existed and not os.access(self.path.parent, os.W_OK):
+            raise StoreError(f"the results database {self.path} cannot be created: {self._why_not_writable()}; "
+                             "use --db to pick another location")
+        try:
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=BUSY_TIMEOUT_S)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-        except (sqlite3.Error, OSError) as exc:
-            raise WorkbenchError(f"cannot open the results store {self.path}: {exc}") from None
-        self._lock = threading.RLock()
+        except sqlite3.Error as exc:
+            readonly = getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN"))
+            if existed and readonly:   # permissions os.access cannot see (ACLs, a read-only mount option)
+                self._close_quietly()
+                self._open_read_only(str(exc))
+                return
+            raise StoreError(describe_sqlite_error(self.path, exc, writing=True)) from None
         self._migrate()
+
+    def _open_read_only(self, reason: str) -> None:
+        """``mode=ro``; where even that needs a write (WAL's shared-memory file in a read-only folder),
+        ``immutable=1``, which reads the file as it is (nothing can be writing it)."""
+        if not self.path.exists():
+            raise StoreError(f"the results database {self.path} does not exist; use --db to pick another location")
+        self.read_only, self.read_only_reason = True, reason
+        uri = "file:" + quote(str(self.path.resolve())) + "?mode=ro"
+        error: sqlite3.Error | None = None
+        for suffix in ("", "&immutable=1"):
+            self._close_quietly()
+            try:
+                self._db = sqlite3.connect(uri + suffix, uri=True, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+                version = self._stored_version()
+                break
+            except sqlite3.Error as exc:
+                error = exc
+        else:
+            raise StoreError(describe_sqlite_error(self.path, error, writing=False)) from None
+        if version > SCHEMA_VERSION:
+            raise StoreError(self._newer_message(version))
+        if version == 0:
+            raise StoreError(f"{self.path} is not a Workbench results database (it is read-only, so it "
+                             "cannot be set up); use --db to pick another location")
+
+    def _close_quietly(self) -> None:
+        if self._db is not None:
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
+            self._db = None
+
+    @contextmanager
+    def _access(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """The one gate to the database: the lock, a transaction for writes, and every SQLite error
+        turned into a ``StoreError`` that says what to do."""
+        if write and self.read_only:
+            raise StoreError(f"the results database {self.path} is read-only ({self.read_only_reason}): "
+                             "runs can be listed and shown but not changed; use --db to pick a writable location")
+        try:
+            with self._lock:
+                if write:
+                    with self._db:
+                        yield self._db
+                else:
+                    yield self._db
+        except sqlite3.Error as exc:
+            raise StoreError(describe_sqlite_error(self.path, exc, writing=write)) from exc
 
     @property
     def artifacts_root(self) -> Path:
         return self.path.parent / "artifacts"
 
     # -- schema --------------------------------------------------------------------------------
+    def _stored_version(self) -> int:
+        has_meta = self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() if has_meta else None
+        return int(row[0]) if row else 0
+
+    def _newer_message(self, version: int) -> str:
+        return (f"{self.path} was written by a newer Workbench (schema v{version}, "
+                f"this one knows v{SCHEMA_VERSION}); upgrade, or use --db another.sqlite")
+
     def _migrate(self) -> None:
-        with self._lock, self._db:
-            self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = int(row[0]) if row else 0
+        with self._access(write=True) as db:
+            db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            version = self._stored_version()
             if version > SCHEMA_VERSION:
-                raise WorkbenchError(f"{self.path} was written by a newer Workbench (schema v{version}, "
-                                     f"this one knows v{SCHEMA_VERSION}); upgrade, or use --db another.sqlite")
+                raise WorkbenchError(self._newer_message(version))
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                MIGRATIONS[target](self._db)
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                MIGRATIONS[target](db)
+            if version != SCHEMA_VERSION:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def schema_version(self) -> int:
-        return int(self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+        with self._access() as db:
+            return int(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
 
     # -- writing -------------------------------------------------------------------------------
     def create_run(self, spec: dict, chain: str, runtime: str, environment: dict | None = None) -> int:
-        with self._lock, self._db:
-            cur = self._db.execute(
+        """A new 'running' run owned by this process (pid, start time, host: see ``settle_orphaned_runs``)."""
+        with self._access(write=True) as db:
+            cur = db.execute(
                 "INSERT INTO runs (created_at, status, name, model, chain, runtime, device, batch, spec_json, "
-                "environment_json, owner_pid) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "environment_json, owner_pid, owner_started_at, owner_host) "
+                "VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (time.time(), spec.get("label"), spec["model"], chain, runtime, spec.get("device"),
-                 spec.get("batch"), json.dumps(spec), json.dumps(environment or {}), os.getpid()))
+                 spec.get("batch"), json.dumps(spec), json.dumps(environment or {}), os.getpid(), _OWN_START,
+                 _HOST))
             return int(cur.lastrowid)
 
     def add_latencies(self, run_id: int, phase: str, start_seq: int, values_ns: Iterable[int]) -> None:
         rows = [(run_id, phase, start_seq + i, int(v)) for i, v in enumerate(values_ns)]
-        with self._lock, self._db:
-            self._db.executemany("INSERT INTO latencies VALUES (?, ?, ?, ?)", rows)
+        with self._access(write=True) as db:
+            db.executemany("INSERT INTO latencies VALUES (?, ?, ?, ?)", rows)
 
     def add_samples(self, run_id: int, samples: Iterable[dict]) -> None:
         columns = ("t",) + SAMPLE_COLUMNS
@@ -168,32 +359,32 @@ class ResultsStore:
         if not rows:
             return
         marks = ", ".join("?" * (len(columns) + 1))
-        with self._lock, self._db:
-            self._db.executemany(f"INSERT INTO samples (run_id, {', '.join(columns)}) VALUES ({marks})", rows)
+        with self._access(write=True) as db:
+            db.executemany(f"INSERT INTO samples (run_id, {', '.join(columns)}) VALUES ({marks})", rows)
 
     def add_events(self, run_id: int, events: Iterable[dict]) -> None:
         rows = [(run_id, e.get("t", time.monotonic()), e["type"], json.dumps(e)) for e in events]
         if rows:
-            with self._lock, self._db:
-                self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", rows)
+            with self._access(write=True) as db:
+                db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", rows)
 
     def add_artifact(self, run_id: int, artifact: dict) -> None:
-        with self._lock, self._db:
-            self._db.execute("INSERT INTO artifacts VALUES (?, ?, ?, ?, ?)",
-                             (run_id, artifact.get("kind"), artifact.get("path"), artifact.get("sha256"),
-                              artifact.get("bytes")))
+        with self._access(write=True) as db:
+            db.execute("INSERT INTO artifacts VALUES (?, ?, ?, ?, ?)",
+                       (run_id, artifact.get("kind"), artifact.get("path"), artifact.get("sha256"),
+                        artifact.get("bytes")))
 
     def update_environment(self, run_id: int, environment: dict) -> None:
-        with self._lock, self._db:
-            self._db.execute("UPDATE runs SET environment_json=? WHERE id=?", (json.dumps(environment), run_id))
+        with self._access(write=True) as db:
+            db.execute("UPDATE runs SET environment_json=? WHERE id=?", (json.dumps(environment), run_id))
 
     def finish_run(self, run_id: int, status: str, result: dict | None = None, error: str | None = None,
                    error_detail: str | None = None) -> None:
         if status not in STATUSES:
             raise ValueError(status)
         latency = (result or {}).get("latency") or {}
-        with self._lock, self._db:
-            self._db.execute(
+        with self._access(write=True) as db:
+            db.execute(
                 "UPDATE runs SET status=?, finished_at=?, result_json=?, error=?, error_detail=?, median_ms=?, "
                 "p99_ms=?, throughput=?, runtime=COALESCE(?, runtime) WHERE id=?",
                 (status, time.time(), json.dumps(result or {}), error, error_detail, latency.get("median_ms"),
@@ -201,47 +392,87 @@ class ResultsStore:
                  run_id))
 
     def rename_run(self, run_id: int, name: str | None) -> None:
-        with self._lock, self._db:
-            self._db.execute("UPDATE runs SET name=? WHERE id=?", (name or None, run_id))
+        with self._access(write=True) as db:
+            db.execute("UPDATE runs SET name=? WHERE id=?", (name or None, run_id))
 
     def set_tags(self, run_id: int, tags: list[str]) -> None:
-        with self._lock, self._db:
-            self._db.execute("UPDATE runs SET tags=? WHERE id=?", (json.dumps(sorted(set(tags))), run_id))
+        with self._access(write=True) as db:
+            db.execute("UPDATE runs SET tags=? WHERE id=?", (json.dumps(sorted(set(tags))), run_id))
 
     def delete_run(self, run_id: int) -> None:
-        with self._lock, self._db:
+        with self._access(write=True) as db:
             for table in ("latencies", "samples", "events", "artifacts"):
-                self._db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
-            self._db.execute("DELETE FROM runs WHERE id=?", (run_id,))
+                db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
+            db.execute("DELETE FROM runs WHERE id=?", (run_id,))
         # The run's own working folder (worker log, intermediate files); never user-chosen save paths.
         shutil.rmtree(self.artifacts_root / f"run-{run_id}", ignore_errors=True)
 
-    def mark_stale_running(self, reason: str = "interrupted: the process that ran it ended") -> int:
-        """Runs left 'running' by a parent that no longer exists become 'failed' (called at start-up).
+    def settle_orphaned_runs(self) -> int:
+        """Mark 'running' runs whose owner process is gone as 'failed', keeping everything they stored.
 
-        Runs whose owning process is still alive (another CLI or GUI measuring right now) are left alone.
+        Meant for the start of every command: one indexed query when nothing is running. Runs owned
+        by a live process (another CLI or GUI measuring right now) are left alone, and so are runs
+        owned on another host until they are far past their own timeout. A read-only store cannot be
+        changed, so nothing is settled there. Returns how many runs were settled.
         """
-        with self._lock, self._db:
-            rows = self._db.execute("SELECT id, owner_pid FROM runs WHERE status='running'").fetchall()
-            stale = [run_id for run_id, pid in rows if not _pid_alive(pid)]
-            self._db.executemany("UPDATE runs SET status='failed', error=?, finished_at=? WHERE id=?",
-                                 [(reason, time.time(), run_id) for run_id in stale])
-            return len(stale)
+        if self.read_only:
+            return 0
+        with self._access() as db:
+            running = db.execute("SELECT id, created_at, owner_pid, owner_started_at, owner_host, spec_json "
+                                 "FROM runs WHERE status='running'").fetchall()
+        if not running:
+            return 0
+        now = time.time()
+        orphans = []
+        for run_id, created_at, pid, started_at, host, spec_json in running:
+            if not owner_is_alive(pid, started_at, host):
+                orphans.append((run_id, f"(pid {pid})" if pid else "(not recorded: an older Workbench)"))
+            elif host is not None and host != _HOST and _past_timeout(created_at, spec_json, now):
+                orphans.append((run_id, f"(pid {pid} on {host})"))
+        settled = 0
+        with self._access(write=True) as db:
+            for run_id, who in orphans:
+                kept = db.execute("SELECT COUNT(*) FROM latencies WHERE run_id=? AND phase='measure'",
+                                  (run_id,)).fetchone()[0]
+                reason = (f"interrupted: the workbench process that ran it {who} ended before it finished; "
+                          f"its {kept} latencies were kept")
+                settled += db.execute(
+                    "UPDATE runs SET status='failed', error=?, finished_at=?, "
+                    "result_json=COALESCE(result_json, '{\"partial\": true}') WHERE id=? AND status='running'",
+                    (reason, now, run_id)).rowcount
+        return settled
+
+    # The name start-up code used before owners had a start time; one mechanism, two names.
+    mark_stale_running = settle_orphaned_runs
 
     # -- reading -------------------------------------------------------------------------------
     def _record(self, row: sqlite3.Row | tuple) -> RunRecord:
         (rid, created, finished, status, name, tags, model, chain, runtime, device, batch, spec, env, result,
          error, detail) = row[:16]
-        return RunRecord(rid, created, finished, status, name, json.loads(tags or "[]"), model, chain, runtime,
-                         device, batch, json.loads(spec), json.loads(env or "{}"), json.loads(result or "{}"),
-                         error, detail)
+        decoded = []
+        for column, text, kind, default in (("tags", tags, list, []), ("spec_json", spec, dict, None),
+                                            ("environment_json", env, dict, {}), ("result_json", result, dict, {})):
+            try:
+                decoded.append(_decode(text, column, kind, default))
+            except (ValueError, TypeError) as exc:
+                # One damaged row must not hide the others: show it, say what is wrong with it.
+                return RunRecord(rid, created, finished, UNREADABLE, name, [], model, chain, runtime, device, batch,
+                                 {}, {}, {}, f"this run's stored data cannot be read: {column}: {exc}",
+                                 f"stored status: {status}; the other runs are not affected")
+        tags, spec, env, result = decoded
+        if spec is None:
+            return RunRecord(rid, created, finished, UNREADABLE, name, tags, model, chain, runtime, device, batch,
+                             {}, env, result, "this run's stored data cannot be read: spec_json is empty",
+                             f"stored status: {status}")
+        return RunRecord(rid, created, finished, status, name, tags, model, chain, runtime, device, batch, spec,
+                         env, result, error, detail)
 
     _COLUMNS = ("id, created_at, finished_at, status, name, tags, model, chain, runtime, device, batch, "
                 "spec_json, environment_json, result_json, error, error_detail")
 
     def get_run(self, run_id: int) -> RunRecord:
-        with self._lock:
-            row = self._db.execute(f"SELECT {self._COLUMNS} FROM runs WHERE id=?", (run_id,)).fetchone()
+        with self._access() as db:
+            row = db.execute(f"SELECT {self._COLUMNS} FROM runs WHERE id=?", (run_id,)).fetchone()
         if row is None:
             raise WorkbenchError(f"no run with id {run_id} in {self.path}")
         return self._record(row)
@@ -256,51 +487,80 @@ class ResultsStore:
         if limit:
             query += " LIMIT ?"
             args.append(limit)
-        with self._lock:
-            return [self._record(r) for r in self._db.execute(query, args).fetchall()]
+        with self._access() as db:
+            rows = db.execute(query, args).fetchall()
+        return [self._record(r) for r in rows]
 
     def latencies(self, run_id: int, phase: str = "measure") -> list[int]:
-        with self._lock:
-            rows = self._db.execute("SELECT ns FROM latencies WHERE run_id=? AND phase=? ORDER BY seq",
-                                    (run_id, phase)).fetchall()
+        with self._access() as db:
+            rows = db.execute("SELECT ns FROM latencies WHERE run_id=? AND phase=? ORDER BY seq",
+                              (run_id, phase)).fetchall()
         return [r[0] for r in rows]
 
     def samples(self, run_id: int) -> list[dict]:
-        columns = ("t",) + SAMPLE_COLUMNS
-        with self._lock:
-            rows = self._db.execute(f"SELECT {', '.join(columns)} FROM samples WHERE run_id=? ORDER BY t",
-                                    (run_id,)).fetchall()
-        return [dict(zip(columns, r)) for r in rows]
+        # An older store opened read-only lacks the newer columns: they read as None.
+        columns = ("t",) + self._sample_columns
+        with self._access() as db:
+            rows = db.execute(f"SELECT {', '.join(columns)} FROM samples WHERE run_id=? ORDER BY t",
+                              (run_id,)).fetchall()
+        missing = dict.fromkeys(c for c in SAMPLE_COLUMNS if c not in self._sample_columns)
+        return [{**dict(zip(columns, r)), **missing} for r in rows]
 
     def events(self, run_id: int, type_: str | None = None) -> list[dict]:
+        """The run's events in time order; a damaged payload is skipped, not fatal."""
         query = "SELECT payload FROM events WHERE run_id=?"
         args: list[Any] = [run_id]
         if type_:
             query += " AND type=?"
             args.append(type_)
-        with self._lock:
-            return [json.loads(r[0]) for r in self._db.execute(query + " ORDER BY t", args).fetchall()]
+        with self._access() as db:
+            rows = db.execute(query + " ORDER BY t", args).fetchall()
+        events = []
+        for (payload,) in rows:
+            try:
+                events.append(_decode(payload, "payload", dict, {}))
+            except (ValueError, TypeError):
+                continue
+        return events
 
     def artifacts(self, run_id: int) -> list[dict]:
-        with self._lock:
-            rows = self._db.execute("SELECT kind, path, sha256, bytes FROM artifacts WHERE run_id=?",
-                                    (run_id,)).fetchall()
+        if "artifacts" not in self._tables:   # a v1 store opened read-only
+            return []
+        with self._access() as db:
+            rows = db.execute("SELECT kind, path, sha256, bytes FROM artifacts WHERE run_id=?",
+                              (run_id,)).fetchall()
         return [dict(zip(("kind", "path", "sha256", "bytes"), r)) for r in rows]
 
     def find_baseline(self, run: RunRecord) -> RunRecord | None:
         """The latest finished plugin-free run of the same model, runtime, device, batch, dtype, threads."""
         spec = run.spec
-        with self._lock:
-            rows = self._db.execute(
+        with self._access() as db:
+            rows = db.execute(
                 f"SELECT {self._COLUMNS} FROM runs WHERE status='done' AND chain='baseline' AND model=? AND "
                 "device IS ? AND runtime IS ? AND id != ? ORDER BY id DESC",
                 (run.model, run.device, run.runtime, run.id)).fetchall()
         for row in rows:
             candidate = self._record(row)
-            if all(candidate.spec.get(k) == spec.get(k) for k in ("batch", "dtype", "threads", "factory")):
+            if candidate.status == "done" and all(
+                    candidate.spec.get(k) == spec.get(k) for k in ("batch", "dtype", "threads", "factory")):
                 return candidate
         return None
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._close_quietly()
+
+
+def _past_timeout(created_at: float, spec_json: str | None, now: float) -> bool:
+    try:
+        timeout = json.loads(spec_json or "{}").get("timeout_s")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(timeout, (int, float)) and now > created_at + timeout + FOREIGN_OWNER_GRACE_S
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False

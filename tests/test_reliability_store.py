@@ -1,0 +1,288 @@
+"""Reliability of the results store and of the inputs a run is built from (issue 10: 3, 9, 12, 13).
+
+Each test reproduces a failure seen with a hostile input first: a parent killed with -9, a full
+disk, a damaged row, a read-only database, NaN in numeric options, a machine busy with other work.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from workbench.errors import StoreError
+from workbench.store import SCHEMA_VERSION, UNREADABLE, ResultsStore, _v1, _v2, _v3
+
+SPEC = {"model": "m.onnx", "timeout_s": 1800.0}
+
+
+def child_python(code: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
+                            stdin=subprocess.PIPE, text=True, **kwargs)
+
+
+def v3_store(path: Path) -> None:
+    """A store as Workbench wrote it before owners had a start time and host."""
+    db = sqlite3.connect(path)
+    for migrate in (_v1, _v2, _v3):
+        migrate(db)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    db.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+    db.commit()
+    db.close()
+
+
+def insert_legacy_run(path: Path, owner_pid: int | None) -> int:
+    db = sqlite3.connect(path)
+    cur = db.execute("INSERT INTO runs (created_at, status, model, chain, spec_json, owner_pid) "
+                     "VALUES (1.0, 'running', 'm.onnx', 'baseline', ?, ?)", (json.dumps(SPEC), owner_pid))
+    db.commit()
+    db.close()
+    return int(cur.lastrowid)
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+# -- 3: runs whose owner was killed ----------------------------------------------------------------
+def test_run_of_an_owner_killed_with_sigkill_is_settled_failed_and_keeps_its_latencies(tmp_path):
+    db = tmp_path / "runs.sqlite"
+    owner = child_python(f"""
+        import os, signal
+        from workbench.store import ResultsStore
+        store = ResultsStore({str(db)!r})
+        run = store.create_run({SPEC!r}, "baseline", "onnxruntime")
+        store.add_latencies(run, "warmup", 0, [5] * 7)
+        store.add_latencies(run, "measure", 0, range(1000, 1025))
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    owner.wait(timeout=60)
+    assert owner.returncode == -signal.SIGKILL
+    store = ResultsStore(db)
+    (run,) = store.list_runs()
+    assert run.status == "running"     # what `workbench runs` showed before
+    assert store.settle_orphaned_runs() == 1
+    run = store.get_run(run.id)
+    assert run.status == "failed" and run.finished_at is not None
+    assert run.error == (f"interrupted: the workbench process that ran it (pid {owner.pid}) ended before it "
+                         "finished; its 25 latencies were kept")
+    assert store.latencies(run.id) == list(range(1000, 1025)) and len(store.latencies(run.id, "warmup")) == 7
+    assert store.settle_orphaned_runs() == 0
+
+
+def test_runs_of_a_live_owner_are_left_alone_until_it_dies(tmp_path):
+    db = tmp_path / "runs.sqlite"
+    ResultsStore(db).close()
+    owner = child_python(f"""
+        import sys
+        from workbench.store import ResultsStore
+        store = ResultsStore({str(db)!r})
+        print(store.create_run({SPEC!r}, "baseline", "onnxruntime"), flush=True)
+        sys.stdin.readline()     # a second bench, measuring until told to stop
+    """)
+    try:
+        run_id = int(owner.stdout.readline())
+        store = ResultsStore(db)
+        mine = store.create_run(SPEC, "baseline", "onnxruntime")
+        assert store.settle_orphaned_runs() == 0
+        assert store.get_run(run_id).status == "running" and store.get_run(mine).status == "running"
+    finally:
+        owner.kill()
+        owner.wait()
+    assert store.settle_orphaned_runs() == 1
+    assert store.get_run(run_id).status == "failed" and store.get_run(mine).status == "running"
+
+
+def test_a_live_process_that_reuses_the_owners_pid_is_not_taken_for_the_owner(tmp_path):
+    store = ResultsStore(tmp_path / "runs.sqlite")
+    run_id = store.create_run(SPEC, "baseline", "onnxruntime")
+    # This process is alive with the recorded pid, but it started an hour after the recorded owner.
+    with store._db:
+        store._db.execute("UPDATE runs SET owner_started_at = owner_started_at - 3600 WHERE id=?", (run_id,))
+    assert store.settle_orphaned_runs() == 1
+    assert f"(pid {os.getpid()})" in store.get_run(run_id).error
+
+
+def test_a_zombie_owner_counts_as_gone(tmp_path):
+    db = tmp_path / "runs.sqlite"
+    owner = child_python(f"""
+        from workbench.store import ResultsStore
+        print(ResultsStore({str(db)!r}).create_run({SPEC!r}, "baseline", "torch"), flush=True)
+    """)
+    run_id = int(owner.stdout.readline())
+    os.waitid(os.P_PID, owner.pid, os.WEXITED | os.WNOWAIT)   # exited, left unreaped: a zombie
+    store = ResultsStore(db)
+    assert store.settle_orphaned_runs() == 1 and store.get_run(run_id).status == "failed"
+    owner.wait()
+
+
+def test_a_run_owned_on_another_host_is_left_alone_until_far_past_its_timeout(tmp_path):
+    store = ResultsStore(tmp_path / "runs.sqlite")
+    recent = store.create_run(SPEC, "baseline", "torch")
+    stale = store.create_run(SPEC, "baseline", "torch")
+    with store._db:
+        store._db.execute("UPDATE runs SET owner_host='another-machine', owner_pid=1")
+        store._db.execute("UPDATE runs SET created_at = created_at - 2 * 86400 WHERE id=?", (stale,))
+    assert store.settle_orphaned_runs() == 1
+    assert store.get_run(recent).status == "running"
+    assert "(pid 1 on another-machine)" in store.get_run(stale).error
+
+
+def test_store_from_before_owners_had_a_start_time_opens_and_settles_its_orphans(tmp_path):
+    db = tmp_path / "old.sqlite"
+    v3_store(db)
+    orphan = insert_legacy_run(db, dead_pid())
+    alive = insert_legacy_run(db, os.getpid())
+    no_owner = insert_legacy_run(db, None)     # written before v3 recorded any owner
+    store = ResultsStore(db)
+    assert store.schema_version() == SCHEMA_VERSION == 4
+    assert store.settle_orphaned_runs() == 2
+    assert store.get_run(orphan).status == "failed" and store.get_run(no_owner).status == "failed"
+    assert store.get_run(alive).status == "running"
+    assert "not recorded" in store.get_run(no_owner).error
+    assert store.samples(orphan) == []     # the v4 sample column exists
+
+
+def test_settling_costs_one_query_when_nothing_is_running(tmp_path):
+    store = ResultsStore(tmp_path / "runs.sqlite")
+    store.finish_run(store.create_run(SPEC, "baseline", "torch"), "done", {})
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    assert store.settle_orphaned_runs() == 0
+    assert len(statements) == 1 and "status='running'" in statements[0]
+    plan = " ".join(str(r) for r in store._db.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM runs WHERE status='running'"))
+    assert "runs_status" in plan
+
+
+def test_the_old_start_up_name_is_the_same_mechanism(tmp_path):
+    assert ResultsStore.mark_stale_running is ResultsStore.settle_orphaned_runs
+
+
+# -- 12: full disk, damaged rows, read-only databases ----------------------------------------------
+def test_a_full_disk_is_a_store_error_that_says_what_to_do(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    store = ResultsStore(path)
+    run_id = store.create_run(SPEC, "baseline", "torch")
+    store.add_latencies(run_id, "measure", 0, [1, 2, 3])
+    # A real SQLITE_FULL: the database may not grow past the pages it has now.
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count={pages}")
+    with pytest.raises(StoreError) as caught:
+        store.add_latencies(run_id, "measure", 3, range(100_000))
+    assert str(caught.value) == (f"the results database {path} cannot be written: the disk is full; "
+                                 "free space or use --db to pick another location")
+    assert store.latencies(run_id) == [1, 2, 3]          # nothing half-written; reads still work
+    assert [r.status for r in store.list_runs()] == ["running"]
+
+
+def test_a_damaged_row_is_listed_as_unreadable_and_the_others_still_list(tmp_path):
+    store = ResultsStore(tmp_path / "runs.sqlite")
+    good = store.create_run(SPEC, "baseline", "torch")
+    bad = store.create_run(SPEC, "prune", "torch")
+    wrong_type = store.create_run(SPEC, "fuse", "torch")
+    store.add_events(good, [{"type": "phase", "phase": "measure", "t": 1.0}, {"type": "log", "t": 2.0}])
+    with store._db:
+        store._db.execute("UPDATE runs SET spec_json='{\"model\": ' WHERE id=?", (bad,))
+        store._db.execute("UPDATE runs SET result_json='[1, 2]' WHERE id=?", (wrong_type,))
+        store._db.execute("UPDATE events SET payload='{not json' WHERE type='log'")
+    runs = {r.id: r for r in store.list_runs()}
+    assert set(runs) == {good, bad, wrong_type} and runs[good].status == "running"
+    assert runs[bad].status == UNREADABLE and runs[bad].spec == {} and runs[bad].model == "m.onnx"
+    assert runs[bad].error.startswith("this run's stored data cannot be read: spec_json: ")
+    assert "stored status: running" in runs[bad].error_detail
+    assert runs[wrong_type].status == UNREADABLE and "result_json holds a list" in runs[wrong_type].error
+    assert store.get_run(bad).status == UNREADABLE
+    assert [e["type"] for e in store.events(good)] == ["phase"]
+
+
+def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    path.write_bytes(b"this is not SQLite at all, just some text" * 100)
+    with pytest.raises(StoreError, match=r"is damaged \(file is not a database\).*use --db"):
+        ResultsStore(path)
+
+
+def test_opening_read_only_on_request_skips_migrations_and_refuses_writes(tmp_path):
+    path = tmp_path / "old.sqlite"
+    v3_store(path)
+    run_id = insert_legacy_run(path, dead_pid())
+    before = path.read_bytes()
+    store = ResultsStore(path, read_only=True)
+    assert store.read_only and [r.id for r in store.list_runs()] == [run_id]
+    assert store.samples(run_id) == [] and store.settle_orphaned_runs() == 0
+    with pytest.raises(StoreError, match=r"is read-only \(opened read-only on request\).*use --db"):
+        store.rename_run(run_id, "x")
+    store.close()
+    assert path.read_bytes() == before and not Path(f"{path}-wal").exists()
+
+
+@pytest.fixture
+def unprivileged_dir():
+    """A folder an unprivileged user owns (root ignores file permissions, so root tests drop to nobody)."""
+    uid = 65534 if os.geteuid() == 0 else os.geteuid()
+    folder = Path(tempfile.mkdtemp(prefix="wb-ro-", dir="/tmp"))
+    os.chmod(folder, 0o755)
+    if os.geteuid() == 0:
+        os.chown(folder, uid, uid)
+    yield folder, uid
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, stat.S_IRWXU)
+    for path in sorted(folder.rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    folder.rmdir()
+
+
+def run_unprivileged(uid: int, code: str) -> subprocess.CompletedProcess:
+    # Modules are imported before dropping privileges: root's Python may live where nobody can read.
+    prelude = "import json, sqlite3, workbench.store, workbench.errors\nimport os\n"
+    if os.geteuid() == 0:
+        prelude += f"os.setgid({uid}); os.setuid({uid})\n"
+    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("file_mode, dir_mode, reason", [
+    (0o444, 0o755, "the file is not writable"),
+    (0o644, 0o555, "folder"),                   # WAL needs to create files beside it
+    (0o444, 0o555, "the file is not writable"),
+])
+def test_a_database_that_cannot_be_written_is_listed_read_only(unprivileged_dir, file_mode, dir_mode, reason):
+    folder, uid = unprivileged_dir
+    path = folder / "runs.sqlite"
+    store = ResultsStore(path)
+    done = store.create_run(SPEC, "baseline", "torch")
+    store.add_latencies(done, "measure", 0, [7, 8, 9])
+    store.finish_run(done, "done", {"latency": {"median_ms": 1.0}})
+    store.close()
+    for p in folder.iterdir():
+        os.chown(p, uid, uid)
+    os.chmod(path, file_mode)
+    os.chmod(folder, dir_mode)
+    child = run_unprivileged(uid, f"""
+        from workbench.store import ResultsStore
+        from workbench.errors import StoreError
+        store = ResultsStore({str(path)!r})
+        print(json.dumps([store.read_only, store.read_only_reason, [r.status for r in store.list_runs()],
+                          store.latencies({done}), store.settle_orphaned_runs()]))
+        try:
+            store.create_run({{"model": "m"}}, "baseline", "torch")
+        except StoreError as exc:
+            print(exc)
+    """)
+    assert child.returncode == 0, child.stderr
+    listing, refusal = child.stdout.splitlines()
+    read_only, why, statuses, latencies, settled = json.loads(listing)
+    assert read_only and reason in why and statuses == ["done"] and latencies == [7, 8, 9] and settled == 0
+    assert refusal.startswith(f"the results database {path} is read-only (") and "use --db" in refusal

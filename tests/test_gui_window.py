@@ -259,11 +259,13 @@ _PROBE = """
 
 
 @pytest.mark.slow
-def test_window_opens_fast_and_never_imports_torch(tmp_path):
-    """In a fresh interpreter (this test process may have imported torch for other tests)."""
+def test_window_opens_a_demo_and_never_imports_torch(tmp_path):
+    """In a fresh interpreter (this test process may have imported torch for other tests).
+
+    How fast the window opens is a measurement, not a test: benchmarks/gui_startup.py times it.
+    """
     result = run_gui_probe(_PROBE, tmp_path, timeout=180)
     assert result["torch"] is False
-    assert result["shown_s"] < 2.0, result
     assert result["error"] is None or "weights for demo" in result["error"], result
 
 

@@ -119,19 +119,45 @@ def _use_engine() -> tuple[str, str]:
     return engine, note
 
 
+# The quantization libraries' own loggers, and their source folders: onnxruntime.quantization also
+# logs hints through the root logger (module-level ``logging.warning``), told apart by the file.
+_CHATTY_LOGGERS = ("onnxruntime", "torchao", "torch.ao")
+_CHATTY_SOURCES = tuple(os.path.join(*parts) + os.sep for parts in
+                        (("onnxruntime", "quantization"), ("torchao",), ("torch", "ao")))
+
+
+class _LibraryChatterFilter(logging.Filter):
+    """Drops the quantization libraries' records below ERROR; everything else passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        from_library = record.name.startswith(_CHATTY_LOGGERS) or any(s in record.pathname for s in _CHATTY_SOURCES)
+        return not from_library
+
+
 @contextlib.contextmanager
 def _quiet():
-    """Silence the deprecation chatter of torch.ao and onnxruntime's root-logger hints."""
+    """Silence torch.ao's deprecation warnings and onnxruntime's hints for the duration of one call.
+
+    Warnings are caught only inside the call (``warnings.catch_warnings``). Log records are
+    filtered, never re-levelled: a filter sits on the root logger and on these libraries' loggers
+    while the call runs and drops only their records below ERROR; nobody else's logging changes.
+    """
     import warnings
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
+    chatter = _LibraryChatterFilter()
+    names = [name for name in list(logging.root.manager.loggerDict)
+             if name.startswith(_CHATTY_LOGGERS)]
+    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in names]
+    for logger in loggers:
+        logger.addFilter(chatter)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        root.setLevel(level)
+        for logger in loggers:
+            logger.removeFilter(chatter)
 
 
 # ---------------------------------------------------------------------------------------------

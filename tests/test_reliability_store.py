@@ -286,3 +286,81 @@ def test_a_database_that_cannot_be_written_is_listed_read_only(unprivileged_dir,
     read_only, why, statuses, latencies, settled = json.loads(listing)
     assert read_only and reason in why and statuses == ["done"] and latencies == [7, 8, 9] and settled == 0
     assert refusal.startswith(f"the results database {path} is read-only (") and "use --db" in refusal
+
+
+# -- 9: non-finite and out-of-range numbers --------------------------------------------------------
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("field, option, value", [
+    ("duration_s", "--duration", NAN), ("duration_s", "--duration", -INF), ("duration_s", "--duration", 0.0),
+    ("timeout_s", "--timeout", NAN), ("timeout_s", "--timeout", INF), ("timeout_s", "--timeout", -5.0),
+    ("telemetry_hz", "--telemetry-hz", NAN), ("telemetry_hz", "--telemetry-hz", INF),
+    ("warmup_max_s", "warmup_max_s", NAN), ("warmup_max_s", "warmup_max_s", -0.0),
+    ("max_duration_s", "max_duration_s", INF), ("max_duration_s", "max_duration_s", NAN),
+    ("iters", "--iters", 0), ("iters", "--iters", True), ("iters", "--iters", 2.5), ("iters", "--iters", NAN),
+    ("batch", "--batch", 0), ("batch", "--batch", -3), ("threads", "--threads", 0),
+    ("threads", "--threads", 10**9), ("warmup_min_iters", "warmup_min_iters", -1),
+    ("seed", "--seed", -1), ("seed", "--seed", 2**64), ("duration_s", "--duration", "1"),
+])
+def test_every_numeric_run_option_rejects_bad_numbers_naming_option_and_value(field, option, value):
+    from workbench.errors import SpecError
+    from workbench.spec import RunSpec
+    with pytest.raises(SpecError) as caught:
+        RunSpec(model="demo:digits-cnn", **{field: value}).validate()
+    message = str(caught.value)
+    assert option in message and repr(value) in message and "\n" not in message
+
+
+def test_nan_in_a_stored_spec_is_rejected_when_it_is_loaded():
+    from workbench.errors import SpecError
+    from workbench.spec import RunSpec
+    with pytest.raises(SpecError, match="--duration"):
+        RunSpec.from_json('{"model": "demo:digits-cnn", "duration_s": NaN}')
+
+
+def test_valid_numbers_still_pass():
+    from workbench.spec import RunSpec
+    RunSpec(model="demo:digits-cnn", batch=1, threads=1, iters=1, warmup_min_iters=0, seed=0, duration_s=0.01,
+            warmup_max_s=0.5, max_duration_s=1e6, timeout_s=None, telemetry_hz=0.5).validate()
+
+
+def test_cli_refuses_nan_duration_and_timeout_at_once_instead_of_hanging(tmp_path):
+    for option in ("--duration", "--timeout"):
+        proc = subprocess.run([sys.executable, "-m", "workbench.cli", "--db", str(tmp_path / "db.sqlite"), "bench",
+                               "demo:digits-cnn", option, "nan"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0 and f"{option} ({'duration_s' if option == '--duration' else 'timeout_s'})" \
+            f" must be a finite number of seconds > 0, got nan" in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("kind, text, message", [
+    ("float", "nan", "nan is not a finite number"), ("float", "inf", "inf is not a finite number"),
+    ("float", "-inf", "-inf is not a finite number"), ("float", NAN, "nan is not a finite number"),
+    ("int", NAN, "nan is not a finite number"), ("int", INF, "inf is not a finite number"),
+    ("int", "nan", "'nan' is not a valid int"), ("int", 2.5, "expected an integer, got 2.5"),
+    ("int", True, "expected an integer, got True"), ("int", "0", "0 is outside [1, 10]"),
+    ("float", "10.5", "10.5 is outside [1, 10]"), ("float", "1e400", "inf is not a finite number"),
+])
+def test_plugin_parameters_must_be_finite_typed_and_inside_their_bounds(kind, text, message):
+    from workbench.errors import PluginError
+    from workbench.plugins import Param
+    param = Param("n", kind, 1, "help", minimum=1, maximum=10)
+    with pytest.raises(PluginError) as caught:
+        param.parse(text, "demo")
+    assert str(caught.value) == f"demo:n: {message}"
+
+
+def test_plugin_parameters_from_the_command_line_reject_nan():
+    from workbench.errors import PluginError
+    from workbench.plugins import build_chain
+    from workbench.spec import PluginStep
+    with pytest.raises(PluginError, match=r"^prune:amount: nan is not a finite number"):
+        build_chain([PluginStep.parse("prune:amount=nan")], "torch", "cpu", "torch")
+    with pytest.raises(PluginError, match=r"^prune:finetune_epochs: 'inf' is not a valid int"):
+        build_chain([PluginStep.parse("prune:finetune_epochs=inf")], "torch", "cpu", "torch")
+
+
+def test_a_param_with_a_nan_bound_is_refused_when_declared():
+    from workbench.plugins import Param
+    with pytest.raises(ValueError, match="bounds must be finite"):
+        Param("x", "float", 0.5, "help", minimum=NAN)

@@ -10,6 +10,7 @@ Plugin modules must not import torch at module level: the GUI lists plugins with
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -48,6 +49,10 @@ class Param:
             raise ValueError(f"bad Param type {self.type!r}")
         if self.type == "choice" and not self.choices:
             raise ValueError(f"choice Param {self.name!r} needs choices")
+        for bound in (self.minimum, self.maximum):
+            # A NaN bound would compare False both ways and silently switch the check off.
+            if bound is not None and (not isinstance(bound, numbers.Real) or not math.isfinite(bound)):
+                raise ValueError(f"Param {self.name!r}: bounds must be finite numbers, got {bound!r}")
 
     def parse(self, text: Any, plugin: str = "") -> Any:
         """Convert a CLI string (or an already-typed value) and check it against the schema."""
@@ -71,15 +76,26 @@ class Param:
         return self.validate(value, plugin)
 
     def validate(self, value: Any, plugin: str = "") -> Any:
+        """The value as its declared type, or PluginError naming the parameter and the value.
+
+        Written as "is it inside the range", never "is it outside": ``nan < 0`` is False."""
         where = f"{plugin}:{self.name}" if plugin else self.name
-        if self.type == "int":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-                raise PluginError(f"{where}: expected an integer, got {value!r}")
-            value = int(value)
-        elif self.type == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise PluginError(f"{where}: expected a number, got {value!r}")
-            value = float(value)
+        if self.type in ("int", "float"):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise PluginError(f"{where}: expected {'an integer' if self.type == 'int' else 'a number'}, "
+                                  f"got {value!r}")
+            if not math.isfinite(value):
+                raise PluginError(f"{where}: {value!r} is not a finite number")
+            if self.type == "int":
+                if not isinstance(value, numbers.Integral) and not float(value).is_integer():
+                    raise PluginError(f"{where}: expected an integer, got {value!r}")
+                value = int(value)
+            else:
+                value = float(value)
+            above = self.minimum is None or (value > self.minimum if self.exclusive_min else value >= self.minimum)
+            below = self.maximum is None or (value < self.maximum if self.exclusive_max else value <= self.maximum)
+            if not (above and below):
+                raise PluginError(f"{where}: {value} is outside {self.range_text()}")
         elif self.type == "bool":
             if not isinstance(value, bool):
                 raise PluginError(f"{where}: expected true/false, got {value!r}")
@@ -87,13 +103,6 @@ class Param:
             value = str(value)
             if self.type == "choice" and value not in self.choices:
                 raise PluginError(f"{where}: {value!r} is not one of {', '.join(self.choices)}")
-        if self.type in ("int", "float"):
-            low_bad = self.minimum is not None and (
-                value <= self.minimum if self.exclusive_min else value < self.minimum)
-            high_bad = self.maximum is not None and (
-                value >= self.maximum if self.exclusive_max else value > self.maximum)
-            if low_bad or high_bad:
-                raise PluginError(f"{where}: {value} is outside {self.range_text()}")
         return value
 
     def range_text(self) -> str:

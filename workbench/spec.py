@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +27,24 @@ PRESETS = {
     "quick": dict(iters=100, duration_s=1.0, warmup_min_iters=10, warmup_max_s=3.0),
     "rigorous": dict(iters=1000, duration_s=10.0, warmup_min_iters=50, warmup_max_s=20.0),
 }
+
+
+_NO_LIMIT = float("inf")
+# (field, lowest, highest) of each numeric RunSpec field; the CLI options that set them are in _OPTIONS.
+INTEGER_LIMITS = (
+    ("batch", 1, _NO_LIMIT), ("iters", 1, _NO_LIMIT), ("warmup_min_iters", 0, _NO_LIMIT),
+    ("threads", 1, 1024),            # more would have the thread library try to start millions of threads
+    ("seed", 0, 2**63 - 1),          # numpy seeds must be >= 0; torch takes up to 64 bits
+)
+SECONDS_FIELDS = ("duration_s", "warmup_max_s", "max_duration_s", "timeout_s")   # finite, > 0
+OPTIONAL_NUMBERS = {"batch", "threads", "timeout_s"}
+_OPTIONS = {"batch": "--batch", "threads": "--threads", "iters": "--iters", "duration_s": "--duration",
+            "seed": "--seed", "timeout_s": "--timeout", "telemetry_hz": "--telemetry-hz"}
+
+
+def _option(name: str) -> str:
+    """How a message names a field: its CLI option where it has one, else the RunSpec field."""
+    return f"{_OPTIONS[name]} ({name})" if name in _OPTIONS else name
 
 
 @dataclass
@@ -177,6 +197,9 @@ class RunSpec:
         return "onnxruntime" if self.model_format == "onnx" else "torch"
 
     def validate(self) -> None:
+        for name in ("model", "runtime", "device", "dtype"):
+            if not isinstance(getattr(self, name), str):
+                raise SpecError(f"{name} must be text, got {getattr(self, name)!r}")
         if not self.model:
             raise SpecError("no model given: pass a file path or demo:NAME")
         if self.runtime not in RUNTIMES:
@@ -187,22 +210,32 @@ class RunSpec:
             raise SpecError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(MODEL_DTYPES)}")
         if self.model_format == "onnx" and self.runtime == "torch":
             raise SpecError("an ONNX model runs on the onnxruntime runtime, not torch")
-        for name, value, low in (("batch", self.batch, 1), ("threads", self.threads, 1),
-                                 ("iters", self.iters, 1), ("warmup_min_iters", self.warmup_min_iters, 0)):
-            if value is not None and (not isinstance(value, int) or value < low):
-                raise SpecError(f"{name} must be an integer >= {low}, got {value!r}")
-        for name, value in (("duration_s", self.duration_s), ("warmup_max_s", self.warmup_max_s),
-                            ("max_duration_s", self.max_duration_s), ("telemetry_hz", self.telemetry_hz)):
-            if not isinstance(value, (int, float)) or value < 0:
-                raise SpecError(f"{name} must be a non-negative number, got {value!r}")
-        if not 0.5 <= self.telemetry_hz <= 100:
-            raise SpecError(f"telemetry rate must be between 0.5 and 100 Hz, got {self.telemetry_hz}")
-        if self.timeout_s is not None and self.timeout_s <= 0:
-            raise SpecError(f"timeout must be positive, got {self.timeout_s}")
+        self._validate_numbers()
         if self.factory is not None and ":" not in self.factory:
             raise SpecError(f"bad factory {self.factory!r}: expected package.module:callable")
         for inp in self.inputs:
             inp.validate()
+
+    def _validate_numbers(self) -> None:
+        """Every numeric option: the right kind of number, finite, in range. ``nan < 0`` is False, so
+        each check is written as "is it inside", never as "is it outside"."""
+        for name, low, high in INTEGER_LIMITS:
+            value = getattr(self, name)
+            if value is None and name in OPTIONAL_NUMBERS:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+                bounds = f">= {low}" if high == _NO_LIMIT else f"from {low} to {high}"
+                raise SpecError(f"{_option(name)} must be an integer {bounds}, got {value!r}")
+        for name in SECONDS_FIELDS:
+            value = getattr(self, name)
+            if value is None and name in OPTIONAL_NUMBERS:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+                    or not value > 0:
+                raise SpecError(f"{_option(name)} must be a finite number of seconds > 0, got {value!r}")
+        hz = self.telemetry_hz
+        if isinstance(hz, bool) or not isinstance(hz, numbers.Real) or not 0.5 <= hz <= 100:
+            raise SpecError(f"{_option('telemetry_hz')} must be a number from 0.5 to 100 (Hz), got {hz!r}")
 
     def describe_chain(self) -> str:
         return " → ".join(str(p) for p in self.plugins) if self.plugins else "baseline"

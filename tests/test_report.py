@@ -587,7 +587,7 @@ def _demos_missing() -> str | None:
     entry = get_demo("digits-cnn")
     for name in (entry.weights, entry.data):
         if not (assets_dir() / name).is_file():
-            return f"demo asset {assets_dir() / name} missing (python assets/make_demos.py)"
+            return f"demo asset {assets_dir() / name} missing (python -m workbench.assets.make_demos)"
     info = discover_plugins().get("fuse")
     if info is None or not info.ok:
         return f"fuse plugin not available: {getattr(info, 'error', 'not installed')}"

@@ -14,7 +14,7 @@ with one intra-op thread by default (``--threads``: a single thread is far less 
 other programs on a small shared machine than two that must meet at every operator), then writes
 the report in HTML and PDF (and, with ``--screenshot``, a PNG of the HTML taken by
 headless Chromium to ``docs/report-screenshot.png``). Needs the demo assets
-(``python assets/make_demos.py``) and the quantize/prune/fuse plugins.
+(``python -m workbench.assets.make_demos``) and the quantize/prune/fuse plugins.
 """
 from __future__ import annotations
 

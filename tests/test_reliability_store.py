@@ -364,3 +364,129 @@ def test_a_param_with_a_nan_bound_is_refused_when_declared():
     from workbench.plugins import Param
     with pytest.raises(ValueError, match="bounds must be finite"):
         Param("x", "float", 0.5, "help", minimum=NAN)
+
+
+# -- 13: CPU contention and the default thread count ------------------------------------------------
+def window_samples(worker_percent, host_percent, n=20, t0=100.0):
+    from workbench.telemetry import TelemetrySample
+    blank = dict.fromkeys(("rss_bytes", "gpu_power_w", "gpu_power_avg_w", "gpu_energy_mj", "gpu_mem_used_bytes",
+                           "gpu_mem_total_bytes", "gpu_proc_mem_bytes", "gpu_util_pct", "gpu_mem_util_pct",
+                           "sm_clock_mhz", "temperature_c", "clock_event_reasons"))
+    return [TelemetrySample(t=t0 + i * 0.1, cpu_percent=worker_percent, host_cpu_percent=host_percent, **blank)
+            for i in range(n)]
+
+
+def test_a_run_crowded_out_by_other_processes_is_contended():
+    from workbench.telemetry import assess_cpu_contention
+    # 2 threads on 2 cores; the worker got one core, something else kept the other busy.
+    report = assess_cpu_contention(window_samples(100.0, 200.0), 100.0, 102.0, threads=2, usable_cores=2,
+                                   load_avg=3.9)
+    assert report["contended"] and report["cpu_share"] == pytest.approx(0.5)
+    assert report["other_cores"] == pytest.approx(1.0) and report["idle_cores"] == pytest.approx(0.0)
+    assert report["message"] == ("CPU contention: the worker got 1.0 of the 2 cores its 2 threads could use "
+                                 "(other processes used 1.0 cores, load average 3.9); latencies are inflated: "
+                                 "rerun on a quiet machine or with fewer --threads")
+
+
+@pytest.mark.parametrize("threads, worker, host, why", [
+    (2, 100.0, 104.0, "the model itself used one thread; the other core sat idle"),
+    (2, 197.0, 200.0, "all cores to itself"),
+    (1, 99.0, 200.0, "one thread, one core of two; the other process had the other core"),
+    (8, 200.0, 200.0, "more threads than cores, but nobody else took any"),
+])
+def test_a_run_that_got_what_it_could_use_is_not_contended(threads, worker, host, why):
+    from workbench.telemetry import assess_cpu_contention
+    report = assess_cpu_contention(window_samples(worker, host), 100.0, 102.0, threads, usable_cores=2)
+    assert report["contended"] is False and report["message"] is None, why
+
+
+def test_only_samples_inside_the_timed_window_count():
+    from workbench.telemetry import assess_cpu_contention
+    busy_before = window_samples(50.0, 200.0, t0=90.0)
+    quiet_during = window_samples(200.0, 200.0, t0=100.0)
+    report = assess_cpu_contention(busy_before + quiet_during, 100.0, 102.0, threads=2, usable_cores=2)
+    assert report["contended"] is False and report["worker_cores"] == pytest.approx(2.0)
+
+
+def test_load_average_stands_in_when_there_are_no_machine_samples():
+    from workbench.telemetry import assess_cpu_contention
+    no_host = window_samples(100.0, None)
+    busy = assess_cpu_contention(no_host, 100.0, 102.0, threads=2, usable_cores=2, load_avg=4.0)
+    quiet = assess_cpu_contention(no_host, 100.0, 102.0, threads=2, usable_cores=2, load_avg=1.2)
+    assert busy["contended"] and busy["basis"] == "load average" and "load average 4.0" in busy["message"]
+    assert quiet["contended"] is False
+    assert assess_cpu_contention(no_host, 100.0, 102.0, threads=2, usable_cores=2) is None
+    assert assess_cpu_contention(no_host, 100.0, 102.0, threads=None, usable_cores=2, load_avg=4.0) is None
+
+
+class RecordedSampler:
+    """What ``_telemetry_summary`` reads from a ``TelemetrySampler`` after a run."""
+
+    def __init__(self, samples, usable_cores):
+        self.samples, self.usable_cores = samples, usable_cores
+        self.rate_hz, self.cpu_seconds, self.status = 10.0, 0.01, {"warnings": []}
+
+
+def test_the_run_result_carries_the_contention_and_a_flag_the_views_already_show():
+    from workbench.session import _telemetry_summary
+    result = {"threads": 2, "flags": ["model outputs contain NaN/Inf (3 values)"],
+              "window": {"t_start": 100.0, "t_end": 102.0, "iterations": 100}}
+    merged = _telemetry_summary(RecordedSampler(window_samples(80.0, 200.0), 2), result)
+    assert merged["contention"]["contended"] and merged["contention"]["cpu_share"] == pytest.approx(0.4)
+    assert merged["flags"][0] == result["flags"][0]
+    assert merged["flags"][1].startswith("CPU contention: the worker got 0.8 of the 2 cores its 2 threads")
+    assert merged["telemetry"]["cpu"] == merged["contention"]
+    quiet = _telemetry_summary(RecordedSampler(window_samples(190.0, 195.0), 2), result)
+    assert quiet["contention"] is None and "flags" not in quiet
+    assert quiet["telemetry"]["cpu"]["cpu_share"] == pytest.approx(0.95)
+
+
+def busy_child(cpu: int) -> subprocess.Popen:
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    os.sched_setaffinity(child.pid, {cpu})
+    return child
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_a_real_process_sharing_its_core_with_another_is_flagged():
+    import time
+    from workbench.telemetry import TelemetrySampler, assess_cpu_contention, current_load_average
+    cpu = min(os.sched_getaffinity(0))
+    worker, rival = busy_child(cpu), busy_child(cpu)
+    try:
+        sampler = TelemetrySampler(worker.pid, rate_hz=20)
+        sampler.start()
+        time.sleep(0.3)
+        t_start = time.monotonic()
+        time.sleep(1.5)
+        t_end = time.monotonic()
+        sampler.stop()
+    finally:
+        for child in (worker, rival):
+            child.kill()
+            child.wait()
+    report = assess_cpu_contention(sampler.samples, t_start, t_end, threads=1,
+                                   usable_cores=sampler.usable_cores, load_avg=current_load_average())
+    assert sampler.usable_cores == 1 and report["basis"] == "window samples"
+    assert report["contended"] and report["cpu_share"] < 0.75 and report["other_cores"] > 0.25, report
+
+
+def test_samples_store_the_machine_cpu_beside_the_workers(tmp_path):
+    from workbench.store import SAMPLE_COLUMNS
+    from workbench.telemetry import SAMPLE_FIELDS
+    assert ("t",) + SAMPLE_COLUMNS == SAMPLE_FIELDS
+    store = ResultsStore(tmp_path / "runs.sqlite")
+    run_id = store.create_run(SPEC, "baseline", "torch")
+    store.add_samples(run_id, [s.to_dict() for s in window_samples(100.0, 180.0, n=2)])
+    assert [s["host_cpu_percent"] for s in store.samples(run_id)] == [180.0, 180.0]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_default_threads_counts_the_cores_this_process_may_use():
+    from workbench.worker_env import default_threads
+    assert 1 <= default_threads() <= len(os.sched_getaffinity(0))
+    pinned = subprocess.run(
+        [sys.executable, "-c", "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+         "from workbench.worker_env import default_threads; print(default_threads())"],
+        capture_output=True, text=True, timeout=60)
+    assert pinned.stdout.strip() == "1", pinned.stderr

@@ -458,7 +458,7 @@ def test_short_window_note_and_no_power():
 # Packaging
 # ---------------------------------------------------------------------------------------------
 def test_sample_fields_and_to_dict():
-    assert SAMPLE_FIELDS[0] == "t" and len(SAMPLE_FIELDS) == 14
+    assert SAMPLE_FIELDS[0] == "t" and len(SAMPLE_FIELDS) == 15 and SAMPLE_FIELDS[-1] == "host_cpu_percent"
     d = make_sample(1.5, rss_bytes=7).to_dict()
     assert list(d) == list(SAMPLE_FIELDS) and d["t"] == 1.5 and d["rss_bytes"] == 7
 

@@ -302,7 +302,11 @@ def _gpu_index(device: str, gpus: list[dict]) -> int | None:
 
 
 def _telemetry_summary(sampler: Any, result: dict) -> dict:
+    """Telemetry of the timed window merged into the result: means/peaks, energy, CPU contention
+    (``result["contention"]`` is set, and a line added to ``flags``, only when it distorted the run)."""
+    from .telemetry.contention import assess_cpu_contention
     from .telemetry.energy import energy_per_inference
+    from .telemetry.host import current_load_average
     samples = sampler.samples
     window = result.get("window", {})
     t0, t1 = window.get("t_start"), window.get("t_end")
@@ -339,7 +343,14 @@ def _telemetry_summary(sampler: Any, result: dict) -> dict:
         batch = (result.get("latency") or {}).get("batch") or 1
         if energy.get("joules_per_inference") is not None:
             energy["joules_per_sample"] = energy["joules_per_inference"] / batch
-    return {"telemetry": summary, "telemetry_status": sampler.status, "energy": energy}
+    cpu = assess_cpu_contention(samples, t0, t1, result.get("threads"), getattr(sampler, "usable_cores", None),
+                                current_load_average())
+    summary["cpu"] = cpu
+    merged = {"telemetry": summary, "telemetry_status": sampler.status, "energy": energy,
+              "contention": cpu if cpu and cpu["contended"] else None}
+    if merged["contention"]:
+        merged["flags"] = list(result.get("flags") or []) + [cpu["message"]]
+    return merged
 
 
 def _tail_hint(tail: str) -> str:

@@ -28,6 +28,7 @@ class TelemetrySample:
     sm_clock_mhz: float | None
     temperature_c: float | None
     clock_event_reasons: int | None  # nvmlClocksEventReason* bitmask
+    host_cpu_percent: float | None = None  # CPU use of everyone on the worker's CPUs, unit as cpu_percent
 
     def to_dict(self) -> dict:
         return {name: getattr(self, name) for name in SAMPLE_FIELDS}
@@ -104,6 +105,11 @@ class TelemetrySampler:
         self._thread = threading.Thread(target=self._run, name=f"workbench-telemetry-{self.pid}", daemon=True)
         self._thread.start()
 
+    @property
+    def usable_cores(self) -> int | None:
+        """How many CPUs the worker may run on (what ``host_cpu_percent`` covers); None before start."""
+        return self._host.usable_cores if self._host is not None else None
+
     def stop(self) -> None:
         if self._stopped:
             return
@@ -149,10 +155,10 @@ class TelemetrySampler:
         if self._gpu is not None:
             gpu = self._gpu.read(self.pid)
             self._check_gpu(gpu)
-        host = self._host.read() if self._host is not None else {"rss_bytes": None, "cpu_percent": None}
+        host = self._host.read() if self._host is not None else {}
         sample = TelemetrySample(
-            t=t, rss_bytes=host["rss_bytes"], cpu_percent=host["cpu_percent"],
-            **{k: gpu[k] for k in GPU_FIELDS},
+            t=t, rss_bytes=host.get("rss_bytes"), cpu_percent=host.get("cpu_percent"),
+            host_cpu_percent=host.get("host_cpu_percent"), **{k: gpu[k] for k in GPU_FIELDS},
         )
         self.samples.append(sample)
         self._pending.append(sample)

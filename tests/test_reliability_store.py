@@ -490,3 +490,14 @@ def test_default_threads_counts_the_cores_this_process_may_use():
          "from workbench.worker_env import default_threads; print(default_threads())"],
         capture_output=True, text=True, timeout=60)
     assert pinned.stdout.strip() == "1", pinned.stderr
+
+
+def test_a_gpu_run_is_judged_by_its_one_launching_thread():
+    from workbench.session import _telemetry_summary
+    sampler = RecordedSampler(window_samples(100.0, 200.0), 2)
+    sampler.gpu_index = 0
+    result = {"threads": 2, "window": {"t_start": 100.0, "t_end": 102.0, "iterations": 100}}
+    assert _telemetry_summary(sampler, result)["contention"] is None      # it had its one core
+    sampler.samples = window_samples(60.0, 200.0)
+    merged = _telemetry_summary(sampler, result)
+    assert merged["flags"][0].startswith("CPU contention: the worker got 0.6 of the 1 core its 1 thread could use")

@@ -343,7 +343,9 @@ def _telemetry_summary(sampler: Any, result: dict) -> dict:
         batch = (result.get("latency") or {}).get("batch") or 1
         if energy.get("joules_per_inference") is not None:
             energy["joules_per_sample"] = energy["joules_per_inference"] / batch
-    cpu = assess_cpu_contention(samples, t0, t1, result.get("threads"), getattr(sampler, "usable_cores", None),
+    # A GPU run's CPU side is the one thread that launches kernels; its intra-op threads mostly sleep.
+    threads = 1 if getattr(sampler, "gpu_index", None) is not None else result.get("threads")
+    cpu = assess_cpu_contention(samples, t0, t1, threads, getattr(sampler, "usable_cores", None),
                                 current_load_average())
     summary["cpu"] = cpu
     merged = {"telemetry": summary, "telemetry_status": sampler.status, "energy": energy,

@@ -67,9 +67,10 @@ def assess_cpu_contention(samples: Iterable[Any], t_start: float, t_end: float, 
 
 def contention_message(report: dict) -> str:
     """One line for the run's flags: what the worker got, who had the rest, what to do."""
-    got = (f"the worker got {report['worker_cores']:.1f} of the {report['needed_cores']} cores its "
-           f"{report['threads']} threads could use" if report["worker_cores"] is not None
-           else f"the run's {report['threads']} threads shared {report['usable_cores']} cores")
+    threads = f"{report['threads']} thread{'s' if report['threads'] != 1 else ''}"
+    needed = f"{report['needed_cores']} core{'s' if report['needed_cores'] != 1 else ''}"
+    got = (f"the worker got {report['worker_cores']:.1f} of the {needed} its {threads} could use"
+           if report["worker_cores"] is not None else f"the run's {threads} shared {report['usable_cores']} cores")
     others = []
     if report["other_cores"] is not None:
         others.append(f"other processes used {report['other_cores']:.1f} cores")

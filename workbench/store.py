@@ -548,7 +548,8 @@ class ResultsStore:
 
     def close(self) -> None:
         with self._lock:
-            self._close_quietly()
+            if self._db is not None:
+                self._db.close()    # later use raises (as a StoreError), as with any closed connection
 
 
 def _past_timeout(created_at: float, spec_json: str | None, now: float) -> bool:

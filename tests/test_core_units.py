@@ -235,7 +235,7 @@ def test_stale_running_runs_become_failed_only_when_their_owner_is_gone(tmp_path
     dead.wait()
     with store._db:
         store._db.execute("UPDATE runs SET owner_pid=? WHERE id=?", (dead.pid, orphan))
-    assert store.mark_stale_running() == 1
+    assert store.settle_orphaned_runs() == 1
     assert store.get_run(orphan).status == "failed" and store.get_run(mine).status == "running"
 
 
@@ -244,6 +244,6 @@ def test_core_imports_no_qt():
     code = ("import sys, workbench.cli, workbench.session, workbench.store, workbench.plugins, workbench.compare, "
             "workbench.stats, workbench.fidelity, workbench.measure, workbench.worker, workbench.models.loaders, "
             "workbench.runtimes, workbench.telemetry; "
-            "bad = [m for m in ('PySide6', 'pyqtgraph', 'superqt') if m in sys.modules]; assert not bad, bad; "
+            "bad = [m for m in ('PySide6', 'pyqtgraph') if m in sys.modules]; assert not bad, bad; "
             "assert 'torch' not in sys.modules, 'session/CLI import torch: the GUI would pay for it'")
     subprocess.run([sys.executable, "-c", code], check=True)

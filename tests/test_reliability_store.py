@@ -166,10 +166,6 @@ def test_settling_costs_one_query_when_nothing_is_running(tmp_path):
     assert "runs_status" in plan
 
 
-def test_the_old_start_up_name_is_the_same_mechanism(tmp_path):
-    assert ResultsStore.mark_stale_running is ResultsStore.settle_orphaned_runs
-
-
 # -- 12: full disk, damaged rows, read-only databases ----------------------------------------------
 def test_a_full_disk_is_a_store_error_that_says_what_to_do(tmp_path):
     path = tmp_path / "runs.sqlite"

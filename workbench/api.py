@@ -51,7 +51,7 @@ def bench(model: str | Path, plugins: str | PluginStep | Iterable[str | PluginSt
     spec = _make_spec(model, plugins, run_settings)
     check_chain(spec)
     store = ResultsStore(db)
-    store.mark_stale_running()
+    store.settle_orphaned_runs()
     from .session import Session   # imported here: only a bench needs the process machinery
     session = Session(store)
     records: list[RunRecord] = []
@@ -261,6 +261,7 @@ class RunList(list):
 def runs(db: str | Path | None = None, limit: int | None = None, status: str | None = None) -> RunList:
     """The stored runs, newest first (``status``: only "done", "failed", "cancelled" or "running")."""
     store = ResultsStore(db)
+    store.settle_orphaned_runs()       # a run whose process died is listed as failed, not running
     return RunList(Run(record, store) for record in store.list_runs(limit=limit, status=status))
 
 

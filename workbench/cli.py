@@ -14,7 +14,8 @@ import threading
 import time
 
 from . import format as fmt
-from .cli_args import UsageError, build_parser, check_model_source, spec_from_args, with_default_command
+from .cli_args import (UsageError, build_parser, check_files_exist, check_model_source, spec_from_args,
+                       with_default_command)
 from .cli_output import Output, Progress, render_run
 from .errors import SpecError, WorkbenchError
 from .spec import InputSpec, RunSpec
@@ -61,8 +62,7 @@ def open_store(args: argparse.Namespace):
     ever reports a dead run as `running`)."""
     from .store import ResultsStore
     store = ResultsStore(args.db)
-    settle = getattr(store, "settle_orphaned_runs", None) or store.mark_stale_running
-    settle()
+    store.settle_orphaned_runs()
     return store
 
 
@@ -77,6 +77,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     out = output(args)
     spec = spec_from_args(args)
+    check_files_exist(spec)
     check_chain(spec)          # before anything runs (no torch needed)
     store = open_store(args)
     session = Session(store)

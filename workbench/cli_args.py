@@ -141,11 +141,14 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     if args.duration is not None:
         spec.duration_s = args.duration
     spec.validate()
-    if not spec.is_demo and not Path(spec.model).expanduser().exists():
-        raise UsageError(f"model file not found: {spec.model}")
+    return spec
+
+
+def check_files_exist(spec: RunSpec) -> None:
+    """The files a run reads exist: a usage error now, not a failed run stored later."""
+    check_model_source(spec.model)
     if spec.data and not Path(spec.data).expanduser().is_file():
         raise UsageError(f"data file not found: {spec.data} (expected an .npz with x_test[, y_test, x_train, y_train])")
-    return spec
 
 
 def check_model_source(model: str) -> None:

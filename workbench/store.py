@@ -442,9 +442,6 @@ class ResultsStore:
                     (reason, now, run_id)).rowcount
         return settled
 
-    # The name start-up code used before owners had a start time; one mechanism, two names.
-    mark_stale_running = settle_orphaned_runs
-
     # -- reading -------------------------------------------------------------------------------
     def _record(self, row: sqlite3.Row | tuple) -> RunRecord:
         (rid, created, finished, status, name, tags, model, chain, runtime, device, batch, spec, env, result,

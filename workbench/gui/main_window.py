@@ -83,7 +83,7 @@ class MainWindow(QMainWindow):
         self.confirm_on_close = True
         self.settings = settings if settings is not None else QSettings()
         self.store = ResultsStore(db)
-        stale = self.store.mark_stale_running()
+        stale = self.store.settle_orphaned_runs()
         self.bridge = SessionBridge(self.store.path, self)
         self.gpu_env: dict = {"nvml": "not checked yet", "gpus": []}
         self._background = _Background(self)

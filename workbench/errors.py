@@ -36,3 +36,17 @@ class RunCancelled(WorkbenchError):
 
 class StoreError(WorkbenchError):
     """The results database cannot be opened, read or written (full disk, read-only, damaged, locked)."""
+
+
+class ModelRuntimeError(WorkbenchError):
+    """The model itself failed while running (out of memory, an error in its own code)."""
+
+
+class ModelOutputError(WorkbenchError):
+    """The model returned something Workbench cannot measure or compare (None, no tensor, a
+    shape that changes from call to call)."""
+
+
+class OutputShapeChanged(ModelOutputError, ValueError):
+    """The model's outputs changed shape between calls or through optimization (still a
+    ValueError, as this failure was before it had a message for the user)."""

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
+
+from .errors import OutputShapeChanged
 
 
 @dataclass
@@ -22,12 +25,44 @@ class Fidelity:
         return asdict(self)
 
 
-def compare_outputs(reference: np.ndarray, outputs: np.ndarray, labels: np.ndarray | None = None) -> Fidelity:
-    """Compare two batches of outputs shaped (N, ...) produced from the same inputs."""
+def collect_outputs(runtime: Any, arrays: list[np.ndarray], batch: int) -> np.ndarray:
+    """The first output of ``runtime`` for every sample of ``arrays``, run batch by batch."""
+    from .inputs import batched
+    outs: list[np.ndarray] = []
+    first_shape = None
+    for index, (chunk, valid) in enumerate(batched(arrays, batch)):
+        out = np.atleast_1d(runtime.infer(chunk))
+        if first_shape is None:
+            first_shape = out.shape
+        elif out.shape != first_shape:
+            raise OutputShapeChanged(
+                f"the model's output shape changed between calls: {_shape(first_shape)} for the first batch, "
+                f"{_shape(out.shape)} for batch {index + 1}, from inputs of the same shape. Workbench compares "
+                "outputs batch by batch, so the model must return the same shape for the same input shape")
+        outs.append(out[:valid])
+    return np.concatenate(outs)
+
+
+def _shape(shape: tuple) -> str:
+    return "x".join(map(str, shape)) or "a scalar"
+
+
+def compare_outputs(reference: np.ndarray, outputs: np.ndarray, labels: np.ndarray | None = None,
+                    optimized: bool = True) -> Fidelity:
+    """Compare two batches of outputs shaped (N, ...) produced from the same inputs; ``optimized``
+    says whether ``outputs`` come from an optimized model or from the same model called again."""
     ref = np.asarray(reference, dtype=np.float64)
     out = np.asarray(outputs, dtype=np.float64)
     if ref.shape != out.shape:
-        raise ValueError(f"output shape changed: reference {ref.shape}, optimized {out.shape}")
+        if optimized:
+            raise OutputShapeChanged(
+                f"output shape changed: the optimized model's outputs have shape {out.shape} but the original "
+                f"model's have {ref.shape}; fidelity needs outputs of the same shape (does a plugin change "
+                "the model's output layer?)")
+        raise OutputShapeChanged(
+            f"output shape changed: the model's output shape changed between calls: {ref.shape} for the "
+            f"reference outputs, {out.shape} when measured, from the same inputs. Workbench needs the same "
+            "output shape for the same inputs")
     n = ref.shape[0] if ref.ndim else 1
     ref2, out2 = ref.reshape(n, -1), out.reshape(n, -1)
     nonfinite = int(np.size(out2) - np.count_nonzero(np.isfinite(out2)))

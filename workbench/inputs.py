@@ -1,12 +1,14 @@
 """Model inputs for a run: eval data when there is some, else seeded synthetic tensors."""
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputShapeError, SpecError
+from .models.loaders import error_detail
 from .spec import InputSpec
 
 FIDELITY_SYNTHETIC_BATCHES = 4
@@ -22,14 +24,17 @@ class RunInputs:
 
 
 def load_npz(path: str) -> dict[str, np.ndarray]:
+    """The arrays of an .npz data file. The file is identified first, and nothing in it is ever
+    unpickled: an array of Python objects is refused, whatever it holds."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise SpecError(f"data file not found: {p}")
+    _check_npz(p)
     try:
         with np.load(p, allow_pickle=False) as archive:
             data = {k: archive[k] for k in archive.files}
     except Exception as exc:
-        raise SpecError(f"{p.name} is not a readable .npz file: {exc}") from None
+        raise SpecError(f"{p.name} is a damaged .npz archive (truncated?): {error_detail(exc)}") from None
     if "x_test" not in data and "x" in data:
         data["x_test"] = data.pop("x")
         if "y" in data:
@@ -37,7 +42,68 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
     if "x_test" not in data and "x_train" not in data:
         raise SpecError(f"{p.name} has arrays {sorted(data)}; expected x_test (or x) and optionally "
                         "y_test, x_train, y_train")
+    _check_samples(data, p.name)
     return data
+
+
+NPZ_HELP = "Workbench reads .npz files written by np.savez(path, x_test=..., y_test=...)"
+
+
+def _check_npz(p: Path) -> None:
+    """Refuse, in words, anything that is not a zip archive of numeric .npy arrays."""
+    with open(p, "rb") as f:
+        head = f.read(8)
+    if not zipfile.is_zipfile(p):
+        if head.startswith(b"\x93NUMPY"):
+            raise SpecError(f"{p.name} is a single .npy array, not an .npz archive. {NPZ_HELP}")
+        what = "it is a Python pickle" if head[:1] == b"\x80" else "it is not a zip archive of .npy arrays"
+        raise SpecError(f"{p.name} is not an .npz archive ({what}). {NPZ_HELP}")
+    try:
+        with zipfile.ZipFile(p) as archive:
+            others = [n for n in archive.namelist() if not n.endswith(".npy")]
+            if others:
+                raise SpecError(f"{p.name} is a zip archive but not an .npz archive: it holds "
+                                f"{', '.join(others[:3])} (an .npz holds only .npy arrays). {NPZ_HELP}")
+            for name in archive.namelist():
+                with archive.open(name) as member:
+                    dtype = _npy_dtype(member)
+                if dtype is None:
+                    raise SpecError(f"{name} in {p.name} is not a valid .npy array (damaged archive?)")
+                if dtype.hasobject:
+                    key = name[:-4]
+                    raise SpecError(f"{key} in {p.name} is an array of Python objects; Workbench loads only "
+                                    "numeric arrays (objects would have to be unpickled). Save it as numbers, "
+                                    f"e.g. np.savez(..., {key}=np.asarray({key}, dtype='float32'))")
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SpecError(f"{p.name} is a damaged .npz archive: {error_detail(exc)}") from None
+
+
+def _npy_dtype(member) -> np.dtype | None:
+    """The dtype in an .npy header, read without loading (or unpickling) the array."""
+    from numpy.lib import format as npy
+    try:
+        version = npy.read_magic(member)
+        read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        _shape, _order, dtype = read_header(member)
+    except Exception:
+        return None
+    return dtype
+
+
+def _check_samples(data: dict[str, np.ndarray], name: str) -> None:
+    """Every array needs a sample axis with at least one sample; labels need one per sample."""
+    for key in ("x_test", "y_test", "x_train", "y_train"):
+        if key not in data:
+            continue
+        array = data[key]
+        if array.ndim == 0:
+            raise SpecError(f"{key} in {name} is a single value; it needs one row per sample")
+        if len(array) == 0:
+            raise SpecError(f"{key} in {name} has 0 samples; it needs at least one"
+                            + (" (or leave out --data to measure on synthetic inputs)" if key == "x_test" else ""))
+    for x, y in (("x_test", "y_test"), ("x_train", "y_train")):
+        if x in data and y in data and len(data[x]) != len(data[y]):
+            raise SpecError(f"{name} has {len(data[x])} samples in {x} but {len(data[y])} labels in {y}")
 
 
 def resolve_specs(given: list[InputSpec], from_model: list[InputSpec], batch: int | None) -> list[InputSpec]:

@@ -7,118 +7,20 @@ the run is then stored as failed or cancelled with the reason.
 """
 from __future__ import annotations
 
-import json
 import os
 import queue
-import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from .errors import WorkbenchError
 from .spec import RunSpec
 from .store import ResultsStore, RunRecord
+# describe_exit is imported from here too.
+from .worker_process import EXIT_GRACE_S, WorkerProcess, describe_exit  # noqa: F401
 
 FLUSH_INTERVAL_S = 0.5          # latencies/events reach the database at least this often
-CANCEL_GRACE_S = 1.0            # a cooperative cancel gets this long before SIGTERM ...
-KILL_GRACE_S = 2.0              # ... and SIGTERM this long before SIGKILL
 EventCallback = Callable[[dict], None]
-
-
-class WorkerProcess:
-    """One worker: spawn, feed the job, read events on a thread, cancel/kill its process group."""
-
-    def __init__(self, job: dict, log_path: Path) -> None:
-        from .worker_env import worker_environment
-        env = worker_environment(dict(os.environ, PYTHONUNBUFFERED="1"))
-        self.log_path = log_path
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "workbench.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._log, env=env, start_new_session=True)  # own group: Ctrl-C is handled by us
-        self.events: queue.Queue = queue.Queue()
-        self.proc.stdin.write((json.dumps(job) + "\n").encode())
-        self.proc.stdin.flush()
-        threading.Thread(target=self._read, daemon=True).start()
-        self._cancel_sent_at: float | None = None
-        self._term_sent_at: float | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def _read(self) -> None:
-        for raw in self.proc.stdout:
-            try:
-                self.events.put(json.loads(raw))
-            except ValueError:
-                self.events.put({"type": "log", "message": raw.decode(errors="replace").rstrip(), "t": time.monotonic()})
-        self.events.put(None)   # end of stream
-
-    def request_stop(self) -> None:
-        """Ask nicely, then escalate; call repeatedly from the event loop until the worker exits."""
-        now = time.monotonic()
-        if self._cancel_sent_at is None:
-            self._cancel_sent_at = now
-            try:
-                self.proc.stdin.write(b"cancel\n")
-                self.proc.stdin.flush()
-            except (BrokenPipeError, OSError, ValueError):
-                pass
-        elif self._term_sent_at is None and now - self._cancel_sent_at >= CANCEL_GRACE_S:
-            self._term_sent_at = now
-            self._signal(signal.SIGTERM)
-        elif self._term_sent_at is not None and now - self._term_sent_at >= KILL_GRACE_S:
-            self._signal(signal.SIGKILL)
-
-    def terminate(self) -> None:
-        self._signal(signal.SIGTERM)
-
-    def _signal(self, sig: int) -> None:
-        try:
-            os.killpg(self.proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def finish(self) -> int:
-        try:
-            code = self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._signal(signal.SIGKILL)
-            code = self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
-        self._log.close()
-        return code
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def describe_exit(code: int) -> str:
-    """Why a worker died, in words."""
-    if code < 0:
-        sig = -code
-        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
-        if sig == signal.SIGKILL:
-            return f"the worker was killed ({name}); most often the system ran out of memory (OOM killer)"
-        if sig == signal.SIGSEGV:
-            return f"the worker crashed with a segmentation fault ({name}) inside the model or a library"
-        if sig == signal.SIGABRT:
-            return f"the worker aborted ({name}) inside the model or a library"
-        return f"the worker was terminated by {name}"
-    return f"the worker exited unexpectedly with code {code}"
 
 
 class Session:
@@ -138,7 +40,7 @@ class Session:
             if (cancel is not None and cancel.is_set()) or time.monotonic() > deadline:
                 worker.request_stop()
             try:
-                event = worker.events.get(timeout=0.1)
+                event = worker.next_event(timeout=0.1)
             except queue.Empty:
                 continue
             if event is None:
@@ -186,6 +88,8 @@ class Session:
         result: dict | None = None
         error: dict | None = None
         stop_reason: str | None = None
+        result_at: float | None = None
+        exit_grace_s = EXIT_GRACE_S
         stream_open = True
         try:
             while stream_open:
@@ -196,8 +100,11 @@ class Session:
                         stop_reason = f"timed out after {spec.timeout_s:g} s (the worker hung or the run is too long)"
                     if stop_reason is not None:
                         worker.request_stop()
+                    if result_at is not None and time.monotonic() - result_at > EXIT_GRACE_S:
+                        exit_grace_s = 0.0   # measured and reported: a worker that hangs is not waited for
+                        break
                     try:
-                        event = worker.events.get(timeout=0.1)
+                        event = worker.next_event(timeout=0.1)
                     except queue.Empty:
                         writer.maybe_flush()
                         continue
@@ -212,6 +119,7 @@ class Session:
                         self.store.add_samples(run_id, event["samples"])
                     elif kind == "result":
                         result = dict(event["result"])   # a copy: the listener keeps the event as sent
+                        result_at = time.monotonic()
                     elif kind == "error":
                         error = event
                         writer.event(event)
@@ -227,15 +135,20 @@ class Session:
                     emit(event)
                 except KeyboardInterrupt:   # Ctrl-C in the CLI: stop the worker cleanly, keep the data
                     stop_reason = stop_reason or "cancelled by the user (Ctrl-C)"
-            code = worker.finish()
+            code = worker.finish(exit_grace_s)
         finally:
             sampler.stop()
             writer.flush()
         self.store.add_samples(run_id, [])  # (samples were written as they arrived)
+        warnings = self._worker_warnings(worker, run_id, emit)
 
         status, message, detail = "done", None, None
-        if result is not None and code == 0 and error is None:
+        if result is not None and error is None:
+            # Measured and reported: the result is kept whatever happened while the worker exited.
+            if code != 0 and not worker.killed_by_us:
+                warnings.append(f"after reporting its result, {describe_exit(code)}; the result is kept")
             result.update(_telemetry_summary(sampler, result))
+            result["notes"] = list(result.get("notes") or []) + warnings
         elif error is not None and error.get("kind") == "cancelled":
             status, message = "cancelled", stop_reason or error["message"]
         elif stop_reason is not None and stop_reason.startswith("cancelled"):
@@ -251,11 +164,27 @@ class Session:
             self.store.update_environment(run_id, environment)
         if status != "done":
             result = {"telemetry_status": sampler.status, "partial": True}
+            if warnings:
+                detail = "\n".join(filter(None, [detail, *warnings]))
         self.store.finish_run(run_id, status, result, message, detail)
         record = self.store.get_run(run_id)
         emit({"type": "run_finished", "run_id": run_id, "status": status, "message": message,
               "t": time.monotonic()})
         return record
+
+    def _worker_warnings(self, worker: WorkerProcess, run_id: int, emit: EventCallback) -> list[str]:
+        """What went wrong around the worker without failing the run (leftover processes, a hang at
+        exit, lines on the event channel that were not events); logged now, noted with the run."""
+        warnings = list(worker.exit_notes)
+        malformed = worker.malformed_warning()
+        if malformed:
+            warnings.append(malformed)
+        logged = [{"type": "log", "level": "warning", "message": w, "run_id": run_id, "t": time.monotonic()}
+                  for w in warnings]
+        self.store.add_events(run_id, logged)
+        for event in logged:
+            emit(event)
+        return warnings
 
 
 class _BufferedWriter:

@@ -1,8 +1,11 @@
 """The worker process: everything that touches a model runs here, never in the GUI/CLI process.
 
 Started as ``python -m workbench.worker``; reads one job (JSON) from stdin, writes events as JSON
-lines to its original stdout, and listens on stdin for ``cancel``. Anything the model or a
-library prints goes to stderr (stdout is redirected there) so it cannot corrupt the event stream.
+lines (declared in ``workbench.events``) to the pipe it got as stdout, and listens on stdin for
+``cancel``. That pipe is moved to a random high descriptor that child processes do not inherit,
+and fd 1 is pointed at stderr: what the model or a library prints, or writes to fd 1, 3, ...,
+goes to the log, not into the event stream. The worker ends with ``os._exit`` once its events are
+out, so threads the model left running cannot keep it alive.
 """
 from __future__ import annotations
 
@@ -17,8 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputShapeError, PluginError, RunCancelled, WorkbenchError
+from .errors import PluginError, RunCancelled, WorkbenchError
 from .spec import RunSpec
+
+EVENT_FD_MIN = 200      # the event channel lives at a random descriptor at or above this
+DESCRIBING = "describing the model (one call on zeros, to count its FLOPs)"
 
 
 class EventWriter:
@@ -29,10 +35,53 @@ class EventWriter:
     def __call__(self, type_: str, **payload: Any) -> None:
         payload["type"] = type_
         payload.setdefault("t", time.monotonic())
-        line = json.dumps(payload, default=_json_default)
+        # Each event starts on a fresh line: whatever reached the channel unterminated stays on
+        # its own (malformed, ignored) line instead of spoiling this event.
+        line = "\n" + json.dumps(payload, default=_json_default) + "\n"
         with self._lock:
-            self._file.write(line + "\n")
+            self._file.write(line)
             self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+
+
+def private_event_channel() -> int:
+    """Move the event pipe (fd 1 as started) to a random high descriptor, closed on exec, and point
+    fd 1 at stderr. Returns the channel's descriptor."""
+    import fcntl
+    import random
+    import resource
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    top = 4096 if soft == resource.RLIM_INFINITY else min(soft, 4096)
+    span = top - EVENT_FD_MIN - 64
+    lowest = EVENT_FD_MIN + random.SystemRandom().randrange(span) if span > 0 else 10
+    channel = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, lowest)
+    os.dup2(2, 1)
+    return channel
+
+
+class Stage:
+    """Where the worker is, in words, for failures that carry no context of their own (sys.exit)."""
+
+    PHASES = {"load": "loading the model", "reference": "computing the reference outputs",
+              "optimize": "optimizing the model", "save": "saving the optimized model",
+              "prepare": "preparing the runtime", "cold": "the first (cold) call of the model",
+              "warmup": "warming up", "measure": "measuring", "fidelity": "comparing outputs"}
+
+    def __init__(self) -> None:
+        self.now = "starting the worker"
+
+    def phase(self, name: str, detail: str = "") -> None:
+        self.now = self.PHASES.get(name, name) + (f" ({detail})" if detail else "")
+
+    def step(self, words: str) -> None:
+        """A finer step within a phase, e.g. 'importing the factory pkg.mod:fn'."""
+        self.now = words
 
 
 def _json_default(obj: Any) -> Any:
@@ -69,80 +118,100 @@ class CancelWatcher:
 
 
 def main() -> int:
-    # Keep the real stdout for events; send everything else (prints, C libraries) to stderr.
-    events_fd = os.dup(1)
-    os.dup2(2, 1)
+    emit = EventWriter(private_event_channel())
     sys.stdout = sys.stderr
-    emit = EventWriter(events_fd)
     job = json.loads(sys.stdin.readline())
     cancelled = CancelWatcher(sys.stdin)
+    stage = Stage()
     emit("started", pid=os.getpid())
     try:
         if job["job"] == "inspect":
-            inspect_job(job, emit)
+            inspect_job(job, emit, stage)
         else:
-            run_job(job, emit, cancelled)
+            run_job(job, emit, cancelled, stage)
         return 0
     except RunCancelled as exc:
         emit("error", kind="cancelled", message=str(exc) or "cancelled")
         return 0
     except WorkbenchError as exc:
-        emit("error", kind=type(exc).__name__, message=str(exc))
+        cause = exc.__cause__    # the model's own exception, when there was one: keep where it came from
+        emit("error", kind=type(exc).__name__, message=str(exc),
+             **({"traceback": "".join(traceback.format_exception(cause))} if cause is not None else {}))
         return 0
     except SystemExit as exc:  # a model calling sys.exit() must not look like success
-        emit("error", kind="SystemExit", message=f"the model called sys.exit({exc.code!r})")
+        emit("error", kind="SystemExit", message=f"the model called sys.exit({exc.code!r}) while {stage.now}",
+             traceback=traceback.format_exc())
         return 1
     except BaseException as exc:  # noqa: BLE001 - report every failure with its traceback
         emit("error", kind="exception", message=f"{type(exc).__name__}: {exc}".strip(),
              traceback=traceback.format_exc())
         return 1
+    finally:
+        emit.close()
+
+
+def exit_now(code: int) -> None:
+    """End the process once the events are out: no waiting for threads the model left running,
+    nor for the interpreter's slow teardown of torch."""
+    for stream in (sys.stderr, sys.__stdout__):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 # ---------------------------------------------------------------------------------------------
-def inspect_job(job: dict, emit) -> None:
+def inspect_job(job: dict, emit, stage: Stage) -> None:
     """Load a model and describe it (the GUI's Model panel) without measuring."""
     from .models.describe import describe_model
     from .models.loaders import load_model
     spec = RunSpec.from_dict(job["spec"])
+    stage.phase("load")
     emit("phase", phase="load", message=f"loading {spec.model}")
-    loaded = load_model(spec.model, spec.factory, spec.trust_pickle)
+    loaded = load_model(spec.model, spec.factory, spec.trust_pickle, on_step=stage.step)
+    stage.step(DESCRIBING)
     info = describe_model(loaded, spec)
     emit("result", result={"model_info": info.to_dict()})
 
 
-def run_job(job: dict, emit, cancelled) -> None:
+def run_job(job: dict, emit, cancelled, stage: Stage) -> None:
     import torch
 
-    from .fidelity import compare_outputs
-    from .inputs import batched, build_inputs, load_npz, resolve_specs
+    from .fidelity import collect_outputs, compare_outputs
+    from .inputs import build_inputs, load_npz, resolve_specs
     from .measure import MeasureSettings, measure
     from .models.describe import describe_model
     from .models.loaders import load_model
     from .models.save import save_model
     from .plugins import PluginContext, build_chain
     from .runtimes import create_runtime
+    from .runtimes.base import model_call_error
     from .stats import compute_latency_stats
 
     spec = RunSpec.from_dict(job["spec"])
     workdir = Path(job["workdir"])
     workdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(spec.seed)
+    default_threads = torch.get_num_threads()     # before the model can change it
     notes: list[str] = []
 
-    def phase(name: str, message: str = "") -> None:
+    def phase(name: str, message: str = "", detail: str = "") -> None:
         if cancelled():
             raise RunCancelled("cancelled by the user")
+        stage.phase(name, detail)
         emit("phase", phase=name, message=message)
 
     # -- load ----------------------------------------------------------------------------------
     phase("load", f"loading {spec.model}")
-    loaded = load_model(spec.model, spec.factory, spec.trust_pickle)
+    loaded = load_model(spec.model, spec.factory, spec.trust_pickle, on_step=stage.step)
     notes += loaded.notes
     batch = spec.batch or loaded.default_batch
     specs = resolve_specs(spec.inputs, loaded.inputs, batch)
     data = load_npz(spec.data) if spec.data else loaded.data
     inputs = build_inputs(specs, data, spec.seed)
-    threads = spec.threads or torch.get_num_threads()
+    threads = spec.threads or default_threads
+    stage.step(DESCRIBING)
     original_info = describe_model(loaded, spec, specs)
     emit("model_info", stage="original", info=original_info.to_dict())
 
@@ -151,7 +220,7 @@ def run_job(job: dict, emit, cancelled) -> None:
     ref_runtime_name = "onnxruntime" if loaded.kind == "onnx" else "torch"
     reference_runtime = create_runtime(ref_runtime_name, spec.device, "float32", threads)
     reference_runtime.prepare(loaded.model, inputs.measure)
-    reference = _infer_all(reference_runtime, inputs.fidelity, specs[0].shape[0], batched)
+    reference = collect_outputs(reference_runtime, inputs.fidelity, specs[0].shape[0])
     del reference_runtime
 
     # -- optimize ------------------------------------------------------------------------------
@@ -166,7 +235,7 @@ def run_job(job: dict, emit, cancelled) -> None:
             cancelled=cancelled, emit=lambda kind, payload: emit(kind, **payload))
         for index, step in enumerate(chain):
             name = step.name + (" (auto-inserted)" if step.auto_inserted else "")
-            phase("optimize", f"step {index + 1}/{len(chain)}: {name}")
+            phase("optimize", f"step {index + 1}/{len(chain)}: {name}", detail=f"step {index + 1}: {name}")
 
             def progress(fraction: float, message: str, _i=index) -> None:
                 emit("progress", phase="optimize", step=_i, fraction=float(fraction), message=message)
@@ -184,6 +253,7 @@ def run_job(job: dict, emit, cancelled) -> None:
             reports.append(report_dict)
             emit("plugin_report", report=report_dict)
         loaded.model, loaded.kind = model, fmt
+        stage.step(DESCRIBING.replace("the model", "the optimized model"))
         optimized_info = describe_model(loaded, spec, specs)
         emit("model_info", stage="optimized", info=optimized_info.to_dict())
     else:
@@ -209,28 +279,35 @@ def run_job(job: dict, emit, cancelled) -> None:
         notes.append("timed phase extended to 3 s on GPU so energy per inference can be measured")
     seen = {"measure": 0}
     current = {"phase": None}
+    threads_while_timing: list[int] = []    # read after each timed batch: the model may change them
 
     def on_batch(kind: str, values: list[int]) -> None:
         if kind != current["phase"]:
             current["phase"] = kind
+            stage.phase(kind)
             emit("phase", phase=kind, message="")
         seen[kind] = seen.get(kind, 0) + len(values)
         emit("latency_batch", phase=kind, values_ns=values)
         if kind == "measure":
+            in_force = runtime.threads_in_force()
+            if in_force is not None:
+                threads_while_timing.append(in_force)
             emit("progress", phase="measure", fraction=min(1.0, seen["measure"] / spec.iters), message="")
 
+    stage.phase("measure")
     try:
         with runtime.timing_context()():
             result = measure(runtime.call, runtime.timer_kind, settings, runtime.synchronize, on_batch, cancelled)
     except WorkbenchError:
         raise
     except Exception as exc:
-        if seen.get("cold", 0) == 0:   # the very first call failed: almost always the inputs
-            given = ", ".join(str(s) for s in specs)
-            expected = ", ".join(str(s) for s in loaded.inputs) or "not declared by the model"
-            raise InputShapeError(f"the model rejected inputs {given} (model expects: {expected}): "
-                                  f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from None
-        raise
+        calls = sum(n for k, n in seen.items() if k != "measure") + seen["measure"]
+        raise model_call_error(exc, ", ".join(str(s) for s in specs),
+                               ", ".join(str(s) for s in loaded.inputs) or None,
+                               calls_before=calls) from exc
+    threads_note = _threads_note(threads, threads_while_timing)
+    if threads_note:
+        notes.append(threads_note)
     if cancelled():
         raise RunCancelled("cancelled by the user")
     emit("measure_window", t_start=result.t_start, t_end=result.t_end, iterations=result.iterations,
@@ -240,8 +317,8 @@ def run_job(job: dict, emit, cancelled) -> None:
     # -- fidelity ------------------------------------------------------------------------------
     phase("fidelity", "comparing outputs with the unoptimized model")
     with runtime.timing_context()():
-        outputs = _infer_all(runtime, inputs.fidelity, specs[0].shape[0], batched)
-    fidelity = compare_outputs(reference, outputs, inputs.labels)
+        outputs = collect_outputs(runtime, inputs.fidelity, specs[0].shape[0])
+    fidelity = compare_outputs(reference, outputs, inputs.labels, optimized=bool(chain))
     flags = []
     if fidelity.nonfinite_outputs:
         flags.append(f"model outputs contain NaN/Inf ({fidelity.nonfinite_outputs} values)")
@@ -249,6 +326,12 @@ def run_job(job: dict, emit, cancelled) -> None:
         flags.append("the unoptimized model's own outputs contain NaN/Inf")
 
     stats = compute_latency_stats(result.latencies_ns, batch=specs[0].shape[0], seed=spec.seed)
+    lingering = [t.name for t in threading.enumerate()
+                 if t.is_alive() and not t.daemon and t is not threading.main_thread()]
+    if lingering:
+        notes.append(f"the model left {len(lingering)} thread{'s' if len(lingering) > 1 else ''} running "
+                     f"({', '.join(lingering[:5])}); the worker ended {'them' if len(lingering) > 1 else 'it'} "
+                     "by exiting after the measurement")
     emit("result", result={
         "latency": stats.to_dict(),
         "cold_ms": result.cold_ns / 1e6,
@@ -264,7 +347,7 @@ def run_job(job: dict, emit, cancelled) -> None:
         "runtime": runtime.info(),
         "runtime_name": runtime_name,
         "device_memory": runtime.memory(),
-        "threads": threads,
+        "threads": threads_while_timing[-1] if threads_while_timing else threads,
         "artifact": artifact,
         "notes": notes,
         "flags": flags,
@@ -272,11 +355,15 @@ def run_job(job: dict, emit, cancelled) -> None:
     })
 
 
-def _infer_all(runtime, arrays: list[np.ndarray], batch: int, batched) -> np.ndarray:
-    outs = []
-    for chunk, valid in batched(arrays, batch):
-        outs.append(runtime.infer(chunk)[:valid])
-    return np.concatenate(outs)
+def _threads_note(asked: int, in_force: list[int]) -> str | None:
+    """A note when the threads in force while timing are not the ones asked for."""
+    distinct = sorted(set(in_force))
+    if not distinct or distinct == [asked]:
+        return None
+    during = str(distinct[0]) if len(distinct) == 1 else f"between {distinct[0]} and {distinct[-1]}"
+    return (f"the model changed torch's thread count itself: {asked} thread{'s' if asked > 1 else ''} asked, "
+            f"{during} in force while timing; the run records {in_force[-1]} (the threads the latencies "
+            "were measured with)")
 
 
 def _worker_environment() -> dict:
@@ -297,4 +384,4 @@ def _worker_environment() -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

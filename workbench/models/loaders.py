@@ -4,15 +4,24 @@ Formats: TorchScript archives, ``torch.export`` programs (.pt2), ONNX, a state_d
 (.pt/.pth/.safetensors) plus a ``package.module:callable`` factory, a fully pickled
 ``nn.Module`` (only with ``trust_pickle``), and ``demo:NAME``. Nothing is unpickled with code
 execution unless the user opted in: ``torch.load`` always runs with ``weights_only=True`` first.
+
+A file is identified by its content before it is loaded (``identify_file``), so a message says
+what the file really is. Advice to trust a pickle is only given for a file that parses as a
+pickle and names Python classes or functions; no library's advice to switch a safety off
+(``weights_only=False``, ``allow_pickle=True``) is ever passed on (``error_detail``).
 """
 from __future__ import annotations
 
 import importlib
+import io
 import os
+import pickletools
+import re
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ModelLoadError
 from ..spec import InputSpec
@@ -35,23 +44,114 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)
 
 
-def load_model(source: str, factory: str | None = None, trust_pickle: bool = False) -> LoadedModel:
+TORCH_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".bin", ".ckpt", ".pt2", ".safetensors")
+# What each content kind is, in words, and the suffix a file of that kind should have.
+KINDS = {
+    "torchscript": ("a TorchScript archive", ".pt"),
+    "pt2": ("a torch.export program", ".pt2"),
+    "torch_zip": ("a PyTorch checkpoint (torch.save archive)", ".pt"),
+    "pickle": ("a Python pickle (e.g. a torch.save file in the old format)", ".pt"),
+    "onnx": ("an ONNX file", ".onnx"),
+    "safetensors": ("a safetensors file", ".safetensors"),
+    "npz": ("a NumPy .npz archive (data, not a model: pass it with --data)", None),
+    "zip": ("a zip archive with no model inside (no data.pkl, TorchScript code or torch.export program)", None),
+    "broken_zip": ("a truncated or corrupt zip archive", None),
+}
+
+
+def load_model(source: str, factory: str | None = None, trust_pickle: bool = False,
+               on_step: Callable[[str], None] | None = None) -> LoadedModel:
+    """Load ``source``; ``on_step(words)`` hears which step runs code from the model (e.g.
+    'importing the factory pkg.mod:fn'), so a failure without context can say where it happened."""
     if source.startswith("demo:"):
         return _load_demo(source[5:])
     path = Path(source).expanduser()
     _check_readable(path)
     suffix = path.suffix.lower()
+    kind = identify_file(path)
+    if kind == "onnx":
+        if suffix in TORCH_SUFFIXES:
+            raise ModelLoadError(f"{path.name} is an ONNX file, not a PyTorch file; rename it {path.stem}.onnx")
+        return _load_onnx(path)
     if suffix == ".onnx":
-        return _load_onnx(path)
-    if suffix == ".pt2":
+        if kind == "unknown":
+            return _load_onnx(path)     # says why it does not parse
+        raise ModelLoadError(f"{path.name} is not an ONNX file: it is {_what(kind)}"
+                             + (f"; rename it {path.stem}{KINDS[kind][1]}" if KINDS[kind][1] else ""))
+    if kind == "pt2" or (suffix == ".pt2" and kind == "unknown"):
         return _load_exported_program(path)
-    if suffix == ".safetensors":
-        return _load_state_dict(_read_safetensors(path), path, factory)
-    if suffix in (".pt", ".pth", ".ts", ".torchscript", ".bin", ".ckpt") or zipfile.is_zipfile(path):
-        return _load_torch_file(path, factory, trust_pickle)
-    if _looks_like_onnx(path):
-        return _load_onnx(path)
+    if kind == "safetensors" or (suffix == ".safetensors" and kind == "unknown"):
+        return _load_state_dict(_read_safetensors(path), path, factory, on_step)
+    if kind in ("torchscript", "torch_zip", "pickle"):
+        return _load_torch_file(path, kind, factory, trust_pickle, on_step)
+    what = f"it is {_what(kind)}" if kind != "unknown" else _sniff(path)
+    if suffix in TORCH_SUFFIXES:
+        raise ModelLoadError(f"{path.name} is not a PyTorch file: {what}")
+    if kind != "unknown":
+        raise ModelLoadError(f"{path.name} is not a model file: {what}. Supported: {SUPPORTED}")
     raise ModelLoadError(f"unrecognized model format: {path.name}. Supported: {SUPPORTED}")
+
+
+def _what(kind: str) -> str:
+    return KINDS[kind][0]
+
+
+# -- what a file is, from its bytes -------------------------------------------------------------
+def identify_file(path: Path) -> str:
+    """torchscript | pt2 | torch_zip | pickle | onnx | safetensors | npz | zip | broken_zip | unknown."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    size = path.stat().st_size
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "broken_zip"
+        return _zip_kind(names)
+    if head.startswith(b"PK\x03\x04"):
+        return "broken_zip"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:   # PROTO opcode, protocol 2-5
+        return "pickle"
+    if len(head) >= 9:
+        (header_len,) = struct.unpack("<Q", head[:8])
+        if 2 <= header_len <= size - 8 and head[8:9] == b"{":
+            return "safetensors"
+    if _looks_like_onnx(path):
+        return "onnx"
+    return "unknown"
+
+
+def _zip_kind(names: list[str]) -> str:
+    if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+        return "torchscript"
+    if any(n == "archive_format" or n.endswith("/archive_format") for n in names):
+        return "pt2"
+    if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        return "torch_zip"
+    if names and all(n.endswith(".npy") for n in names):
+        return "npz"
+    return "zip"
+
+
+# Magic numbers of files people mistake for models, to say what a file looks like instead.
+_MAGIC = ((b"\x1f\x8b", "gzip-compressed data"), (b"\x89HDF", "an HDF5 file (a Keras .h5 model?)"),
+          (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"%PDF", "a PDF document"),
+          (b"\x93NUMPY", "a NumPy .npy array"), (b"GGUF", "a GGUF (llama.cpp) model"))
+
+
+def _sniff(path: Path) -> str:
+    with open(path, "rb") as f:
+        head = f.read(512)
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return f"it is {what}"
+    if head[4:8] == b"TFL3":
+        return "it is a TensorFlow Lite model"
+    if all(32 <= b < 127 or b in b"\r\n\t" for b in head):
+        return "it is a text file"
+    return ("it is neither a zip archive (torch.save, TorchScript) nor a pickle; the file is truncated, "
+            "corrupt or in another format")
 
 
 # -- files --------------------------------------------------------------------------------------
@@ -67,12 +167,14 @@ def _check_readable(path: Path) -> None:
 
 
 def _looks_like_onnx(path: Path) -> bool:
+    """Parses as an ONNX ModelProto with an IR version and a graph (protobuf parses much junk)."""
     try:
         import onnx
-        onnx.load(str(path), load_external_data=False)
-        return True
+        model = onnx.load(str(path), load_external_data=False)
     except Exception:
         return False
+    graph = model.graph if model.HasField("graph") else None
+    return model.ir_version > 0 and graph is not None and (len(graph.node) > 0 or len(graph.output) > 0)
 
 
 # -- demo ---------------------------------------------------------------------------------------
@@ -101,11 +203,11 @@ def _load_onnx(path: Path) -> LoadedModel:
         model = onnx.load(str(path))
     except Exception as exc:
         raise ModelLoadError(f"{path.name} is not a readable ONNX file (truncated or another format?): "
-                             f"{_first_line(exc)}") from None
+                             f"{error_detail(exc)}") from None
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
-        raise ModelLoadError(f"{path.name}: the ONNX graph fails onnx.checker: {_first_line(exc)}") from None
+        raise ModelLoadError(f"{path.name}: the ONNX graph fails onnx.checker: {error_detail(exc)}") from None
     notes = []
     moved = constants_to_initializers(model)
     if moved:
@@ -185,7 +287,8 @@ def _load_exported_program(path: Path) -> LoadedModel:
     try:
         program = torch.export.load(str(path))
     except Exception as exc:
-        raise ModelLoadError(f"{path.name} is not a loadable torch.export program (.pt2): {_first_line(exc)}") from None
+        raise ModelLoadError(f"{path.name} is not a loadable torch.export program (.pt2): "
+                             f"{error_detail(exc)}") from None
     inputs = []
     for node in program.graph.nodes:
         if node.op == "placeholder" and node.name in program.graph_signature.user_inputs:
@@ -196,43 +299,107 @@ def _load_exported_program(path: Path) -> LoadedModel:
     return LoadedModel(program.module(), "pt2", "torch", inputs, bool(inputs))
 
 
-def _is_torchscript_archive(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return False
-    return any(n.endswith("constants.pkl") or "/code/" in n for n in names)
-
-
-def _load_torch_file(path: Path, factory: str | None, trust_pickle: bool) -> LoadedModel:
-    import pickle
-
+def _load_torch_file(path: Path, kind: str, factory: str | None, trust_pickle: bool,
+                     on_step: Callable[[str], None] | None) -> LoadedModel:
     import torch
-    if zipfile.is_zipfile(path) and _is_torchscript_archive(path):
+    if kind == "torchscript":
         try:
             module = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:
-            raise ModelLoadError(f"{path.name}: TorchScript archive failed to load: {_first_line(exc)}") from None
+            raise ModelLoadError(f"{path.name}: TorchScript archive failed to load: {error_detail(exc)}") from None
         return LoadedModel(module.eval(), "torchscript", "torch", [], False)
+    scan = scan_pickle(path, kind)
+    if not scan.valid:
+        raise ModelLoadError(f"{path.name} is not a PyTorch file: it starts like {_what(kind)} but its pickle "
+                             "does not parse (truncated or corrupt?)")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "weights_only" not in str(exc) and "Unsupported global" not in str(exc):
-            raise ModelLoadError(f"{path.name} is not a PyTorch file (truncated or corrupt?): {_first_line(exc)}") from None
-        if not trust_pickle:
-            raise ModelLoadError(f"{path.name} contains pickled Python objects (a full model, not just weights). "
-                                 + TRUST_HINT) from None
-        obj = _load_trusted_pickle(path)
     except Exception as exc:
-        raise ModelLoadError(f"{path.name} is not a PyTorch file (truncated or corrupt?): {_first_line(exc)}") from None
+        code = _code_globals(scan.globals)
+        if not code:    # a valid pickle of weights only: what failed is not about code
+            raise ModelLoadError(f"{path.name} is not a loadable PyTorch file (truncated or corrupt?): "
+                                 f"{error_detail(exc)}") from None
+        if not trust_pickle:
+            raise ModelLoadError(f"{path.name} contains pickled Python objects (a full model, not just weights: "
+                                 f"{', '.join(code[:3])}{', ...' if len(code) > 3 else ''}). " + TRUST_HINT) from None
+        if on_step:
+            on_step(f"unpickling {path.name} (--trust-pickle: its code runs)")
+        obj = _load_trusted_pickle(path)
     if isinstance(obj, torch.nn.Module):
         return LoadedModel(obj.eval(), "pickle", "torch", [], False,
                            notes=["loaded with --trust-pickle (code from the file was executed)"])
     state = _state_dict_of(obj)
     if state is None:
         raise ModelLoadError(f"{path.name} holds a {type(obj).__name__}, not a model or a state_dict")
-    return _load_state_dict(state, path, factory)
+    return _load_state_dict(state, path, factory, on_step)
+
+
+@dataclass
+class PickleScan:
+    valid: bool             # the (first) pickle parses to its STOP with a consistent stack
+    globals: list[str]      # "module.name" of every class/function it references
+
+
+def scan_pickle(path: Path, kind: str) -> PickleScan:
+    """Parse the pickle in ``path`` without running it: torch.save's data.pkl for a zip, else the
+    pickles at the start of the file (the old torch.save format writes several, then raw bytes)."""
+    try:
+        if kind == "torch_zip":
+            with zipfile.ZipFile(path) as archive:
+                name = next(n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl"))
+                data = archive.read(name)
+        else:
+            data = path.read_bytes()
+    except (OSError, zipfile.BadZipFile, StopIteration):
+        return PickleScan(False, [])
+    stream = io.BytesIO(data)
+    found: list[str] = []
+    for index in range(8):
+        start = stream.tell()
+        if start >= len(data) or data[start:start + 1] != b"\x80":
+            break
+        try:
+            pickletools.dis(stream, out=_NullWriter())     # validates opcodes and the stack
+        except Exception:
+            if index == 0:
+                return PickleScan(False, [])
+            break
+        found += _pickle_globals(data[start:stream.tell()])
+    return PickleScan(True, list(dict.fromkeys(found)))
+
+
+class _NullWriter:
+    def write(self, text: str) -> None:
+        pass
+
+
+def _pickle_globals(data: bytes) -> list[str]:
+    """The globals a (valid) pickle references: GLOBAL args, and STACK_GLOBAL's two last strings."""
+    names, strings, memo = [], [], {}
+    for op, arg, _pos in pickletools.genops(data):
+        if op.name == "GLOBAL":
+            names.append(arg.replace(" ", "."))
+        elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+            names.append(f"{strings[-2]}.{strings[-1]}")
+        elif isinstance(arg, str) and op.name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"):
+            strings.append(arg)
+        elif op.name == "MEMOIZE" and strings:
+            memo[len(memo)] = strings[-1]
+        elif op.name in ("BINGET", "LONG_BINGET", "GET") and arg in memo:
+            strings.append(memo[arg])
+    return names
+
+
+def _code_globals(names: list[str]) -> list[str]:
+    """The globals torch's weights-only unpickler refuses: the classes/functions that make a
+    pickle more than weights."""
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals, _get_user_allowed_globals
+        allowed = set(_get_allowed_globals()) | set(_get_user_allowed_globals())
+    except Exception:   # a private API: without it, every global counts
+        allowed = set()
+    # Protocol-2 pickles spell builtins as __builtin__ (torch maps it back).
+    return [n for n in names if n not in allowed and n.replace("__builtin__.", "builtins.") not in allowed]
 
 
 def _load_trusted_pickle(path: Path) -> Any:
@@ -241,7 +408,7 @@ def _load_trusted_pickle(path: Path) -> Any:
         return torch.load(str(path), map_location="cpu", weights_only=False)
     except Exception as exc:
         raise ModelLoadError(f"{path.name}: unpickling failed (its classes must be importable): "
-                             f"{_first_line(exc)}") from None
+                             f"{error_detail(exc)}") from None
 
 
 def _state_dict_of(obj: Any) -> dict | None:
@@ -261,43 +428,55 @@ def _read_safetensors(path: Path) -> dict:
         from safetensors.torch import load_file
         return load_file(str(path))
     except Exception as exc:
-        raise ModelLoadError(f"{path.name} is not a valid safetensors file (truncated?): {_first_line(exc)}") from None
+        raise ModelLoadError(f"{path.name} is not a valid safetensors file (truncated?): {error_detail(exc)}") from None
 
 
-def _load_state_dict(state: dict, path: Path, factory: str | None) -> LoadedModel:
+def _load_state_dict(state: dict, path: Path, factory: str | None,
+                     on_step: Callable[[str], None] | None = None) -> LoadedModel:
     if not factory:
         raise ModelLoadError(f"{path.name} holds only weights (a state_dict with {len(state)} tensors). "
                              "Pass --factory package.module:callable that builds the module to load them into")
-    module = build_from_factory(factory)
+    module = build_from_factory(factory, on_step)
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ModelLoadError(f"the weights in {path.name} do not fit the module built by {factory}: "
-                             f"{_first_line(exc)}") from None
+                             f"{error_detail(exc)}") from None
     return LoadedModel(module.eval(), "state_dict", "torch", [], False)
 
 
-def build_from_factory(factory: str) -> Any:
+def build_from_factory(factory: str, on_step: Callable[[str], None] | None = None) -> Any:
     """Import ``package.module:callable`` and call it with no arguments."""
     import torch
+    step = on_step or (lambda words: None)
     module_name, _, attr = factory.partition(":")
     if not module_name or not attr:
         raise ModelLoadError(f"bad factory {factory!r}: expected package.module:callable")
     try:
+        step(f"importing the factory {factory}")
         target = importlib.import_module(module_name)
         for part in attr.split("."):
             target = getattr(target, part)
     except (ImportError, AttributeError) as exc:
         raise ModelLoadError(f"cannot import factory {factory!r}: {type(exc).__name__}: {exc}") from None
     try:
+        step(f"calling the factory {factory}")
         module = target()
     except Exception as exc:
-        raise ModelLoadError(f"factory {factory!r} raised {type(exc).__name__}: {_first_line(exc)}") from None
+        raise ModelLoadError(f"factory {factory!r} raised {type(exc).__name__}: {error_detail(exc)}") from None
     if not isinstance(module, torch.nn.Module):
         raise ModelLoadError(f"factory {factory!r} returned {type(module).__name__}, not a torch.nn.Module")
     return module
 
 
-def _first_line(exc: BaseException) -> str:
+# Sentences in library errors that advise switching a safety off; never shown to the user.
+_UNSAFE_ADVICE = re.compile(r"weights_only|allow_pickle|trusted source|arbitrary code", re.IGNORECASE)
+
+
+def error_detail(exc: BaseException) -> str:
+    """The first line of a library's error, without any sentence advising to switch a safety off."""
     text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else ""
+    kept = [s for s in re.split(r"(?<=[.!?])\s+", line) if not _UNSAFE_ADVICE.search(s)]
+    line = " ".join(kept).strip()
+    return line[:300] if line else type(exc).__name__

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DeviceError, InputShapeError
-from .base import Runtime
+from .base import Runtime, model_call_error
 
 
 class OnnxRuntime(Runtime):
@@ -78,8 +78,7 @@ class OnnxRuntime(Runtime):
         except Exception as exc:
             expected = ", ".join(f"{i.name} {i.shape}" for i in self.session.get_inputs())
             given = ", ".join("x".join(map(str, a.shape)) for a in inputs)
-            raise InputShapeError(f"the model rejected inputs of shape {given} (it expects {expected}): "
-                                  f"{_first_line(exc)}") from None
+            raise model_call_error(exc, given, expected) from exc
         return np.asarray(out, dtype=np.float32)
 
     def info(self) -> dict:

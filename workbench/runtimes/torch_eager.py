@@ -5,8 +5,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DeviceError, InputShapeError
-from .base import Runtime, first_output
+from ..errors import DeviceError
+from .base import Runtime, model_call_error, output_array
 
 _TORCH_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
@@ -67,10 +67,14 @@ class TorchRuntime(Runtime):
     def infer(self, inputs: list[np.ndarray]) -> np.ndarray:
         with self.torch.no_grad():
             try:
-                out = first_output(self.model(*self.to_tensors(inputs)))
+                outputs = self.model(*self.to_tensors(inputs))
             except Exception as exc:
-                raise InputShapeError(_shape_message(exc, inputs)) from None
-        return out.detach().float().cpu().numpy()
+                given = ", ".join("x".join(map(str, a.shape)) + f":{a.dtype}" for a in inputs)
+                raise model_call_error(exc, given) from exc
+            return output_array(outputs)
+
+    def threads_in_force(self) -> int | None:
+        return self.torch.get_num_threads()
 
     def synchronize(self) -> None:
         if self.device.startswith("cuda"):
@@ -121,9 +125,3 @@ def _is_quantized_cpu_module(model: Any) -> bool:
         return any("quantized" in type(m).__module__ for m in model.modules())
     except Exception:
         return False
-
-
-def _shape_message(exc: Exception, inputs: list[np.ndarray]) -> str:
-    given = ", ".join("x".join(map(str, a.shape)) + f":{a.dtype}" for a in inputs)
-    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-    return f"the model rejected inputs of shape {given}: {text}"

@@ -50,7 +50,7 @@ class Session:
             elif event["type"] == "error":
                 error = event
         code = worker.finish()
-        if result is not None:
+        if result is not None and isinstance(result.get("model_info"), dict):
             return result["model_info"]
         if error is not None:
             raise WorkbenchError(error["message"])

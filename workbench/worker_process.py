@@ -144,6 +144,8 @@ class WorkerProcess:
         pid, and so its process group id, cannot be reused by an unrelated process."""
         if self.proc.returncode is not None:
             return True
+        if not hasattr(os, "waitid"):     # macOS before Python 3.13: reap (the pid is then free sooner)
+            return self.proc.poll() is not None
         try:
             return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
         except ChildProcessError:

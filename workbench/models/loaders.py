@@ -347,24 +347,30 @@ def scan_pickle(path: Path, kind: str) -> PickleScan:
         if kind == "torch_zip":
             with zipfile.ZipFile(path) as archive:
                 name = next(n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl"))
-                data = archive.read(name)
-        else:
-            data = path.read_bytes()
+                return _scan_stream(io.BytesIO(archive.read(name)))
+        with open(path, "rb") as stream:
+            return _scan_stream(stream)
     except (OSError, zipfile.BadZipFile, StopIteration):
         return PickleScan(False, [])
-    stream = io.BytesIO(data)
+
+
+def _scan_stream(stream: Any) -> PickleScan:
     found: list[str] = []
     for index in range(8):
         start = stream.tell()
-        if start >= len(data) or data[start:start + 1] != b"\x80":
+        if stream.read(1) != b"\x80":
             break
+        stream.seek(start)
         try:
             pickletools.dis(stream, out=_NullWriter())     # validates opcodes and the stack
         except Exception:
             if index == 0:
                 return PickleScan(False, [])
             break
-        found += _pickle_globals(data[start:stream.tell()])
+        end = stream.tell()
+        stream.seek(start)
+        found += _pickle_globals(stream)
+        stream.seek(end)
     return PickleScan(True, list(dict.fromkeys(found)))
 
 
@@ -373,7 +379,7 @@ class _NullWriter:
         pass
 
 
-def _pickle_globals(data: bytes) -> list[str]:
+def _pickle_globals(data: Any) -> list[str]:
     """The globals a (valid) pickle references: GLOBAL args, and STACK_GLOBAL's two last strings."""
     names, strings, memo = [], [], {}
     for op, arg, _pos in pickletools.genops(data):

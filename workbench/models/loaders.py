@@ -150,8 +150,8 @@ def _sniff(path: Path) -> str:
         return "it is a TensorFlow Lite model"
     if all(32 <= b < 127 or b in b"\r\n\t" for b in head):
         return "it is a text file"
-    return ("it is neither a zip archive (torch.save, TorchScript) nor a pickle; the file is truncated, "
-            "corrupt or in another format")
+    return ("it is not a zip archive (torch.save, TorchScript) nor an old-style torch.save file; the file is "
+            "truncated, corrupt or in another format")
 
 
 # -- files --------------------------------------------------------------------------------------
@@ -310,8 +310,8 @@ def _load_torch_file(path: Path, kind: str, factory: str | None, trust_pickle: b
         return LoadedModel(module.eval(), "torchscript", "torch", [], False)
     scan = scan_pickle(path, kind)
     if not scan.valid:
-        raise ModelLoadError(f"{path.name} is not a PyTorch file: it starts like {_what(kind)} but its pickle "
-                             "does not parse (truncated or corrupt?)")
+        raise ModelLoadError(f"{path.name} is not a PyTorch file: it begins like a torch.save file but its "
+                             "content does not parse (truncated or corrupt?)")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:

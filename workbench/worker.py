@@ -143,7 +143,7 @@ def main() -> int:
              traceback=traceback.format_exc())
         return 1
     except BaseException as exc:  # noqa: BLE001 - report every failure with its traceback
-        emit("error", kind="exception", message=f"{type(exc).__name__}: {exc}".strip(),
+        emit("error", kind="exception", message=f"{type(exc).__name__}: {str(exc).strip()} (while {stage.now})",
              traceback=traceback.format_exc())
         return 1
     finally:
@@ -384,4 +384,9 @@ def _worker_environment() -> dict:
 
 
 if __name__ == "__main__":
-    exit_now(main())
+    try:
+        exit_code = main()
+    except BaseException:   # noqa: BLE001 - e.g. the event pipe broke because the parent is gone
+        traceback.print_exc()
+        exit_code = 1
+    exit_now(exit_code)

@@ -57,7 +57,7 @@ def test_bench_json_runs_show_compare(tmp_path, tiny):
     (["bench", "missing.onnx"], 2, "model file not found: missing.onnx"),
     (["bench", "demo:x", "--device", "tpu"], 2, "bad device 'tpu'"),
     (["bench", "demo:x", "--input", "1xqx3"], 2, "bad input spec"),
-    (["bench", "demo:x", "--plugin", "nosuchplugin"], 2, "unknown plugin 'nosuchplugin'"),
+    (["bench", "demo:digits-cnn", "--plugin", "nosuchplugin"], 2, "unknown plugin 'nosuchplugin'"),
     (["show", "999"], 2, "no run with id 999"),
     (["bench"], 2, "the following arguments are required: model"),
 ])

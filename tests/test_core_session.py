@@ -189,7 +189,7 @@ def test_kill_9_of_the_parent_loses_at_most_about_a_second(tmp_path, tiny):
             break
         time.sleep(0.1)
     assert not _alive(worker_pid)
-    assert store.mark_stale_running() == 1 and store.get_run(run.id).status == "failed"
+    assert store.settle_orphaned_runs() == 1 and store.get_run(run.id).status == "failed"
 
 
 def _alive(pid: int) -> bool:

@@ -497,3 +497,39 @@ def test_a_gpu_run_is_judged_by_its_one_launching_thread():
     sampler.samples = window_samples(60.0, 200.0)
     merged = _telemetry_summary(sampler, result)
     assert merged["flags"][0].startswith("CPU contention: the worker got 0.6 of the 1 core its 1 thread could use")
+
+
+# -- a store that fills up while a run is streaming ------------------------------------------------
+def test_a_disk_that_fills_up_mid_run_stops_the_worker_and_says_why(tmp_path):
+    """The store fails while latencies stream in: the session stops the worker (none is left
+    running) and either records the run as failed with the reason or, when even that write
+    fails, raises the StoreError, never a raw sqlite error."""
+    import os
+
+    from workbench.errors import StoreError
+    from workbench.session import Session
+    from workbench.spec import RunSpec
+
+    from core_fixtures import make_tiny_models
+    tiny = make_tiny_models(tmp_path)
+    store = ResultsStore(tmp_path / "runs.sqlite")
+    worker_pids: list[int] = []
+
+    def fill_the_disk(event: dict) -> None:
+        if event["type"] == "started":
+            worker_pids.append(event["pid"])
+        if event["type"] == "phase" and event["phase"] == "measure":
+            pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+            store._db.execute(f"PRAGMA max_page_count = {pages}")
+
+    spec = RunSpec(model=str(tiny["onnx"]), inputs=[], batch=2, iters=10**8, duration_s=300, threads=1,
+                   timeout_s=240)
+    try:
+        record = Session(store).run(spec, on_event=fill_the_disk)
+    except StoreError as exc:
+        assert "full" in str(exc)
+    else:
+        assert record.status == "failed" and "full" in record.error
+    assert worker_pids
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker_pids[0], 0)

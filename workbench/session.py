@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from .errors import WorkbenchError
+from .errors import StoreError, WorkbenchError
 from .spec import RunSpec
 from .store import ResultsStore, RunRecord
 # describe_exit is imported from here too.
@@ -91,11 +91,13 @@ class Session:
         result_at: float | None = None
         exit_grace_s = EXIT_GRACE_S
         stream_open = True
+        code: int | None = None
+        store_failure: StoreError | None = None
         try:
             while stream_open:
                 try:
                     if stop_reason is None and cancel.is_set():
-                        stop_reason = "cancelled by the user"
+                        stop_reason = getattr(cancel, "reason", None) or "cancelled by the user"
                     if stop_reason is None and spec.timeout_s and time.monotonic() - started > spec.timeout_s:
                         stop_reason = f"timed out after {spec.timeout_s:g} s (the worker hung or the run is too long)"
                     if stop_reason is not None:
@@ -135,11 +137,20 @@ class Session:
                     emit(event)
                 except KeyboardInterrupt:   # Ctrl-C in the CLI: stop the worker cleanly, keep the data
                     stop_reason = stop_reason or "cancelled by the user (Ctrl-C)"
+                except StoreError as exc:   # e.g. the disk filled up: stop the worker, say why
+                    store_failure = store_failure or exc
+                    stop_reason = stop_reason or f"stopped because {exc}"
+                    writer.discard()
             code = worker.finish(exit_grace_s)
         finally:
             sampler.stop()
-            writer.flush()
-        self.store.add_samples(run_id, [])  # (samples were written as they arrived)
+            if code is None:        # an unexpected error left the loop: never leave the worker behind
+                worker.terminate()
+                worker.finish(0.0)
+            try:
+                writer.flush()
+            except StoreError as exc:
+                store_failure = store_failure or exc
         warnings = self._worker_warnings(worker, run_id, emit)
 
         status, message, detail = "done", None, None
@@ -166,6 +177,9 @@ class Session:
             result = {"telemetry_status": sampler.status, "partial": True}
             if warnings:
                 detail = "\n".join(filter(None, [detail, *warnings]))
+        if store_failure is not None:
+            status, message, result = "failed", f"stopped because {store_failure}", {"partial": True}
+        # If even this write fails the StoreError reaches the caller; the worker is already gone.
         self.store.finish_run(run_id, status, result, message, detail)
         record = self.store.get_run(run_id)
         emit({"type": "run_finished", "run_id": run_id, "status": status, "message": message,
@@ -206,6 +220,10 @@ class _BufferedWriter:
     def maybe_flush(self) -> None:
         if time.monotonic() - self.last_flush >= FLUSH_INTERVAL_S:
             self.flush()
+
+    def discard(self) -> None:
+        """Drop what could not be written (the store failed); later batches are tried again."""
+        self.pending_latencies, self.pending_events = {}, []
 
     def flush(self) -> None:
         for phase, values in self.pending_latencies.items():

@@ -22,6 +22,7 @@ import numpy as np
 
 from .errors import PluginError, RunCancelled, WorkbenchError
 from .spec import RunSpec
+from .worker_env import default_threads
 
 EVENT_FD_MIN = 200      # the event channel lives at a random descriptor at or above this
 DESCRIBING = "describing the model (one call on zeros, to count its FLOPs)"
@@ -193,7 +194,8 @@ def run_job(job: dict, emit, cancelled, stage: Stage) -> None:
     workdir = Path(job["workdir"])
     workdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(spec.seed)
-    default_threads = torch.get_num_threads()     # before the model can change it
+    # Fixed before the model loads (it may change torch's count); see worker_env.default_threads.
+    threads = spec.threads or default_threads()
     notes: list[str] = []
 
     def phase(name: str, message: str = "", detail: str = "") -> None:
@@ -210,7 +212,6 @@ def run_job(job: dict, emit, cancelled, stage: Stage) -> None:
     specs = resolve_specs(spec.inputs, loaded.inputs, batch)
     data = load_npz(spec.data) if spec.data else loaded.data
     inputs = build_inputs(specs, data, spec.seed)
-    threads = spec.threads or default_threads
     stage.step(DESCRIBING)
     original_info = describe_model(loaded, spec, specs)
     emit("model_info", stage="original", info=original_info.to_dict())

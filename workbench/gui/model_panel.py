@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, Q
 from .. import format as fmt
 from ..errors import SpecError
 from ..spec import InputSpec, RunSpec
+from ..models.loaders import FACTORY_HINT, TRUST_HINT
 
 MODEL_SUFFIXES = (".onnx", ".pt", ".pt2", ".pth", ".safetensors", ".ts", ".torchscript", ".bin", ".ckpt")
 # Files that may be a bare state_dict (needs a factory) or a pickled module (needs trust).
@@ -349,8 +350,9 @@ class ModelPanel(QWidget):
         self._load_error = message
         self.error_label.setText(f"Could not load the model: {message}")
         self.error_label.show()
-        lower = message.lower()
-        if "factory" in lower or "trust" in lower or "pickle" in lower:
+        # Offer the factory / trust widgets only when the loader asked for one of them, never
+        # for a file it did not identify as weights or as a pickle of code.
+        if FACTORY_HINT in message or TRUST_HINT in message or "factory" in message.lower():
             self._show_factory(True)
         self.modelChanged.emit()
         self.errorOccurred.emit(f"Could not load {Path(self._source or '').name or 'the model'}: {message}",

@@ -28,6 +28,7 @@ from ..spec import InputSpec
 
 TRUST_HINT = ("Loading it would execute code from the file. If you trust it, re-run with "
               "--trust-pickle (GUI: tick 'Trust this file (runs code from it)').")
+FACTORY_HINT = "Pass --factory package.module:callable that builds the module to load them into"
 SUPPORTED = ("TorchScript (.pt/.ts), torch.export (.pt2), ONNX (.onnx), state_dict (.pt/.pth/.safetensors) "
              "with --factory, pickled nn.Module with --trust-pickle, demo:NAME")
 
@@ -441,7 +442,7 @@ def _load_state_dict(state: dict, path: Path, factory: str | None,
                      on_step: Callable[[str], None] | None = None) -> LoadedModel:
     if not factory:
         raise ModelLoadError(f"{path.name} holds only weights (a state_dict with {len(state)} tensors). "
-                             "Pass --factory package.module:callable that builds the module to load them into")
+                             + FACTORY_HINT)
     module = build_from_factory(factory, on_step)
     try:
         module.load_state_dict(state, strict=True)

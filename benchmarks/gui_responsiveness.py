@@ -76,9 +76,9 @@ def main() -> int:
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp / "settings"))
 
     from workbench.gui.main_window import MainWindow
-    from workbench.session import Session
+    from workbench.engine.session import Session
     from workbench.spec import RunSpec
-    from workbench.store import ResultsStore
+    from workbench.results.store import ResultsStore
 
     window = MainWindow(db=tmp / "runs.sqlite", restore=False)
     window.confirm_on_close = False

@@ -6,7 +6,7 @@ thread count, interleaved over several rounds (the machine is shared and noisy; 
 medians-of-rounds is what we quote). Then the per-iteration overhead of our loop on a no-op
 model: our median for `nn.Identity` minus Timer's (both include the module call itself).
 
-This process re-executes itself under the worker's process conditions (``workbench.worker_env``:
+This process re-executes itself under the worker's process conditions (``workbench.worker.conditions``:
 fixed glibc malloc thresholds), so Timer and the worker measure the same allocator state. The
 last column is Timer in a fresh process with glibc's default, history-dependent thresholds: the
 difference it shows is what those conditions remove.
@@ -36,11 +36,11 @@ def timer_median_ms(module, inputs, threads: int, min_run_time: float) -> float:
 
 
 def loop_median_ms(module, inputs, threads: int, duration: float) -> float:
-    """Our timing loop (workbench.measure) in this process: isolates the loop from process effects."""
+    """Our timing loop (workbench.worker.measure) in this process: isolates the loop from process effects."""
     import numpy as np
     import torch
 
-    from workbench.measure import MeasureSettings, measure
+    from workbench.worker.measure import MeasureSettings, measure
     torch.set_num_threads(threads)
     with torch.no_grad():
         result = measure(lambda: module(*inputs), "cpu", MeasureSettings(min_iters=200, min_duration_s=duration))
@@ -71,7 +71,7 @@ def fresh_timer_ms(demo: str, threads: int, seconds: float, worker_conditions: b
     import os
     import subprocess
 
-    from workbench.worker_env import WORKER_CONDITIONS, worker_environment
+    from workbench.worker.conditions import WORKER_CONDITIONS, worker_environment
     env = (worker_environment() if worker_conditions
            else {k: v for k, v in os.environ.items() if k not in WORKER_CONDITIONS})
     out = subprocess.run([sys.executable, "-c", _FRESH_TIMER, demo, str(threads), str(seconds)], env=env,
@@ -83,7 +83,7 @@ def ensure_worker_conditions() -> None:
     """Re-execute under the worker's process conditions (glibc reads them at process start)."""
     import os
 
-    from workbench.worker_env import worker_conditions, worker_environment
+    from workbench.worker.conditions import worker_conditions, worker_environment
     if worker_conditions() != worker_conditions(worker_environment()):
         os.execve(sys.executable, [sys.executable, *sys.argv], worker_environment())
 
@@ -108,9 +108,9 @@ def main() -> int:
 
     from workbench.models import demos
     from workbench.models.loaders import DEMO_DEFAULT_BATCH
-    from workbench.session import Session
+    from workbench.engine.session import Session
     from workbench.spec import InputSpec, RunSpec
-    from workbench.store import ResultsStore
+    from workbench.results.store import ResultsStore
 
     tmp = Path(tempfile.mkdtemp(prefix="wb-harness-"))
     session = Session(ResultsStore(tmp / "runs.sqlite"))

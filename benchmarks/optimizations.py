@@ -50,10 +50,10 @@ def main() -> int:
     parser.add_argument("--only", choices=["cnn", "transformer"])
     args = parser.parse_args()
 
-    from workbench.compare import comparison_row
-    from workbench.session import Session
+    from workbench.results.compare import comparison_row
+    from workbench.engine.session import Session
     from workbench.spec import PluginStep, RunSpec
-    from workbench.store import ResultsStore
+    from workbench.results.store import ResultsStore
 
     session = Session(ResultsStore(Path(tempfile.mkdtemp(prefix="wb-opt-")) / "runs.sqlite"))
     rows, records = [], []

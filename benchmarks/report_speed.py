@@ -38,7 +38,7 @@ def _generator():
 
 
 def build_store(path: Path, runs: int) -> list[int]:
-    from workbench.store import ResultsStore
+    from workbench.results.store import ResultsStore
     add_run = _generator()
     store = ResultsStore(path)
     ids: list[int] = []
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from workbench.report import FORMATS, build_report, write_report
-    from workbench.store import ResultsStore
+    from workbench.results.store import ResultsStore
 
     work = Path(tempfile.mkdtemp(prefix="report-speed-"))
     db = work / "runs.sqlite"
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for suffix in suffixes:
         out = work / f"report{suffix}"
-        code = ("import sys, time; t = time.perf_counter(); from workbench.store import ResultsStore; "
+        code = ("import sys, time; t = time.perf_counter(); from workbench.results.store import ResultsStore; "
                 "from workbench.report import write_report; "
                 f"write_report(ResultsStore({str(db)!r}), {ids!r}, {str(out)!r}); "
                 "print(time.perf_counter() - t)")

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from workbench.errors import PluginError
+from workbench.plugin_api import PluginError
 
 # torch module types that dynamic int8 quantization replaces (by name: no torch import here).
 DYNAMIC_TYPES = ("Linear", "LSTM", "GRU", "LSTMCell", "GRUCell", "RNNCell")

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from workbench.errors import PluginError
+from workbench.plugin_api import PluginError
 
 DATA_HINT = "pass --data file.npz with x_train and y_train"
 

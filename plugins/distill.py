@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from workbench.errors import PluginError
-from workbench.plugins import Param, Plugin, PluginContext, PluginReport
+from workbench.plugin_api import PluginError
+from workbench.plugin_api import Param, Plugin, PluginContext, PluginReport
 
 from . import _training as T
 from .prune import _human, _ratio, channel_prune, count_flops
@@ -213,7 +213,7 @@ class Distill(Plugin):
     def _distill(self, teacher: Any, context: PluginContext) -> tuple[Any, PluginReport]:
         import torch
         import torch.nn.functional as F
-        from workbench.models.info import count_parameters, model_bytes
+        from workbench.plugin_api import count_parameters, model_bytes
 
         p = self.params
         data = context.data

@@ -4,8 +4,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from workbench.errors import PluginError
-from workbench.plugins import Param, Plugin, PluginContext, PluginReport
+from workbench.plugin_api import PluginError
+from workbench.plugin_api import Param, Plugin, PluginContext, PluginReport
 
 METHODS = ("conv_bn", "torch_compile", "onnxruntime")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
@@ -74,7 +74,7 @@ class Fuse(Plugin):
         from torch import nn
         from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-        from workbench.models.info import count_parameters, model_bytes
+        from workbench.plugin_api import count_parameters, model_bytes
 
         notes: list[str] = []
         if getattr(model, "training", False):
@@ -156,7 +156,7 @@ class Fuse(Plugin):
         notes.append("compile time is spent here (extra.compile_seconds), not in the timed iterations; "
                      "a new input shape recompiles (batch becomes dynamic after the first change)")
         context.progress(1.0, f"compiled in {compile_seconds:.1f} s")
-        from workbench.models.info import model_bytes
+        from workbench.plugin_api import model_bytes
         size = model_bytes(model)
         return compiled, PluginReport(
             plugin=self.name, summary=f"torch.compile mode={mode} (Inductor): compiled in {compile_seconds:.1f} s",

@@ -13,8 +13,8 @@ import re
 import warnings
 from typing import Any
 
-from workbench.errors import PluginError
-from workbench.plugins import Param, Plugin, PluginContext, PluginReport
+from workbench.plugin_api import PluginError
+from workbench.plugin_api import Param, Plugin, PluginContext, PluginReport
 
 from . import _training as T
 
@@ -261,7 +261,7 @@ def channel_prune(model: Any, example_inputs: list, amount: float, *, p: int = 1
 
 def count_flops(model: Any, example_inputs: list) -> int | None:
     """FLOPs per forward (torch's counter; torch-pruning's MAC count ×2 as a fallback)."""
-    from workbench.models.info import count_flops as torch_flops
+    from workbench.plugin_api import count_flops as torch_flops
 
     flops = torch_flops(model, example_inputs)
     if flops:
@@ -334,7 +334,7 @@ class Prune(Plugin):
             raise
 
     def apply(self, model: Any, context: PluginContext) -> tuple[Any, PluginReport]:
-        from workbench.models.info import count_parameters, model_bytes
+        from workbench.plugin_api import count_parameters, model_bytes
 
         p = self.params
         if p["finetune_epochs"] > 0 and not T.has_split(context.data, "train", labels=True):

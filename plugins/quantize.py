@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from workbench.errors import PluginError
-from workbench.plugins import Param, Plugin, PluginContext, PluginReport, device_kind
+from workbench.plugin_api import PluginError
+from workbench.plugin_api import Param, Plugin, PluginContext, PluginReport, device_kind
 
 from . import _quant_backend as backend
 
@@ -92,7 +92,7 @@ class Quantize(Plugin):
 
     # -- work -----------------------------------------------------------------------------------
     def apply(self, model: Any, context: PluginContext) -> tuple[Any, PluginReport]:
-        from workbench.models.info import count_parameters, model_bytes
+        from workbench.plugin_api import count_parameters, model_bytes
 
         method = self.params["method"]
         is_onnx = type(model).__name__ == "ModelProto"

@@ -25,7 +25,7 @@ def data() -> dict:
 @pytest.fixture
 def store(tmp_path):
     """A results store of its own, closed after the test."""
-    from workbench.store import ResultsStore
+    from workbench.results.store import ResultsStore
     results = ResultsStore(tmp_path / "runs.sqlite")
     yield results
     results.close()

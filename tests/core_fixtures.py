@@ -89,7 +89,7 @@ def make_tiny_models(directory: Path) -> dict[str, Path]:
     save_file(model.state_dict(), str(paths["safetensors"]))
     torch.save(model, paths["pickle"])
     torch.export.save(torch.export.export(model, (example,)), str(paths["pt2"]))
-    from workbench.onnx_export import export_to_onnx
+    from workbench.plugin_api.onnx_export import export_to_onnx
     import onnx
     onnx.save(export_to_onnx(model, [example], ["x"]), str(paths["onnx"]))
     return paths

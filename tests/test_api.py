@@ -11,9 +11,9 @@ import pytest
 
 import workbench
 from workbench.errors import PluginError, SpecError
-from workbench.planning import plan_runs
+from workbench.engine.plan import plan_runs
 from workbench.spec import PluginStep, RunSpec
-from workbench.store import ResultsStore
+from workbench.results.store import ResultsStore
 
 REPO = Path(__file__).resolve().parents[1]
 # Tiny but real measurements: the worker loads the demo, warms up and times >= 20 iterations.
@@ -134,10 +134,10 @@ def test_import_workbench_loads_neither_torch_nor_qt():
 
 
 def test_api_names_win_over_same_named_modules():
-    import workbench.compare  # noqa: F401  (the module loads; the package attribute stays the function)
+    import workbench.results.compare
     import workbench.report  # noqa: F401
     assert callable(workbench.compare) and workbench.compare.__module__ == "workbench.api"
     assert workbench.report.__module__ == "workbench.api"
-    from workbench.compare import baseline_for  # the module's contents stay importable
+    from workbench.results.compare import baseline_for  # the module's contents stay importable
     assert callable(baseline_for)
     assert set(workbench.__all__) <= set(dir(workbench))

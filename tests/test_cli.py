@@ -91,7 +91,7 @@ def test_ctrl_c_cancels_cleanly(tmp_path, tiny):
     """
     import signal
     import time
-    from workbench.store import ResultsStore
+    from workbench.results.store import ResultsStore
     db = tmp_path / "db.sqlite"
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "--db", str(db), "bench", str(tiny["onnx"]),
                              "--batch", "2", "--iters", "100000000", "--duration", "300"],

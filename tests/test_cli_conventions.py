@@ -98,7 +98,7 @@ def test_workbench_model_means_gui_model():
 
 
 def _wait_for_measuring(db, deadline_s=120):
-    from workbench.store import ResultsStore
+    from workbench.results.store import ResultsStore
     store = ResultsStore(db)
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:

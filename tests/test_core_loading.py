@@ -7,7 +7,7 @@ import pytest
 from core_fixtures import constant_weights_onnx, make_tiny_models
 from workbench.errors import ModelLoadError
 from workbench.models.loaders import load_model
-from workbench.runtimes import create_runtime
+from workbench.worker.runtimes import create_runtime
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from core_fixtures import make_tiny_models, write_bad_models
-from workbench.session import Session
+from workbench.engine.session import Session
 from workbench.spec import InputSpec, RunSpec
-from workbench.store import ResultsStore
+from workbench.results.store import ResultsStore
 
 QUICK = dict(iters=50, duration_s=0.2, warmup_min_iters=5, warmup_max_s=0.3)
 

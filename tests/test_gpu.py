@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 def test_demo_on_cuda_has_power_energy_and_memory(store):
-    from workbench.session import Session
+    from workbench.engine.session import Session
     from workbench.spec import RunSpec
     record = Session(store).run(RunSpec(model="demo:digits-cnn", device="cuda", iters=500, duration_s=3.0))
     assert record.status == "done", record.error
@@ -33,7 +33,7 @@ def test_cuda_event_timing_agrees_with_torch_benchmark(store):
     from torch.utils.benchmark import Timer
 
     from workbench.models import demos
-    from workbench.session import Session
+    from workbench.engine.session import Session
     from workbench.spec import RunSpec
     record = Session(store).run(RunSpec(model="demo:digits-transformer", device="cuda", iters=500, duration_s=2.0))
     assert record.status == "done", record.error

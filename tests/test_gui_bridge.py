@@ -23,7 +23,7 @@ class ScriptedSession:
         self.next_id = 1
 
     def run(self, spec, on_event, cancel):
-        from workbench.store import RunRecord
+        from workbench.results.store import RunRecord
 
         self.threads.add(threading.current_thread().name)
         self.started.append(spec.label)

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, Q
 from workbench.errors import PluginError
 from workbench.gui.param_form import ParamForm
 from workbench.gui.plugin_panel import PluginPanel
-from workbench.plugins import Param, Plugin, PluginInfo, discover_plugins
+from workbench.plugin_api import Param, Plugin, PluginInfo, discover_plugins
 
 SCHEMA = (
     Param("count", "int", 3, "how many", minimum=1, maximum=10),
@@ -147,7 +147,7 @@ def _registry():
 
 @pytest.fixture
 def fake_registry(monkeypatch):
-    import workbench.plugins as plugins
+    import workbench.plugin_api.registry as plugins
     registry = _registry()
     monkeypatch.setattr(plugins, "_registry", {**plugins.discover_plugins(), **registry})
     return registry

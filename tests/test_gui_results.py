@@ -14,13 +14,12 @@ from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtGui import QBrush, QColor  # noqa: E402
 from PySide6.QtWidgets import QInputDialog, QMessageBox  # noqa: E402
 
-from workbench.compare import compare_runs  # noqa: E402
+from workbench.results.compare import compare_runs  # noqa: E402
 from workbench.gui import plot_style  # noqa: E402
-from workbench.gui.results_view import (COLUMN_INDEX, ComparisonCharts, ResultsView,  # noqa: E402
-                                        pareto_front)
+from workbench.gui.results_view import COLUMN_INDEX, ComparisonCharts, ResultsView, pareto_front
 from workbench.spec import PluginStep, RunSpec  # noqa: E402
-from workbench.stats import compute_latency_stats  # noqa: E402
-from workbench.store import ResultsStore  # noqa: E402
+from workbench.results.stats import compute_latency_stats  # noqa: E402
+from workbench.results.store import ResultsStore  # noqa: E402
 
 MIB = 1 << 20
 

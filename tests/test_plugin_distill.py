@@ -11,7 +11,7 @@ from torch import nn
 
 from workbench.errors import PluginError, RunCancelled
 from workbench.models.info import count_parameters
-from workbench.plugins import PluginContext
+from workbench.plugin_api import PluginContext
 from workbench_plugins.distill import NO_DATA_MESSAGE, Distill
 from plugin_fixtures import demo_module
 

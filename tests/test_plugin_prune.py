@@ -1,8 +1,6 @@
 """The prune plugin: structured channel removal (torch-pruning) and unstructured sparsity."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,11 +9,10 @@ from torch import nn
 
 from workbench.errors import PluginError
 from workbench.models.info import count_flops, count_parameters
-from workbench.plugins import PluginContext
+from workbench.plugin_api import PluginContext
 from workbench_plugins.prune import NO_SPEEDUP_NOTE, Prune
 from plugin_fixtures import demo_module
 
-ROOT = Path(__file__).resolve().parents[1]
 BATCH = 16
 
 
@@ -192,12 +189,3 @@ def test_finetune_without_training_data_raises(cnn, data, partial):
 # ---------------------------------------------------------------------------------------------
 # Registry / import hygiene
 # ---------------------------------------------------------------------------------------------
-def test_plugins_are_discovered_and_do_not_import_torch():
-    code = ("import sys, workbench_plugins.prune, workbench_plugins.distill; "
-            "assert 'torch' not in sys.modules, 'torch imported at module level'; "
-            "from workbench.plugins import discover_plugins; r = discover_plugins(); "
-            "assert r['prune'].ok and r['distill'].ok, (r['prune'].error, r['distill'].error); "
-            "print(r['prune'].cls.__name__, r['distill'].cls.__name__)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["Prune", "Distill"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from workbench.errors import StoreError
-from workbench.store import SCHEMA_VERSION, UNREADABLE, ResultsStore, _v1, _v2, _v3
+from workbench.results.store import SCHEMA_VERSION, UNREADABLE, ResultsStore, _v1, _v2, _v3
 
 SPEC = {"model": "m.onnx", "timeout_s": 1800.0}
 
@@ -60,7 +60,7 @@ def test_run_of_an_owner_killed_with_sigkill_is_settled_failed_and_keeps_its_lat
     db = tmp_path / "runs.sqlite"
     owner = child_python(f"""
         import os, signal
-        from workbench.store import ResultsStore
+        from workbench.results.store import ResultsStore
         store = ResultsStore({str(db)!r})
         run = store.create_run({SPEC!r}, "baseline", "onnxruntime")
         store.add_latencies(run, "warmup", 0, [5] * 7)
@@ -86,7 +86,7 @@ def test_runs_of_a_live_owner_are_left_alone_until_it_dies(tmp_path):
     ResultsStore(db).close()
     owner = child_python(f"""
         import sys
-        from workbench.store import ResultsStore
+        from workbench.results.store import ResultsStore
         store = ResultsStore({str(db)!r})
         print(store.create_run({SPEC!r}, "baseline", "onnxruntime"), flush=True)
         sys.stdin.readline()     # a second bench, measuring until told to stop
@@ -117,7 +117,7 @@ def test_a_live_process_that_reuses_the_owners_pid_is_not_taken_for_the_owner(tm
 def test_a_zombie_owner_counts_as_gone(tmp_path):
     db = tmp_path / "runs.sqlite"
     owner = child_python(f"""
-        from workbench.store import ResultsStore
+        from workbench.results.store import ResultsStore
         print(ResultsStore({str(db)!r}).create_run({SPEC!r}, "baseline", "torch"), flush=True)
     """)
     run_id = int(owner.stdout.readline())
@@ -242,7 +242,7 @@ def unprivileged_dir():
 
 def run_unprivileged(uid: int, code: str) -> subprocess.CompletedProcess:
     # Modules are imported before dropping privileges: root's Python may live where nobody can read.
-    prelude = "import json, sqlite3, workbench.store, workbench.errors\nimport os\n"
+    prelude = "import json, sqlite3, workbench.results.store, workbench.errors\nimport os\n"
     if os.geteuid() == 0:
         prelude += f"os.setgid({uid}); os.setuid({uid})\n"
     return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True,
@@ -267,7 +267,7 @@ def test_a_database_that_cannot_be_written_is_listed_read_only(unprivileged_dir,
     os.chmod(path, file_mode)
     os.chmod(folder, dir_mode)
     child = run_unprivileged(uid, f"""
-        from workbench.store import ResultsStore
+        from workbench.results.store import ResultsStore
         from workbench.errors import StoreError
         store = ResultsStore({str(path)!r})
         print(json.dumps([store.read_only, store.read_only_reason, [r.status for r in store.list_runs()],
@@ -339,7 +339,7 @@ def test_cli_refuses_nan_duration_and_timeout_at_once_instead_of_hanging(tmp_pat
 ])
 def test_plugin_parameters_must_be_finite_typed_and_inside_their_bounds(kind, text, message):
     from workbench.errors import PluginError
-    from workbench.plugins import Param
+    from workbench.plugin_api import Param
     param = Param("n", kind, 1, "help", minimum=1, maximum=10)
     with pytest.raises(PluginError) as caught:
         param.parse(text, "demo")
@@ -348,7 +348,7 @@ def test_plugin_parameters_must_be_finite_typed_and_inside_their_bounds(kind, te
 
 def test_plugin_parameters_from_the_command_line_reject_nan():
     from workbench.errors import PluginError
-    from workbench.plugins import build_chain
+    from workbench.plugin_api import build_chain
     from workbench.spec import PluginStep
     with pytest.raises(PluginError, match=r"^prune:amount: nan is not a finite number"):
         build_chain([PluginStep.parse("prune:amount=nan")], "torch", "cpu", "torch")
@@ -357,7 +357,7 @@ def test_plugin_parameters_from_the_command_line_reject_nan():
 
 
 def test_a_param_with_a_nan_bound_is_refused_when_declared():
-    from workbench.plugins import Param
+    from workbench.plugin_api import Param
     with pytest.raises(ValueError, match="bounds must be finite"):
         Param("x", "float", 0.5, "help", minimum=NAN)
 
@@ -424,7 +424,7 @@ class RecordedSampler:
 
 
 def test_the_run_result_carries_the_contention_and_a_flag_the_views_already_show():
-    from workbench.session import _telemetry_summary
+    from workbench.engine.session import _telemetry_summary
     result = {"threads": 2, "flags": ["model outputs contain NaN/Inf (3 values)"],
               "window": {"t_start": 100.0, "t_end": 102.0, "iterations": 100}}
     merged = _telemetry_summary(RecordedSampler(window_samples(80.0, 200.0), 2), result)
@@ -468,7 +468,7 @@ def test_a_real_process_sharing_its_core_with_another_is_flagged():
 
 
 def test_samples_store_the_machine_cpu_beside_the_workers(tmp_path):
-    from workbench.store import SAMPLE_COLUMNS
+    from workbench.results.store import SAMPLE_COLUMNS
     from workbench.telemetry import SAMPLE_FIELDS
     assert ("t",) + SAMPLE_COLUMNS == SAMPLE_FIELDS
     store = ResultsStore(tmp_path / "runs.sqlite")
@@ -479,17 +479,17 @@ def test_samples_store_the_machine_cpu_beside_the_workers(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
 def test_default_threads_counts_the_cores_this_process_may_use():
-    from workbench.worker_env import default_threads
+    from workbench.worker.conditions import default_threads
     assert 1 <= default_threads() <= len(os.sched_getaffinity(0))
     pinned = subprocess.run(
         [sys.executable, "-c", "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-         "from workbench.worker_env import default_threads; print(default_threads())"],
+         "from workbench.worker.conditions import default_threads; print(default_threads())"],
         capture_output=True, text=True, timeout=60)
     assert pinned.stdout.strip() == "1", pinned.stderr
 
 
 def test_a_gpu_run_is_judged_by_its_one_launching_thread():
-    from workbench.session import _telemetry_summary
+    from workbench.engine.session import _telemetry_summary
     sampler = RecordedSampler(window_samples(100.0, 200.0), 2)
     sampler.gpu_index = 0
     result = {"threads": 2, "window": {"t_start": 100.0, "t_end": 102.0, "iterations": 100}}
@@ -507,7 +507,7 @@ def test_a_disk_that_fills_up_mid_run_stops_the_worker_and_says_why(tmp_path):
     import os
 
     from workbench.errors import StoreError
-    from workbench.session import Session
+    from workbench.engine.session import Session
     from workbench.spec import RunSpec
 
     from core_fixtures import make_tiny_models

@@ -14,7 +14,7 @@ import pytest
 
 from workbench.errors import ModelLoadError, SpecError, WorkbenchError
 from workbench.models.loaders import load_model
-from workbench.session import Session
+from workbench.engine.session import Session
 from workbench.spec import InputSpec, RunSpec
 
 # The tests read /proc and signal process groups.
@@ -285,7 +285,7 @@ def test_a_real_pickle_of_code_still_asks_for_trust_and_names_its_classes(tmp_pa
     (b"\x93NUMPY\x01\x00" + _NOISE[:100], r"a single \.npy array"),
 ], ids=["random", "pickle", "npy"])
 def test_random_npz_is_not_offered_allow_pickle(tmp_path, content, message):
-    from workbench.inputs import load_npz
+    from workbench.worker.inputs import load_npz
     path = tmp_path / "data.npz"
     path.write_bytes(content)
     with pytest.raises(SpecError, match=message) as caught:
@@ -295,7 +295,7 @@ def test_random_npz_is_not_offered_allow_pickle(tmp_path, content, message):
 
 
 def test_npz_with_an_object_array_is_refused_without_unsafe_advice(tmp_path):
-    from workbench.inputs import load_npz
+    from workbench.worker.inputs import load_npz
     path = tmp_path / "objects.npz"
     np.savez(path, x_test=np.array([{"a": 1}, None], dtype=object))
     with pytest.raises(SpecError, match=r"x_test .*Python objects.*numeric") as caught:
@@ -304,7 +304,7 @@ def test_npz_with_an_object_array_is_refused_without_unsafe_advice(tmp_path):
 
 
 def test_zip_that_is_not_npz(tmp_path):
-    from workbench.inputs import load_npz
+    from workbench.worker.inputs import load_npz
     path = tmp_path / "data.npz"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("readme.txt", "hello")
@@ -400,7 +400,7 @@ def test_child_process_spawned_by_the_model_is_ended(store, misbehaving, tmp_pat
 
 # -- item 8: the worker log is capped -----------------------------------------------------------
 def test_worker_log_keeps_head_and_tail_of_a_chatty_model(store, misbehaving, monkeypatch):
-    from workbench import worker_process
+    from workbench.engine import process as worker_process
     monkeypatch.setattr(worker_process, "LOG_HEAD_BYTES", 32 * 1024)
     monkeypatch.setattr(worker_process, "LOG_TAIL_BYTES", 32 * 1024)
     record = _run(store, misbehaving, "chatty", iters=1000, duration_s=5)
@@ -427,7 +427,7 @@ def test_unusable_outputs_are_explained(store, misbehaving, factory, message):
 
 
 def test_empty_x_test_is_explained(tmp_path):
-    from workbench.inputs import load_npz
+    from workbench.worker.inputs import load_npz
     path = tmp_path / "empty.npz"
     np.savez(path, x_test=np.zeros((0, 4), np.float32))
     with pytest.raises(SpecError, match=r"x_test in empty.npz has 0 samples"):
@@ -435,7 +435,7 @@ def test_empty_x_test_is_explained(tmp_path):
 
 
 def test_fidelity_output_shape_change_is_a_workbench_error():
-    from workbench.fidelity import compare_outputs
+    from workbench.worker.fidelity import compare_outputs
     with pytest.raises(WorkbenchError, match=r"optimized model's outputs have shape \(2, 4\).*\(2, 3\)"):
         compare_outputs(np.zeros((2, 3)), np.zeros((2, 4)))
 

@@ -24,8 +24,8 @@ import pytest
 from workbench.errors import WorkbenchError
 from workbench.report import FORMATS, build_report, spec_to_command, write_report
 from workbench.spec import PluginStep, RunSpec
-from workbench.stats import compute_latency_stats
-from workbench.store import ResultsStore
+from workbench.results.stats import compute_latency_stats
+from workbench.results.store import ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "docs" / "report.schema.json"
@@ -37,7 +37,7 @@ MIB = 2 ** 20
 # Real-looking runs
 # ---------------------------------------------------------------------------------------------
 def _environment(gpu: bool) -> dict:
-    from workbench.environment import collect_environment
+    from workbench.engine.environment import collect_environment
     env = collect_environment(include_gpu=False)
     env["worker"] = {"torch": "2.13.0+cpu", "torch_cuda": None, "cuda_available": gpu, "numpy": np.__version__,
                      "onnxruntime": "1.32.0"}
@@ -76,7 +76,7 @@ def _samples(t0: float, seconds: float, rss_mib: float, gpu: bool, rng: np.rando
 
 def _resolved_params(step: PluginStep) -> dict:
     """What Plugin.run records in its report: every parameter, typed, defaults filled in."""
-    from workbench.plugins import get_plugin_class
+    from workbench.plugin_api import get_plugin_class
     try:
         return get_plugin_class(step.name).resolve_params(step.params)
     except WorkbenchError:          # plugin not installed in this checkout: the given values
@@ -89,7 +89,7 @@ def add_run(store: ResultsStore, *, model: str = "demo:digits-cnn", plugins: lis
             status: str = "done", error: str | None = None, gpu: bool = False, seed: int = 0,
             label: str | None = None, batch: int = 64, power_w: float = 180.0) -> int:
     """Store one run the way Session.run does (create → latencies/samples/events → finish)."""
-    from workbench.session import _telemetry_summary
+    from workbench.engine.session import _telemetry_summary
     rng = np.random.default_rng(seed)
     spec = RunSpec(model=model, plugins=[PluginStep.parse(p) for p in plugins], device="cuda" if gpu else "cpu",
                    iters=n, duration_s=1.0, label=label, seed=0)
@@ -347,7 +347,7 @@ def test_spec_to_command_round_trips_inputs_and_files(tmp_path):
 
 def test_spec_to_command_typed_params_resolve_equal():
     """GUI specs carry typed values; the command writes them so the plugin schema reads them back."""
-    from workbench.plugins import get_plugin_class
+    from workbench.plugin_api import get_plugin_class
     spec = RunSpec(model="demo:digits-cnn", plugins=[PluginStep("prune", {"amount": 0.25, "finetune_epochs": 2,
                                                                           "method": "structured"})])
     back = _parse_back(spec_to_command(spec.to_dict()))
@@ -356,7 +356,7 @@ def test_spec_to_command_typed_params_resolve_equal():
 
 
 def test_spec_to_command_names_what_the_cli_cannot_say():
-    from workbench.report_command import spec_to_argv
+    from workbench.report.command import spec_to_argv
     spec = RunSpec(model="demo:digits-cnn", warmup_min_iters=3, max_duration_s=60, timeout_s=None,
                    plugins=[PluginStep("prune", {"ignore": "conv1,conv2"})])
     _, notes = spec_to_argv(spec.to_dict())
@@ -396,7 +396,7 @@ def _render(store, ids, tmp_path, suffix, criterion="p50") -> Path:
 
 
 def test_html_is_self_contained_and_complete(store, runs, tmp_path):
-    from workbench.report_text import ms
+    from workbench.report.text import ms
     ids = list(runs.values())
     raw = _render(store, ids, tmp_path, ".html").read_text(encoding="utf-8")
     parser = _Links()
@@ -448,7 +448,7 @@ def test_json_validates_against_schema(store, runs, tmp_path):
 
 
 def test_csv_round_trips(store, runs, tmp_path):
-    from workbench.report_csv import COLUMN_NAMES
+    from workbench.report.csv import COLUMN_NAMES
     ids = list(runs.values())
     raw = _render(store, ids, tmp_path, ".csv").read_bytes()
     rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"), newline="")))
@@ -477,7 +477,7 @@ def test_csv_round_trips(store, runs, tmp_path):
 
 def test_csv_columns_are_documented():
     import re
-    from workbench.report_csv import CSV_COLUMNS
+    from workbench.report.csv import CSV_COLUMNS
     documented = re.findall(r"^\| \d+ \| `([a-z0-9_]+)` \|", (ROOT / "docs" / "examples" / "README.md").read_text(),
                             flags=re.M)
     assert documented == [name for name, _, _ in CSV_COLUMNS]
@@ -539,7 +539,7 @@ def test_baseline_from_the_store_not_in_the_selection(store, runs):
 
 
 def test_report_module_imports_no_qt():
-    code = ("import sys, workbench.report, workbench.report_html, workbench.report_pdf, workbench.report_charts; "
+    code = ("import sys, workbench.report, workbench.report.html, workbench.report.pdf, workbench.report.charts; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'PyQt5', 'PyQt6', 'pyqtgraph', "
             "'matplotlib.pyplot', 'workbench.gui')]; print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -581,7 +581,7 @@ def test_cli_report(store, runs, tmp_path):
 def _demos_missing() -> str | None:
     try:
         from workbench.models.demos import assets_dir, get_demo
-        from workbench.plugins import discover_plugins
+        from workbench.plugin_api import discover_plugins
     except ImportError as exc:
         return f"demo catalog not available: {exc}"
     entry = get_demo("digits-cnn")
@@ -598,7 +598,7 @@ def _demos_missing() -> str | None:
 @pytest.mark.skipif(_demos_missing() is not None, reason=str(_demos_missing()))
 def test_end_to_end_real_runs(tmp_path):
     from pypdf import PdfReader
-    from workbench.session import Session
+    from workbench.engine.session import Session
     store = ResultsStore(tmp_path / "runs.sqlite")
     session = Session(store)
     common = dict(model="demo:digits-cnn", iters=20, duration_s=0.2, warmup_max_s=0.5, batch=16)

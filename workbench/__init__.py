@@ -10,7 +10,7 @@ The Python API (see README, "Python API")::
 and must never load torch, so the API and the version are loaded on first use.
 
 ``workbench.compare`` and ``workbench.report`` are the API functions, although modules of the same
-names exist: import those modules' contents with ``from workbench.compare import ...``.
+names exist: import those modules' contents with ``from workbench.results.compare import ...``.
 """
 import sys
 import types

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from . import format as fmt
-from .compare import baseline_for, compare_runs, comparison_row, comparison_table
+from .results.compare import baseline_for, compare_runs, comparison_row, comparison_table
 from .errors import SpecError
-from .planning import check_chain, plan_runs
+from .engine.plan import check_chain, plan_runs
 from .spec import InputSpec, PluginStep, RunSpec
-from .stats import NOISE_RULE
-from .store import ResultsStore, RunRecord
+from .results.stats import NOISE_RULE
+from .results.store import ResultsStore, RunRecord
 
 __all__ = ["bench", "compare", "runs", "report", "Run", "RunList", "Comparison"]
 
@@ -52,7 +52,7 @@ def bench(model: str | Path, plugins: str | PluginStep | Iterable[str | PluginSt
     check_chain(spec)
     store = ResultsStore(db)
     store.settle_orphaned_runs()
-    from .session import Session   # imported here: only a bench needs the process machinery
+    from .engine.session import Session   # imported here: only a bench needs the process machinery
     session = Session(store)
     records: list[RunRecord] = []
     for planned in plan_runs(store, spec, baseline=baseline):

@@ -60,7 +60,7 @@ class stop_on_signals:
 def open_store(args: argparse.Namespace):
     """The results store, with runs whose owning process is gone settled first (so no command
     ever reports a dead run as `running`)."""
-    from .store import ResultsStore
+    from .results.store import ResultsStore
     store = ResultsStore(args.db)
     store.settle_orphaned_runs()
     return store
@@ -71,9 +71,9 @@ def output(args: argparse.Namespace) -> Output:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .compare import baseline_for, comparison_row
-    from .planning import check_chain, plan_runs
-    from .session import Session
+    from .results.compare import baseline_for, comparison_row
+    from .engine.plan import check_chain, plan_runs
+    from .engine.session import Session
 
     out = output(args)
     spec = spec_from_args(args)
@@ -137,7 +137,7 @@ def _run_summary(r) -> dict:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .compare import baseline_for, comparison_row
+    from .results.compare import baseline_for, comparison_row
     out = output(args)
     store = open_store(args)
     run = store.get_run(args.run_id)
@@ -165,7 +165,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare_runs, comparison_table
+    from .results.compare import compare_runs, comparison_table
     out = output(args)
     rows = compare_runs(open_store(args), args.run_ids)
     if args.json_out:
@@ -187,7 +187,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from .plugins import discover_plugins
+    from .plugin_api import discover_plugins
     out = output(args)
     registry = discover_plugins()
     if args.json_out:
@@ -212,7 +212,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .session import Session
+    from .engine.session import Session
     out = output(args)
     check_model_source(args.model)
     spec = RunSpec(model=args.model, factory=args.factory, trust_pickle=args.trust_pickle,

@@ -21,6 +21,11 @@ MODEL_DTYPES = ("float32", "float16", "bfloat16")
 RUNTIMES = ("auto", "torch", "onnxruntime")
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
+def device_kind(device: str) -> str:
+    """'cuda' or 'cpu': the one place that reads a device string's kind (cuda, cuda:N)."""
+    return "cuda" if device.startswith("cuda") else "cpu"
+
+
 # Presets for the measurement loop. "quick" is the default: good enough to see a 10 % change on
 # a quiet machine; "rigorous" is what a published number should use.
 PRESETS = {

@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from workbench.report import write_report
-    from workbench.session import Session
+    from workbench.engine.session import Session
     from workbench.spec import RunSpec
-    from workbench.store import ResultsStore
+    from workbench.results.store import ResultsStore
 
     tmp = None
     if args.db:

@@ -177,8 +177,8 @@ class SessionBridge(QObject):
 
     def _session_obj(self):
         if self._session is None:
-            from ..session import Session
-            from ..store import ResultsStore
+            from ..engine.session import Session
+            from ..results.store import ResultsStore
             self._session = Session(ResultsStore(self.db_path))
         return self._session
 
@@ -256,8 +256,8 @@ class SessionBridge(QObject):
 
     def _session_for_inspect(self):
         # Inspect runs beside a measurement: its own store connection (only used for the log path).
-        from ..session import Session
-        from ..store import ResultsStore
+        from ..engine.session import Session
+        from ..results.store import ResultsStore
         return Session(ResultsStore(self.db_path))
 
     # -- shutdown ----------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QM
                                QSplitter, QWidget)
 
 from ..errors import SpecError, WorkbenchError
-from ..plugins import chain_error, discover_plugins
+from ..plugin_api import chain_error, discover_plugins
 from ..spec import PluginStep, RunSpec
-from ..store import ResultsStore
+from ..results.store import ResultsStore
 from . import errors
 from .bridge import SessionBridge
 from .live_plots import LivePlots

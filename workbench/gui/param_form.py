@@ -15,7 +15,7 @@ from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QLineEdit,
                                QSpinBox, QWidget)
 
-from ..plugins import Param
+from ..plugin_api import Param
 
 INT_LIMIT = 2**31 - 1
 FLOAT_LIMIT = 1e12

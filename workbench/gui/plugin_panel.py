@@ -10,7 +10,7 @@ from PySide6.QtGui import QBrush, QColor, QPalette
 from PySide6.QtWidgets import (QAbstractItemView, QGroupBox, QHBoxLayout, QLabel, QListWidget,
                                QListWidgetItem, QPushButton, QStyle, QVBoxLayout, QWidget)
 
-from ..plugins import PluginInfo, chain_error, discover_plugins
+from ..plugin_api import PluginInfo, chain_error, discover_plugins
 from ..spec import PluginStep
 from .param_form import ParamForm
 

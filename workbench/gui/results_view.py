@@ -1,7 +1,7 @@
 """The Results dock: a table of every stored run with its deltas vs the baseline, and the
 comparison charts of the selected runs.
 
-The numbers come from the core (``workbench.compare.comparison_row``); nothing is measured or
+The numbers come from the core (``workbench.results.compare.comparison_row``); nothing is measured or
 recomputed here. A speed-up is coloured green/red only when its confidence interval clears 1 and the run-to-run
 noise band (``speedup_significant``); inside the noise it is grey, and the tooltip always gives the interval.
 """
@@ -23,9 +23,9 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QInp
                                QMenu, QMessageBox, QTableView, QTabWidget, QVBoxLayout, QWidget)
 
 from .. import format as fmt
-from ..compare import baseline_for, compare_runs, comparison_row
-from ..stats import NOISE_RULE
-from ..store import ResultsStore, RunRecord
+from ..results.compare import baseline_for, compare_runs, comparison_row
+from ..results.stats import NOISE_RULE
+from ..results.store import ResultsStore, RunRecord
 from . import plot_style as style
 
 SORT_ROLE = Qt.ItemDataRole.UserRole

@@ -320,7 +320,7 @@ class NvmlGpu:
 def nvml_index_for_cuda(cuda_index: int, visible: str | None, gpus: Iterable[dict] = ()) -> int | None:
     """The NVML index of CUDA device ``cuda_index``, or None when it cannot be told.
 
-    Workbench starts its workers with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (``workbench.worker_env``),
+    Workbench starts its workers with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (``workbench.worker.conditions``),
     so CUDA numbers GPUs in NVML's PCI order; ``CUDA_VISIBLE_DEVICES`` (``visible``) then picks and
     renumbers them, by index or by UUID (``GPU-…``, or a unique prefix of it). ``gpus``: the
     ``gpu_environment()["gpus"]`` entries, needed to resolve UUIDs.

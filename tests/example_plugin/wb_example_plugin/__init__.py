@@ -1,5 +1,5 @@
 """A third-party plugin: multiplies a torch model's outputs by a factor (so fidelity visibly moves)."""
-from workbench.plugins import Param, Plugin, PluginReport
+from workbench.plugin_api import Param, Plugin, PluginReport
 
 
 class ScaleOutputs(Plugin):

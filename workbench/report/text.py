@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import format as fmt
+from .. import format as fmt
 
 
 def ms(value: float | None) -> str:

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DeviceError
+from ...errors import DeviceError
 from .base import Runtime, model_call_error, output_array
 
 _TORCH_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import events as event_kinds
+from .. import events as event_kinds
 
 CANCEL_GRACE_S = 1.0            # a cooperative cancel gets this long before SIGTERM ...
 KILL_GRACE_S = 2.0              # ... and SIGTERM this long before SIGKILL
@@ -32,7 +32,7 @@ class WorkerProcess:
     """One worker: spawn, feed the job, read events on a thread, cancel/kill its process group."""
 
     def __init__(self, job: dict, log_path: Path) -> None:
-        from .worker_env import worker_environment
+        from ..worker.conditions import worker_environment
         env = worker_environment(dict(os.environ, PYTHONUNBUFFERED="1"))
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Execution backends behind one interface (``Runtime``)."""
 from __future__ import annotations
 
-from ..errors import SpecError
+from ...errors import SpecError
 from .base import Runtime
 
 

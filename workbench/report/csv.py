@@ -13,7 +13,7 @@ import io
 import json
 from typing import Any, Callable
 
-from .stats import NOISE_RULE
+from ..results.stats import NOISE_RULE
 
 Getter = Callable[[dict, dict], Any]
 

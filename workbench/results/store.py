@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import psutil
 
-from .errors import StoreError, WorkbenchError
+from ..errors import StoreError, WorkbenchError
 
 SCHEMA_VERSION = 4
 ENV_DB = "WORKBENCH_DB"

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from .compare import baseline_for, comparison_row
-from .errors import WorkbenchError
-from .report_command import spec_to_argv
-from .stats import NOISE_RULE
-from .store import ResultsStore, RunRecord
+from ..results.compare import baseline_for, comparison_row
+from ..errors import WorkbenchError
+from .command import spec_to_argv
+from ..results.stats import NOISE_RULE
+from ..results.store import ResultsStore, RunRecord
 
 REPORT_FORMAT = "workbench-report"
 REPORT_VERSION = 1
@@ -291,7 +291,7 @@ def _plugin_chain(spec: dict, result: dict) -> list[dict]:
 def _resolved(step: dict) -> dict:
     params = dict(step.get("params") or {})
     try:
-        from .plugins import get_plugin_class
+        from ..plugin_api import get_plugin_class
         cls = get_plugin_class(step.get("name"))
         return cls.resolve_params(params)
     except Exception:   # unknown/broken plugin, or values it rejects: show what was given

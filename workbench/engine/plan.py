@@ -6,9 +6,9 @@ request with plugins runs the plain model first when the store holds no baseline
 """
 from __future__ import annotations
 
-from .compare import baseline_for_spec
-from .spec import RunSpec
-from .store import ResultsStore
+from ..results.compare import baseline_for_spec
+from ..spec import RunSpec
+from ..results.store import ResultsStore
 
 __all__ = ["baseline_spec", "check_chain", "needs_baseline", "plan_runs"]
 
@@ -16,7 +16,7 @@ __all__ = ["baseline_spec", "check_chain", "needs_baseline", "plan_runs"]
 def check_chain(spec: RunSpec) -> None:
     """Validate ``spec``'s plugin chain before anything runs (no torch import); raises ``PluginError``."""
     if spec.plugins:
-        from .plugins import build_chain
+        from ..plugin_api import build_chain
         build_chain(spec.plugins, spec.model_format, spec.device, spec.runtime)
 
 

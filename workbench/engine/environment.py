@@ -15,7 +15,7 @@ def _version(dist: str) -> str | None:
 
 def collect_environment(include_gpu: bool = True) -> dict:
     """Host side of the fingerprint; never imports torch (the GUI calls it)."""
-    from .telemetry.host import host_environment
+    from ..telemetry.host import host_environment
     env = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -25,6 +25,6 @@ def collect_environment(include_gpu: bool = True) -> dict:
         "host": host_environment(),
     }
     if include_gpu:
-        from .telemetry.nvml import gpu_environment
+        from ..telemetry.nvml import gpu_environment
         env["gpu"] = gpu_environment()
     return env

@@ -4,8 +4,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from .errors import PluginError
-from .plugins import Param, Plugin, PluginContext, PluginReport
+from ..errors import PluginError
+from .api import Param, Plugin, PluginContext, PluginReport
 
 
 def export_to_onnx(module: Any, example_inputs: list, input_names: list[str] | None = None,

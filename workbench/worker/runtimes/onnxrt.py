@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DeviceError, InputShapeError
+from ...errors import DeviceError, InputShapeError
 from .base import Runtime, model_call_error
 
 

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import InputShapeError, ModelOutputError, ModelRuntimeError, WorkbenchError
+from ...errors import InputShapeError, ModelOutputError, ModelRuntimeError, WorkbenchError
 
 
 class Runtime:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputShapeError, SpecError
-from .models.loaders import error_detail
-from .spec import InputSpec
+from ..errors import InputShapeError, SpecError
+from ..models.loaders import error_detail
+from ..spec import InputSpec
 
 FIDELITY_SYNTHETIC_BATCHES = 4
 

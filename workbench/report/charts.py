@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .report_model import TRACE_POINTS
-from .stats import NOISE_RULE
+from .model import TRACE_POINTS
+from ..results.stats import NOISE_RULE
 
 CDF_MAX_RUNS = 12        # above this, the CDF panel is dropped (the box plot scales, spaghetti does not)
 LEGEND_MAX_RUNS = 12

@@ -13,11 +13,11 @@ import threading
 import time
 from typing import Any, Callable
 
-from .errors import StoreError, WorkbenchError
-from .spec import RunSpec
-from .store import ResultsStore, RunRecord
+from ..errors import StoreError, WorkbenchError
+from ..spec import RunSpec
+from ..results.store import ResultsStore, RunRecord
 # describe_exit is imported from here too.
-from .worker_process import EXIT_GRACE_S, WorkerProcess, describe_exit  # noqa: F401
+from .process import EXIT_GRACE_S, WorkerProcess, describe_exit  # noqa: F401
 
 FLUSH_INTERVAL_S = 0.5          # latencies/events reach the database at least this often
 EventCallback = Callable[[dict], None]
@@ -62,7 +62,7 @@ class Session:
     def run(self, spec: RunSpec, on_event: EventCallback | None = None,
             cancel: threading.Event | None = None) -> RunRecord:
         from .environment import collect_environment
-        from .telemetry.sampler import TelemetrySampler
+        from ..telemetry.sampler import TelemetrySampler
 
         spec.validate()
         emit = on_event or (lambda event: None)
@@ -242,7 +242,7 @@ def _gpu_index(device: str, gpus: list[dict]) -> int | None:
     ambiguous, the CUDA index is used and the sampler warns which GPU it reads."""
     if not device.startswith("cuda"):
         return None
-    from .telemetry.nvml import nvml_index_for_cuda
+    from ..telemetry.nvml import nvml_index_for_cuda
     index = int(device.split(":")[1]) if ":" in device else 0
     found = nvml_index_for_cuda(index, os.environ.get("CUDA_VISIBLE_DEVICES"), gpus)
     return index if found is None else found
@@ -251,9 +251,9 @@ def _gpu_index(device: str, gpus: list[dict]) -> int | None:
 def _telemetry_summary(sampler: Any, result: dict) -> dict:
     """Telemetry of the timed window merged into the result: means/peaks, energy, CPU contention
     (``result["contention"]`` is set, and a line added to ``flags``, only when it distorted the run)."""
-    from .telemetry.contention import assess_cpu_contention
-    from .telemetry.energy import energy_per_inference
-    from .telemetry.host import current_load_average
+    from ..telemetry.contention import assess_cpu_contention
+    from ..telemetry.energy import energy_per_inference
+    from ..telemetry.host import current_load_average
     samples = sampler.samples
     window = result.get("window", {})
     t0, t1 = window.get("t_start"), window.get("t_end")

@@ -1,69 +1,19 @@
-"""The worker process: everything that touches a model runs here, never in the GUI/CLI process.
-
-Started as ``python -m workbench.worker``; reads one job (JSON) from stdin, writes events as JSON
-lines (declared in ``workbench.events``) to the pipe it got as stdout, and listens on stdin for
-``cancel``. That pipe is moved to a random high descriptor that child processes do not inherit,
-and fd 1 is pointed at stderr: what the model or a library prints, or writes to fd 1, 3, ...,
-goes to the log, not into the event stream. The worker ends with ``os._exit`` once its events are
-out, so threads the model left running cannot keep it alive.
+"""The phases of one run in the worker process: load, reference outputs, optimize, save, prepare,
+measure, fidelity (``run_job``), or load and describe (``inspect_job``). Each phase emits the
+events declared in ``workbench.events``; ``Stage`` remembers where the worker is, in words.
 """
 from __future__ import annotations
 
-import json
-import os
-import sys
 import threading
-import time
-import traceback
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .errors import PluginError, RunCancelled, WorkbenchError
-from .spec import RunSpec
-from .worker_env import default_threads
+from ..errors import PluginError, RunCancelled, WorkbenchError
+from ..spec import RunSpec
+from .conditions import default_threads
 
-EVENT_FD_MIN = 200      # the event channel lives at a random descriptor at or above this
 DESCRIBING = "describing the model (one call on zeros, to count its FLOPs)"
-
-
-class EventWriter:
-    def __init__(self, fd: int) -> None:
-        self._file = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
-        self._lock = threading.Lock()
-
-    def __call__(self, type_: str, **payload: Any) -> None:
-        payload["type"] = type_
-        payload.setdefault("t", time.monotonic())
-        # Each event starts on a fresh line: whatever reached the channel unterminated stays on
-        # its own (malformed, ignored) line instead of spoiling this event.
-        line = "\n" + json.dumps(payload, default=_json_default) + "\n"
-        with self._lock:
-            self._file.write(line)
-            self._file.flush()
-
-    def close(self) -> None:
-        with self._lock:
-            try:
-                self._file.close()
-            except OSError:
-                pass
-
-
-def private_event_channel() -> int:
-    """Move the event pipe (fd 1 as started) to a random high descriptor, closed on exec, and point
-    fd 1 at stderr. Returns the channel's descriptor."""
-    import fcntl
-    import random
-    import resource
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    top = 4096 if soft == resource.RLIM_INFINITY else min(soft, 4096)
-    span = top - EVENT_FD_MIN - 64
-    lowest = EVENT_FD_MIN + random.SystemRandom().randrange(span) if span > 0 else 10
-    channel = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, lowest)
-    os.dup2(2, 1)
-    return channel
 
 
 class Stage:
@@ -85,88 +35,11 @@ class Stage:
         self.now = words
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    if isinstance(obj, Path):
-        return str(obj)
-    return str(obj)
-
-
-class CancelWatcher:
-    """Reads stdin after the job line; the parent writes 'cancel' to ask for a clean stop."""
-
-    def __init__(self, stream) -> None:
-        self.flag = threading.Event()
-        threading.Thread(target=self._watch, args=(stream,), daemon=True).start()
-
-    def _watch(self, stream) -> None:
-        for line in stream:
-            if line.strip() == "cancel":
-                self.flag.set()
-                return
-        # stdin closed: the parent is gone, so stop working for nobody.
-        self.flag.set()
-
-    def __call__(self) -> bool:
-        return self.flag.is_set()
-
-
-def main() -> int:
-    emit = EventWriter(private_event_channel())
-    sys.stdout = sys.stderr
-    job = json.loads(sys.stdin.readline())
-    cancelled = CancelWatcher(sys.stdin)
-    stage = Stage()
-    emit("started", pid=os.getpid())
-    try:
-        if job["job"] == "inspect":
-            inspect_job(job, emit, stage)
-        else:
-            run_job(job, emit, cancelled, stage)
-        return 0
-    except RunCancelled as exc:
-        emit("error", kind="cancelled", message=str(exc) or "cancelled")
-        return 0
-    except WorkbenchError as exc:
-        cause = exc.__cause__    # the model's own exception, when there was one: keep where it came from
-        emit("error", kind=type(exc).__name__, message=str(exc),
-             **({"traceback": "".join(traceback.format_exception(cause))} if cause is not None else {}))
-        return 0
-    except SystemExit as exc:  # a model calling sys.exit() must not look like success
-        emit("error", kind="SystemExit", message=f"the model called sys.exit({exc.code!r}) while {stage.now}",
-             traceback=traceback.format_exc())
-        return 1
-    except BaseException as exc:  # noqa: BLE001 - report every failure with its traceback
-        emit("error", kind="exception", message=f"{type(exc).__name__}: {str(exc).strip()} (while {stage.now})",
-             traceback=traceback.format_exc())
-        return 1
-    finally:
-        emit.close()
-
-
-def exit_now(code: int) -> None:
-    """End the process once the events are out: no waiting for threads the model left running,
-    nor for the interpreter's slow teardown of torch."""
-    for stream in (sys.stderr, sys.__stdout__):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
-
-
 # ---------------------------------------------------------------------------------------------
 def inspect_job(job: dict, emit, stage: Stage) -> None:
     """Load a model and describe it (the GUI's Model panel) without measuring."""
-    from .models.describe import describe_model
-    from .models.loaders import load_model
+    from ..models.describe import describe_model
+    from ..models.loaders import load_model
     spec = RunSpec.from_dict(job["spec"])
     stage.phase("load")
     emit("phase", phase="load", message=f"loading {spec.model}")
@@ -182,13 +55,13 @@ def run_job(job: dict, emit, cancelled, stage: Stage) -> None:
     from .fidelity import collect_outputs, compare_outputs
     from .inputs import build_inputs, load_npz, resolve_specs
     from .measure import MeasureSettings, measure
-    from .models.describe import describe_model
-    from .models.loaders import load_model
-    from .models.save import save_model
-    from .plugins import PluginContext, build_chain
+    from ..models.describe import describe_model
+    from ..models.loaders import load_model
+    from ..models.save import save_model
+    from ..plugin_api import PluginContext, build_chain
     from .runtimes import create_runtime
     from .runtimes.base import model_call_error
-    from .stats import compute_latency_stats
+    from ..results.stats import compute_latency_stats
 
     spec = RunSpec.from_dict(job["spec"])
     workdir = Path(job["workdir"])
@@ -369,7 +242,7 @@ def _threads_note(asked: int, in_force: list[int]) -> str | None:
 
 def _worker_environment() -> dict:
     import torch
-    from .worker_env import worker_conditions
+    from .conditions import worker_conditions
     env = {"torch": torch.__version__, "torch_cuda": torch.version.cuda,
            "cuda_available": torch.cuda.is_available(), "numpy": np.__version__,
            "conditions": worker_conditions()}
@@ -382,12 +255,3 @@ def _worker_environment() -> dict:
         env["cudnn"] = torch.backends.cudnn.version()
         env["gpu_names"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return env
-
-
-if __name__ == "__main__":
-    try:
-        exit_code = main()
-    except BaseException:   # noqa: BLE001 - e.g. the event pipe broke because the parent is gone
-        traceback.print_exc()
-        exit_code = 1
-    exit_now(exit_code)

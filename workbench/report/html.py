@@ -10,11 +10,9 @@ import html
 import json
 from typing import Any, Iterable
 
-from .report_charts import render_charts
-from .report_text import (ENV_FIELDS, chain_steps, comparison_columns, env_differences, env_fingerprint,
-                          failure_line, fidelity_rows, group_rows, group_value_title, kpis, latency_rows,
-                          memory_power_rows, param_text, plugin_change_text, run_title)
-from .stats import NOISE_RULE
+from .charts import render_charts
+from .text import ENV_FIELDS, chain_steps, comparison_columns, env_differences, env_fingerprint, failure_line, fidelity_rows, group_rows, group_value_title, kpis, latency_rows, memory_power_rows, param_text, plugin_change_text, run_title
+from ..results.stats import NOISE_RULE
 
 CSS = """
 :root { --ink:#1d2329; --muted:#5b6670; --line:#dfe3e8; --soft:#f5f7f9; --accent:#1f5fa8; --good:#2e8540;

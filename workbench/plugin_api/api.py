@@ -1,9 +1,8 @@
-"""Plugin protocol, parameter schema, entry-point registry and chain validation.
+"""The plugin protocol: the parameter schema, the context a plugin runs in, and its report.
 
 One neutral parameter schema (``Param``) is declared by each plugin and rendered twice: the GUI
 builds a form from it (``workbench/gui/param_form.py``) and the CLI parses ``key=value`` with
-``Param.parse``. Plugins are discovered through the ``workbench.plugins`` entry-point group; the
-first-party ones in ``plugins/`` are registered exactly like a third-party package's would be.
+``Param.parse``. Plugins are discovered through the ``workbench.plugins`` entry-point group (``registry.py``).
 
 Plugin modules must not import torch at module level: the GUI lists plugins without torch.
 """
@@ -13,14 +12,11 @@ import math
 import numbers
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
-from .errors import PluginError, RunCancelled
-from .spec import PluginStep
+from ..errors import PluginError, RunCancelled
 
-ENTRY_POINT_GROUP = "workbench.plugins"
 FORMATS = ("torch", "onnx")
 DEVICE_KINDS = ("cpu", "cuda")
 _TRUE = {"1", "true", "yes", "on"}
@@ -227,138 +223,3 @@ class Plugin:
         report.seconds = time.perf_counter() - started
         report.params = dict(self.params)
         return model, report
-
-
-# ---------------------------------------------------------------------------------------------
-# Registry (entry points)
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class PluginInfo:
-    """A discovered plugin, or the error that stopped it from loading (shown greyed out)."""
-
-    name: str
-    cls: type[Plugin] | None
-    source: str                                    # distribution name or "builtin"
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.cls is not None
-
-
-_registry: dict[str, PluginInfo] | None = None
-
-
-def discover_plugins(refresh: bool = False) -> dict[str, PluginInfo]:
-    """Load every ``workbench.plugins`` entry point on its own; a broken one is recorded, not fatal."""
-    global _registry
-    if _registry is not None and not refresh:
-        return _registry
-    found: dict[str, PluginInfo] = {}
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        source = ep.dist.name if getattr(ep, "dist", None) else "unknown"
-        try:
-            cls = ep.load()
-            if not (isinstance(cls, type) and issubclass(cls, Plugin)):
-                raise TypeError(f"{ep.value} is not a workbench.plugins.Plugin subclass")
-            if cls.name != ep.name:
-                raise TypeError(f"entry point {ep.name!r} points at plugin named {cls.name!r}")
-            found[ep.name] = PluginInfo(ep.name, cls, source)
-        except Exception as exc:  # a third-party plugin must never take the app down
-            found[ep.name] = PluginInfo(ep.name, None, source, f"{type(exc).__name__}: {exc}")
-    for cls in _builtin_plugins():
-        found.setdefault(cls.name, PluginInfo(cls.name, cls, "builtin"))
-    _registry = dict(sorted(found.items()))
-    return _registry
-
-
-def _builtin_plugins() -> list[type[Plugin]]:
-    # The torch -> ONNX export step is part of the core because chain validation inserts it.
-    from .onnx_export import OnnxExport
-    return [OnnxExport]
-
-
-def get_plugin_class(name: str) -> type[Plugin]:
-    registry = discover_plugins()
-    info = registry.get(name)
-    if info is None:
-        available = ", ".join(n for n, i in registry.items() if i.ok) or "none installed"
-        raise PluginError(f"unknown plugin {name!r}; available: {available}")
-    if info.cls is None:
-        raise PluginError(f"plugin {name!r} failed to load: {info.error}")
-    return info.cls
-
-
-# ---------------------------------------------------------------------------------------------
-# Chain validation
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class ChainStep:
-    plugin: Plugin
-    auto_inserted: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.plugin.name
-
-
-def device_kind(device: str) -> str:
-    return "cuda" if device.startswith("cuda") else "cpu"
-
-
-def build_chain(steps: list[PluginStep], model_format: str, device: str, runtime: str) -> list[ChainStep]:
-    """Validate a chain before anything runs and instantiate its plugins.
-
-    Raises PluginError naming the plugin and the fix. Where a step needs ONNX but gets a torch
-    model (or the runtime is ONNX Runtime and the chain ends in torch), the ``onnx_export`` step
-    is inserted automatically: that conversion is sound for a model with fixed input specs.
-    """
-    kind = device_kind(device)
-    fmt = model_format
-    chain: list[ChainStep] = []
-    export_blocker: tuple[int, str] | None = None   # (step, reason) the torch model cannot go to ONNX
-
-    def auto_export(why: str) -> None:
-        if export_blocker is not None:
-            position, reason = export_blocker
-            raise PluginError(f"{why}, but the model of step {position} cannot be exported to ONNX: {reason}")
-        chain.append(ChainStep(get_plugin_class("onnx_export")(), auto_inserted=True))
-
-    for position, step in enumerate(steps, 1):
-        cls = get_plugin_class(step.name)
-        plugin = cls(**step.params)
-        if fmt not in cls.accepts:
-            if fmt == "torch" and "onnx" in cls.accepts:
-                auto_export(f"step {position} ({step.name}) needs an ONNX model")
-                fmt = "onnx"
-            else:
-                raise PluginError(
-                    f"step {position} ({step.name}) needs a {' or '.join(cls.accepts)} model but gets "
-                    f"{fmt}; move it before the step that converts to {fmt}, or remove it")
-        plugin.check(fmt, device)   # first: the plugin's own message names the specific fix
-        if kind not in plugin.supported_devices():
-            raise PluginError(
-                f"step {position} ({step}) cannot run on {device}: it supports "
-                f"{', '.join(plugin.supported_devices())}; pick another device or method")
-        chain.append(ChainStep(plugin))
-        blocker = plugin.onnx_export_blocker(fmt)
-        if blocker is not None:
-            export_blocker = (position, f"{step}: {blocker}")
-        fmt = plugin.output_format(fmt)
-        if fmt != "torch":
-            export_blocker = None
-    # runtime "auto" follows whatever the chain produces.
-    if runtime == "onnxruntime" and fmt == "torch":
-        auto_export("the runtime is ONNX Runtime")
-    elif runtime == "torch" and fmt == "onnx":
-        raise PluginError("the chain produces an ONNX model: run it with --runtime onnxruntime")
-    return chain
-
-
-def chain_error(steps: list[PluginStep], model_format: str, device: str, runtime: str) -> str | None:
-    """The validation message for a chain, or None when it is valid (for the GUI's inline marker)."""
-    try:
-        build_chain(steps, model_format, device, runtime)
-    except PluginError as exc:
-        return str(exc)
-    return None

@@ -8,7 +8,7 @@ from .stats import ratio_with_ci
 from .store import ResultsStore, RunRecord
 
 if TYPE_CHECKING:
-    from .spec import RunSpec
+    from ..spec import RunSpec
 
 
 def baseline_for(store: ResultsStore, run: RunRecord, selection: list[RunRecord] | None = None) -> RunRecord | None:
@@ -87,7 +87,7 @@ COMPARISON_HEADERS = ["id", "chain", "status", "device", "p50", "p99", "samples/
 
 def comparison_table(rows: list[dict[str, Any]]) -> str:
     """The ``workbench compare`` table of ``comparison_row`` dicts, with the noise footnote when needed."""
-    from . import format as fmt
+    from .. import format as fmt
     from .stats import NOISE_RULE
     table = []
     for row in rows:

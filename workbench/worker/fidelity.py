@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import OutputShapeChanged
+from ..errors import OutputShapeChanged
 
 
 @dataclass

@@ -20,10 +20,10 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from .errors import WorkbenchError
-from .report_command import spec_to_command
-from .report_model import CRITERIA, CRITERION_HELP, build_report, parse_criterion
-from .store import ResultsStore
+from ..errors import WorkbenchError
+from .command import spec_to_command
+from .model import CRITERIA, CRITERION_HELP, build_report, parse_criterion
+from ..results.store import ResultsStore
 
 
 def render_json(report: dict) -> bytes:
@@ -31,17 +31,17 @@ def render_json(report: dict) -> bytes:
 
 
 def render_csv(report: dict) -> bytes:
-    from .report_csv import render_csv as _render
+    from .csv import render_csv as _render
     return _render(report)
 
 
 def render_html(report: dict) -> bytes:
-    from .report_html import render_html as _render
+    from .html import render_html as _render
     return _render(report)
 
 
 def render_pdf(report: dict) -> bytes:
-    from .report_pdf import render_pdf as _render
+    from .pdf import render_pdf as _render
     return _render(report)
 
 

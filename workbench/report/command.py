@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from .spec import PRESETS, InputSpec, RunSpec
+from ..spec import PRESETS, InputSpec, RunSpec
 
 _DEFAULTS = RunSpec(model="-")
 

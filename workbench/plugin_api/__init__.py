@@ -1,0 +1,18 @@
+"""What a plugin may import from Workbench: the declared surface (first-party plugins in
+``plugins/`` and third-party ones alike). Everything else in ``workbench`` is internal.
+
+    from workbench.plugin_api import Param, Plugin, PluginContext, PluginReport, PluginError
+
+Importing this package imports neither torch nor Qt (the GUI lists plugins without torch).
+"""
+from ..errors import PluginError, RunCancelled
+from ..models.info import count_flops, count_parameters, model_bytes
+from ..spec import device_kind
+from .api import DEVICE_KINDS, FORMATS, Param, Plugin, PluginContext, PluginReport
+from .chain import ChainStep, build_chain, chain_error
+from .registry import ENTRY_POINT_GROUP, PluginInfo, discover_plugins, get_plugin_class
+
+__all__ = ["DEVICE_KINDS", "ENTRY_POINT_GROUP", "FORMATS", "ChainStep", "Param", "Plugin", "PluginContext",
+           "PluginError", "PluginInfo", "PluginReport", "RunCancelled", "build_chain", "chain_error",
+           "count_flops", "count_parameters", "device_kind", "discover_plugins", "get_plugin_class",
+           "model_bytes"]

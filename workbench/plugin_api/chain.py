@@ -1,0 +1,78 @@
+"""A chain of plugin steps, checked before anything runs: formats line up (ONNX export inserted
+where needed), each method can run on the device and runtime asked for."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import PluginError
+from ..spec import PluginStep, device_kind
+from .api import Plugin
+from .registry import get_plugin_class
+
+
+@dataclass
+class ChainStep:
+    plugin: Plugin
+    auto_inserted: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.plugin.name
+
+
+def build_chain(steps: list[PluginStep], model_format: str, device: str, runtime: str) -> list[ChainStep]:
+    """Validate a chain before anything runs and instantiate its plugins.
+
+    Raises PluginError naming the plugin and the fix. Where a step needs ONNX but gets a torch
+    model (or the runtime is ONNX Runtime and the chain ends in torch), the ``onnx_export`` step
+    is inserted automatically: that conversion is sound for a model with fixed input specs.
+    """
+    kind = device_kind(device)
+    fmt = model_format
+    chain: list[ChainStep] = []
+    export_blocker: tuple[int, str] | None = None   # (step, reason) the torch model cannot go to ONNX
+
+    def auto_export(why: str) -> None:
+        if export_blocker is not None:
+            position, reason = export_blocker
+            raise PluginError(f"{why}, but the model of step {position} cannot be exported to ONNX: {reason}")
+        chain.append(ChainStep(get_plugin_class("onnx_export")(), auto_inserted=True))
+
+    for position, step in enumerate(steps, 1):
+        cls = get_plugin_class(step.name)
+        plugin = cls(**step.params)
+        if fmt not in cls.accepts:
+            if fmt == "torch" and "onnx" in cls.accepts:
+                auto_export(f"step {position} ({step.name}) needs an ONNX model")
+                fmt = "onnx"
+            else:
+                raise PluginError(
+                    f"step {position} ({step.name}) needs a {' or '.join(cls.accepts)} model but gets "
+                    f"{fmt}; move it before the step that converts to {fmt}, or remove it")
+        plugin.check(fmt, device)   # first: the plugin's own message names the specific fix
+        if kind not in plugin.supported_devices():
+            raise PluginError(
+                f"step {position} ({step}) cannot run on {device}: it supports "
+                f"{', '.join(plugin.supported_devices())}; pick another device or method")
+        chain.append(ChainStep(plugin))
+        blocker = plugin.onnx_export_blocker(fmt)
+        if blocker is not None:
+            export_blocker = (position, f"{step}: {blocker}")
+        fmt = plugin.output_format(fmt)
+        if fmt != "torch":
+            export_blocker = None
+    # runtime "auto" follows whatever the chain produces.
+    if runtime == "onnxruntime" and fmt == "torch":
+        auto_export("the runtime is ONNX Runtime")
+    elif runtime == "torch" and fmt == "onnx":
+        raise PluginError("the chain produces an ONNX model: run it with --runtime onnxruntime")
+    return chain
+
+
+def chain_error(steps: list[PluginStep], model_format: str, device: str, runtime: str) -> str | None:
+    """The validation message for a chain, or None when it is valid (for the GUI's inline marker)."""
+    try:
+        build_chain(steps, model_format, device, runtime)
+    except PluginError as exc:
+        return str(exc)
+    return None

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from workbench.plugin_api import PluginError
+from workbench.plugin_api import PluginError, device_kind
 
 # torch module types that dynamic int8 quantization replaces (by name: no torch import here).
 DYNAMIC_TYPES = ("Linear", "LSTM", "GRU", "LSTMCell", "GRUCell", "RNNCell")
@@ -344,11 +344,11 @@ def weight_only(model: Any, bits: int, device: str, group_size: int = 64) -> Qua
         model = model.to(device)
         config = Int8WeightOnlyConfig(set_inductor_config=False)
         backend = "torchao quantize_(Int8WeightOnlyConfig)"
-        if not device.startswith("cuda"):
+        if device_kind(device) != "cuda":
             notes.append("CPU eager dequantizes the int8 weights on every call: the model is smaller but "
                          "not faster; `fuse method=torch_compile` after this step fuses the dequantization")
     else:
-        if not device.startswith("cuda"):
+        if device_kind(device) != "cuda":
             raise PluginError("quantize int4 runs on CUDA only: torchao's int4 weight kernels (tinygemm / "
                               "mslk) have no CPU implementation; use weight_only_int8 or dynamic_int8 on cpu")
         model = model.to(device=device, dtype=torch.bfloat16)

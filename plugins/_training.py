@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from workbench.plugin_api import PluginError
+from workbench.plugin_api import PluginError, device_kind, first_output
 
 DATA_HINT = "pass --data file.npz with x_train and y_train"
 
@@ -27,7 +27,7 @@ def seeded(seed: int, device: str = "cpu") -> Iterator[None]:
     import torch
 
     devices = []
-    if str(device).startswith("cuda") and torch.cuda.is_available():
+    if device_kind(str(device)) == "cuda" and torch.cuda.is_available():
         index = torch.device(device).index
         devices = [torch.cuda.current_device() if index is None else index]
     with torch.random.fork_rng(devices=devices):
@@ -42,19 +42,6 @@ def copy_model(model: Any) -> Any:
     except Exception as exc:
         raise PluginError(f"could not copy the model ({type(exc).__name__}: {exc}); "
                           "plugins work on a copy so the baseline stays intact") from exc
-
-
-def first_output(out: Any) -> Any:
-    """The logits of a forward pass: the tensor itself, the first of a tuple, or ``logits``."""
-    if isinstance(out, (tuple, list)) and out:
-        return first_output(out[0])
-    if isinstance(out, dict):
-        if "logits" in out:
-            return out["logits"]
-        return first_output(next(iter(out.values())))
-    if hasattr(out, "logits"):
-        return out.logits
-    return out
 
 
 def model_float_dtype(model: Any) -> Any:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from workbench.plugin_api import PluginError
-from workbench.plugin_api import Param, Plugin, PluginContext, PluginReport
+from workbench.plugin_api import Param, Plugin, PluginContext, PluginError, PluginReport
 
 from . import _training as T
 from .prune import _human, _ratio, channel_prune, count_flops

@@ -4,8 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from workbench.plugin_api import PluginError
-from workbench.plugin_api import Param, Plugin, PluginContext, PluginReport
+from workbench.plugin_api import Param, Plugin, PluginContext, PluginError, PluginReport, device_kind
 
 METHODS = ("conv_bn", "torch_compile", "onnxruntime")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
@@ -133,7 +132,7 @@ class Fuse(Plugin):
         if getattr(model, "training", False):
             notes.append("the model was in training mode: compiled in eval()")
         model = _eval(model)
-        if mode == "reduce-overhead" and not context.device.startswith("cuda"):
+        if mode == "reduce-overhead" and device_kind(context.device) != "cuda":
             notes.append("reduce-overhead uses CUDA graphs, which do not apply on CPU: same as default here")
         context.progress(0.0, f"torch.compile (mode={mode}): compiling on the first call")
         from torch._inductor import config as inductor_config
@@ -179,7 +178,7 @@ class Fuse(Plugin):
         target = workdir / f"optimized_{level_name}.onnx"
         notes: list[str] = []
         providers = ["CPUExecutionProvider"]
-        if context.device.startswith("cuda"):
+        if device_kind(context.device) == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise PluginError("fuse onnxruntime on cuda needs the CUDA execution provider "
                                   "(pip install onnxruntime-gpu); use --device cpu")

@@ -13,8 +13,7 @@ import re
 import warnings
 from typing import Any
 
-from workbench.plugin_api import PluginError
-from workbench.plugin_api import Param, Plugin, PluginContext, PluginReport
+from workbench.plugin_api import Param, Plugin, PluginContext, PluginError, PluginReport
 
 from . import _training as T
 

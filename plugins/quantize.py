@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workbench.plugin_api import PluginError
-from workbench.plugin_api import Param, Plugin, PluginContext, PluginReport, device_kind
+from workbench.plugin_api import Param, Plugin, PluginContext, PluginError, PluginReport, device_kind
 
 from . import _quant_backend as backend
 

@@ -396,7 +396,7 @@ def _render(store, ids, tmp_path, suffix, criterion="p50") -> Path:
 
 
 def test_html_is_self_contained_and_complete(store, runs, tmp_path):
-    from workbench.report.text import ms
+    from workbench.format import ms
     ids = list(runs.values())
     raw = _render(store, ids, tmp_path, ".html").read_text(encoding="utf-8")
     parser = _Links()

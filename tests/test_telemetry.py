@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the package may not be installed yet
     sys.path.insert(0, str(ROOT))
 
-from workbench.telemetry import SAMPLE_FIELDS, NvmlGpu, NvmlUnavailable, TelemetrySample, TelemetrySampler, energy_per_inference, gpu_environment, host_environment
+from workbench.telemetry import (
+    SAMPLE_FIELDS, NvmlGpu, NvmlUnavailable, TelemetrySample, TelemetrySampler, energy_per_inference,
+    gpu_environment, host_environment)
 from workbench.telemetry.nvml import POWER_SOURCE_AVERAGE, POWER_SOURCE_INSTANT, nvml_index_for_cuda
 
 # Loaded by path so it works whatever pytest's import mode / tests package layout is.

@@ -6,13 +6,15 @@ import argparse
 from pathlib import Path
 
 from .errors import WorkbenchError
-from .spec import PRESETS, InputSpec, PluginStep, RunSpec
+from .spec import MODEL_DTYPES, RUNTIMES, InputSpec, PluginStep, RunSpec
 
 
 class UsageError(WorkbenchError):
     """Bad command-line usage: exit code 2."""
 
 
+# The CLI's defaults and choices are RunSpec's (one place: workbench/spec.py).
+SPEC_DEFAULTS = RunSpec(model="-")
 COMMAND_NAMES = ("gui", "bench", "runs", "show", "compare", "report", "plugins", "inspect", "rename", "tag",
                  "delete")
 # Global options that take a value: skipped when looking for the command name in argv.
@@ -61,21 +63,22 @@ def build_parser() -> argparse.ArgumentParser:
                        help="allow loading a fully pickled model (executes code from the file!)")
     bench.add_argument("--plugin", "-p", action="append", default=[], metavar="NAME[:k=v,...]",
                        help="add an optimization step (repeatable, applied in order); see `workbench plugins`")
-    bench.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnxruntime"])
-    bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    bench.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    bench.add_argument("--runtime", default=SPEC_DEFAULTS.runtime, choices=RUNTIMES)
+    bench.add_argument("--device", default=SPEC_DEFAULTS.device, help="cpu, cuda or cuda:N")
+    bench.add_argument("--dtype", default=SPEC_DEFAULTS.dtype, choices=MODEL_DTYPES)
     bench.add_argument("--batch", type=int, help="batch size (replaces the first dimension of every input)")
     bench.add_argument("--threads", type=int, help="intra-op CPU threads (default: see README, recorded)")
     bench.add_argument("--input", action="append", default=[], metavar="[NAME=]SHAPE:DTYPE",
                        help="input spec such as 1x3x224x224:float32 (repeat for several inputs)")
     bench.add_argument("--data", help=".npz with x_test[, y_test, x_train, y_train] for fidelity/calibration")
-    bench.add_argument("--iters", type=int, help=f"minimum timed iterations (default {PRESETS['quick']['iters']})")
-    bench.add_argument("--duration", type=float, help=f"minimum timed seconds (default {PRESETS['quick']['duration_s']:g})")
+    bench.add_argument("--iters", type=int, help=f"minimum timed iterations (default {SPEC_DEFAULTS.iters})")
+    bench.add_argument("--duration", type=float, help=f"minimum timed seconds (default {SPEC_DEFAULTS.duration_s:g})")
     bench.add_argument("--rigorous", action="store_true",
                        help="rigorous preset: >= 1000 iterations and >= 10 s, longer warm-up")
-    bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--timeout", type=float, default=1800.0, help="kill the run after this many seconds")
-    bench.add_argument("--telemetry-hz", type=float, default=10.0, help="telemetry sampling rate (0.5-100 Hz)")
+    bench.add_argument("--seed", type=int, default=SPEC_DEFAULTS.seed)
+    bench.add_argument("--timeout", type=float, default=SPEC_DEFAULTS.timeout_s, help="kill the run after this many seconds")
+    bench.add_argument("--telemetry-hz", type=float, default=SPEC_DEFAULTS.telemetry_hz,
+                       help="telemetry sampling rate (0.5-100 Hz)")
     bench.add_argument("--label", help="a name for this run")
     bench.add_argument("--save-model", help="save the optimized model (.pt TorchScript, .pt2, or .onnx)")
     bench.add_argument("--no-baseline", action="store_true",

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 
-def ms(value: float | None, digits: int = 3) -> str:
+def ms(value: float | None) -> str:
+    """A latency with 3-4 significant digits, trailing zeros kept (2.00 ms, 10.38 ms, 799.0 µs):
+    the same text in the CLI, the GUI and the reports."""
     if value is None:
         return "—"
     if value >= 100:
         return f"{value:.1f} ms"
+    if value >= 10:
+        return f"{value:.2f} ms"
     if value >= 1:
-        return f"{value:.{digits}g} ms" if value < 10 else f"{value:.2f} ms"
+        return f"{value:#.3g} ms"
     return f"{value * 1000:.1f} µs"
 
 

@@ -26,6 +26,13 @@ def device_kind(device: str) -> str:
     return "cuda" if device.startswith("cuda") else "cpu"
 
 
+def resolve_runtime(runtime: str, model_format: str) -> str:
+    """The one rule for ``--runtime auto``: ONNX models run on ONNX Runtime, torch ones on torch."""
+    if runtime != "auto":
+        return runtime
+    return "onnxruntime" if model_format == "onnx" else "torch"
+
+
 # Presets for the measurement loop. "quick" is the default: good enough to see a 10 % change on
 # a quiet machine; "rigorous" is what a published number should use.
 PRESETS = {
@@ -197,9 +204,9 @@ class RunSpec:
         return "onnx" if self.model.lower().endswith(".onnx") else "torch"
 
     def resolved_runtime(self) -> str:
-        if self.runtime != "auto":
-            return self.runtime
-        return "onnxruntime" if self.model_format == "onnx" else "torch"
+        """The runtime as requested for the model file (a chain that ends in ONNX runs on
+        ONNX Runtime; the worker resolves that with the chain's output format)."""
+        return resolve_runtime(self.runtime, self.model_format)
 
     def validate(self) -> None:
         for name in ("model", "runtime", "device", "dtype"):

@@ -14,7 +14,7 @@ import time
 from typing import Any, Callable
 
 from ..errors import StoreError, WorkbenchError
-from ..spec import RunSpec
+from ..spec import RunSpec, device_kind
 from ..results.store import ResultsStore, RunRecord
 # describe_exit is imported from here too.
 from .process import EXIT_GRACE_S, WorkerProcess, describe_exit  # noqa: F401
@@ -70,7 +70,7 @@ class Session:
         run_id = self.store.create_run(spec.to_dict(), spec.describe_chain(), spec.resolved_runtime())
         workdir = self.store.artifacts_root / f"run-{run_id}"
         emit({"type": "run_created", "run_id": run_id, "t": time.monotonic()})
-        environment = collect_environment(include_gpu=spec.device.startswith("cuda"))
+        environment = collect_environment(include_gpu=device_kind(spec.device) == "cuda")
         self.store.update_environment(run_id, environment)
 
         worker = WorkerProcess({"job": "run", "spec": spec.to_dict(), "workdir": str(workdir)},
@@ -240,7 +240,7 @@ class _BufferedWriter:
 def _gpu_index(device: str, gpus: list[dict]) -> int | None:
     """The NVML index of ``device`` (None for the CPU). When CUDA_VISIBLE_DEVICES makes it
     ambiguous, the CUDA index is used and the sampler warns which GPU it reads."""
-    if not device.startswith("cuda"):
+    if device_kind(device) != "cuda":
         return None
     from ..telemetry.nvml import nvml_index_for_cuda
     index = int(device.split(":")[1]) if ":" in device else 0

@@ -49,9 +49,8 @@ def spec_to_argv(spec: dict) -> tuple[list[str], list[str]]:
                              "(the --plugin parser splits on commas and strips spaces); use the RunSpec JSON")
             items.append(f"{key}={text}")
         argv += ["--plugin", name + (":" + ",".join(items) if items else "")]
-    for key, flag, default in (("runtime", "--runtime", "auto"), ("device", "--device", "cpu"),
-                               ("dtype", "--dtype", "float32")):
-        if get(key) != default:
+    for key, flag in (("runtime", "--runtime"), ("device", "--device"), ("dtype", "--dtype")):
+        if get(key) != getattr(_DEFAULTS, key):
             argv += [flag, str(get(key))]
     for key, flag in (("batch", "--batch"), ("threads", "--threads")):
         if get(key) is not None:

@@ -15,7 +15,10 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from .charts import render_charts
-from .text import ENV_FIELDS, chain_steps, comparison_columns, env_differences, env_fingerprint, failure_line, fidelity_rows, group_rows, group_value_title, kpis, latency_rows, memory_power_rows, param_text, plugin_change_text, run_title
+from .text import (
+    ENV_FIELDS, chain_steps, comparison_columns, env_differences, env_fingerprint, failure_line,
+    fidelity_rows, group_rows, group_value_title, kpis, latency_rows, memory_power_rows, param_text,
+    plugin_change_text, run_title)
 from ..results.stats import NOISE_RULE
 
 PAGE_MARGIN = 32

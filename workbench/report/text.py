@@ -9,19 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import format as fmt
-
-
-def ms(value: float | None) -> str:
-    """A latency with 3-4 significant digits, trailing zeros kept (2.00 ms, 10.38 ms, 799.0 µs)."""
-    if value is None:
-        return "—"
-    if value >= 100:
-        return f"{value:.1f} ms"
-    if value >= 10:
-        return f"{value:.2f} ms"
-    if value >= 1:
-        return f"{value:#.3g} ms"
-    return f"{value * 1000:.1f} µs"
+from ..format import ms
 
 
 def ms_ci(value: float | None, ci: list | None) -> str:

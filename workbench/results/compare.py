@@ -11,16 +11,26 @@ if TYPE_CHECKING:
     from ..spec import RunSpec
 
 
+# Everything in a spec that changes the work one forward pass does: a baseline must match all of it.
+BASELINE_KEYS = ("model", "factory", "device", "runtime", "batch", "dtype", "threads", "inputs", "data")
+
+
+def is_baseline_of(candidate: RunRecord, run: RunRecord) -> bool:
+    """The one baseline rule: a finished, plugin-free run of the same work (``BASELINE_KEYS``),
+    resolved runtime included, that is not the run itself."""
+    return (candidate.id != run.id and candidate.status == "done" and not candidate.spec.get("plugins")
+            and candidate.runtime == run.runtime
+            and all(candidate.spec.get(k) == run.spec.get(k) for k in BASELINE_KEYS if k != "runtime"))
+
+
 def baseline_for(store: ResultsStore, run: RunRecord, selection: list[RunRecord] | None = None) -> RunRecord | None:
-    """A plugin-free run of the same model/runtime/device/batch: from the selection first, else the store."""
+    """``run``'s baseline: from ``selection`` first (runs measured together), else the latest stored."""
     if not run.spec.get("plugins"):
         return None
-    keys = ("model", "device", "batch", "dtype", "threads", "factory")
-    for candidate in selection or []:
-        if candidate.id != run.id and candidate.status == "done" and not candidate.spec.get("plugins") \
-                and candidate.runtime == run.runtime and all(candidate.spec.get(k) == run.spec.get(k) for k in keys):
+    for candidate in list(selection or []) + store.baseline_candidates(run.model, run.device, run.runtime):
+        if is_baseline_of(candidate, run):
             return candidate
-    return store.find_baseline(run)
+    return None
 
 
 def comparison_row(run: RunRecord, baseline: RunRecord | None) -> dict[str, Any]:

@@ -528,20 +528,14 @@ class ResultsStore:
                               (run_id,)).fetchall()
         return [dict(zip(("kind", "path", "sha256", "bytes"), r)) for r in rows]
 
-    def find_baseline(self, run: RunRecord) -> RunRecord | None:
-        """The latest finished plugin-free run of the same model, runtime, device, batch, dtype, threads."""
-        spec = run.spec
+    def baseline_candidates(self, model: str, device: str | None, runtime: str | None) -> list[RunRecord]:
+        """Finished plugin-free runs of ``model`` on ``device``/``runtime``, newest first: the rows
+        ``results.compare.is_baseline_of`` chooses from (the rule itself lives there)."""
         with self._access() as db:
             rows = db.execute(
                 f"SELECT {self._COLUMNS} FROM runs WHERE status='done' AND chain='baseline' AND model=? AND "
-                "device IS ? AND runtime IS ? AND id != ? ORDER BY id DESC",
-                (run.model, run.device, run.runtime, run.id)).fetchall()
-        for row in rows:
-            candidate = self._record(row)
-            if candidate.status == "done" and all(
-                    candidate.spec.get(k) == spec.get(k) for k in ("batch", "dtype", "threads", "factory")):
-                return candidate
-        return None
+                "device IS ? AND runtime IS ? ORDER BY id DESC", (model, device, runtime)).fetchall()
+        return [record for record in map(self._record, rows) if record.status == "done"]
 
     def close(self) -> None:
         with self._lock:

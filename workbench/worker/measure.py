@@ -12,6 +12,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..spec import RunSpec
+
+_SPEC_DEFAULTS = RunSpec(model="-")
 # A batch of iterations is timed between host syncs and sent to the parent as one event; aim for
 # about this long so the live plot updates ~10x/s without flooding the pipe.
 TARGET_BATCH_SECONDS = 0.1
@@ -22,11 +25,18 @@ STABLE_TOLERANCE = 0.05     # ... and calls latency stable when they differ by <
 
 @dataclass
 class MeasureSettings:
-    min_iters: int = 100
-    min_duration_s: float = 1.0
-    max_duration_s: float = 600.0
-    warmup_min_iters: int = 10
-    warmup_max_s: float = 3.0
+    """The loop's limits; defaults are RunSpec's (one place), ``from_spec`` takes a run's."""
+
+    min_iters: int = _SPEC_DEFAULTS.iters
+    min_duration_s: float = _SPEC_DEFAULTS.duration_s
+    max_duration_s: float = _SPEC_DEFAULTS.max_duration_s
+    warmup_min_iters: int = _SPEC_DEFAULTS.warmup_min_iters
+    warmup_max_s: float = _SPEC_DEFAULTS.warmup_max_s
+
+    @classmethod
+    def from_spec(cls, spec: RunSpec) -> "MeasureSettings":
+        return cls(min_iters=spec.iters, min_duration_s=spec.duration_s, max_duration_s=spec.max_duration_s,
+                   warmup_min_iters=spec.warmup_min_iters, warmup_max_s=spec.warmup_max_s)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PluginError, RunCancelled, WorkbenchError
-from ..spec import RunSpec
+from ..spec import RunSpec, device_kind, resolve_runtime
 from .conditions import default_threads
 
 DESCRIBING = "describing the model (one call on zeros, to count its FLOPs)"
@@ -91,7 +91,7 @@ def run_job(job: dict, emit, cancelled, stage: Stage) -> None:
 
     # -- reference outputs of the unoptimized model (fidelity baseline) --------------------------
     phase("reference", "reference outputs of the unoptimized model")
-    ref_runtime_name = "onnxruntime" if loaded.kind == "onnx" else "torch"
+    ref_runtime_name = resolve_runtime("auto", loaded.kind)
     reference_runtime = create_runtime(ref_runtime_name, spec.device, "float32", threads)
     reference_runtime.prepare(loaded.model, inputs.measure)
     reference = collect_outputs(reference_runtime, inputs.fidelity, specs[0].shape[0])
@@ -140,14 +140,12 @@ def run_job(job: dict, emit, cancelled, stage: Stage) -> None:
         emit("artifact", **artifact)
 
     # -- measure -------------------------------------------------------------------------------
-    runtime_name = spec.runtime if spec.runtime != "auto" else ("onnxruntime" if fmt == "onnx" else "torch")
+    runtime_name = resolve_runtime(spec.runtime, fmt)
     runtime = create_runtime(runtime_name, spec.device, spec.dtype, threads)
     phase("prepare", f"preparing {runtime_name} on {spec.device}")
     runtime.prepare(model, inputs.measure)
-    settings = MeasureSettings(min_iters=spec.iters, min_duration_s=spec.duration_s,
-                               max_duration_s=spec.max_duration_s, warmup_min_iters=spec.warmup_min_iters,
-                               warmup_max_s=spec.warmup_max_s)
-    if spec.device.startswith("cuda") and settings.min_duration_s < 3.0:
+    settings = MeasureSettings.from_spec(spec)
+    if device_kind(spec.device) == "cuda" and settings.min_duration_s < 3.0:
         # The NVML energy counter needs a window of seconds to give a per-inference figure.
         settings.min_duration_s = 3.0
         notes.append("timed phase extended to 3 s on GPU so energy per inference can be measured")

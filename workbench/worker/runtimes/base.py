@@ -7,6 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ...errors import InputShapeError, ModelOutputError, ModelRuntimeError, WorkbenchError
+from ...models.outputs import first_output
 
 
 class Runtime:
@@ -54,17 +55,6 @@ class Runtime:
         """A context manager factory wrapped around the whole timing loop (e.g. no_grad)."""
         import contextlib
         return contextlib.nullcontext
-
-
-def first_output(outputs: Any) -> Any:
-    """The first tensor of whatever a model returns (tensor, tuple, list, dict, ModelOutput)."""
-    if isinstance(outputs, (list, tuple)):
-        return first_output(outputs[0]) if outputs else None
-    if isinstance(outputs, dict):
-        return first_output(next(iter(outputs.values()))) if outputs else None
-    if hasattr(outputs, "to_tuple"):
-        return first_output(outputs.to_tuple())
-    return outputs
 
 
 def output_array(outputs: Any) -> np.ndarray:

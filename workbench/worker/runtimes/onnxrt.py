@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import DeviceError, InputShapeError
+from ...spec import device_kind
 from .base import Runtime, model_call_error
 
 
@@ -18,7 +19,7 @@ class OnnxRuntime(Runtime):
         import onnxruntime as ort
         self.ort = ort
         available = ort.get_available_providers()
-        if device.startswith("cuda"):
+        if device_kind(device) == "cuda":
             if "CUDAExecutionProvider" not in available:
                 raise DeviceError(f"--device {device} with onnxruntime needs the CUDA execution provider "
                                   f"(pip install onnxruntime-gpu); this install has {', '.join(available)}")
@@ -44,7 +45,7 @@ class OnnxRuntime(Runtime):
             raise InputShapeError(f"ONNX Runtime could not create a session: {_first_line(exc)}") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.feed = self._feed(inputs)
-        if self.device.startswith("cuda"):
+        if device_kind(self.device) == "cuda":
             # Keep inputs and outputs on the GPU so host<->device copies are not timed.
             self.binding = self.session.io_binding()
             for name, array in self.feed.items():

@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import DeviceError
+from ...spec import device_kind
 from .base import Runtime, model_call_error, output_array
 
 _TORCH_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
@@ -13,7 +14,7 @@ _TORCH_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat
 
 def check_torch_device(device: str) -> None:
     import torch
-    if device.startswith("cuda"):
+    if device_kind(device) == "cuda":
         if not torch.cuda.is_available():
             build = "this torch build has no CUDA support" if torch.version.cuda is None else \
                 "no CUDA GPU is visible (driver missing or CUDA_VISIBLE_DEVICES empty)"
@@ -31,7 +32,7 @@ class TorchRuntime(Runtime):
         import torch
         check_torch_device(device)
         self.torch = torch
-        self.timer_kind = "cuda" if device.startswith("cuda") else "cpu"
+        self.timer_kind = "cuda" if device_kind(device) == "cuda" else "cpu"
         if threads:
             torch.set_num_threads(threads)
         self.threads = torch.get_num_threads()
@@ -49,7 +50,7 @@ class TorchRuntime(Runtime):
         self.model = model
         self.input_dtype = _float_dtype_of(model) or getattr(torch, self.dtype)
         self.inputs = self.to_tensors(inputs)
-        if self.device.startswith("cuda"):
+        if device_kind(self.device) == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
     def to_tensors(self, arrays: list[np.ndarray]) -> list:
@@ -77,7 +78,7 @@ class TorchRuntime(Runtime):
         return self.torch.get_num_threads()
 
     def synchronize(self) -> None:
-        if self.device.startswith("cuda"):
+        if device_kind(self.device) == "cuda":
             self.torch.cuda.synchronize(self.device)
 
     def timing_context(self):
@@ -88,14 +89,14 @@ class TorchRuntime(Runtime):
         data = {"runtime": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(),
                 "interop_threads": torch.get_num_interop_threads(), "device": self.device,
                 "dtype": str(self.input_dtype).replace("torch.", "")}
-        if self.device.startswith("cuda"):
+        if device_kind(self.device) == "cuda":
             data["cuda"] = torch.version.cuda
             data["cudnn"] = torch.backends.cudnn.version()
             data["gpu_name"] = torch.cuda.get_device_name(self.device)
         return data
 
     def memory(self) -> dict:
-        if not self.device.startswith("cuda"):
+        if device_kind(self.device) != "cuda":
             return {}
         torch = self.torch
         return {"torch_peak_allocated_bytes": int(torch.cuda.max_memory_allocated(self.device)),

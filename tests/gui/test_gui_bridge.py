@@ -10,7 +10,7 @@ import pytest
 
 from workbench.errors import WorkbenchError
 from workbench.gui.bridge import Job, SessionBridge
-from workbench.gui.log_dock import describe_event
+from workbench.gui.docks.log_dock import describe_event
 from workbench.spec import PluginStep, RunSpec
 
 
@@ -48,7 +48,7 @@ class ScriptedSession:
 @pytest.fixture
 def bridge(qtbot, tmp_path):
     b = SessionBridge(tmp_path / "runs.sqlite")
-    b._session = ScriptedSession()
+    b.queue.session = ScriptedSession()
     yield b
     assert b.shutdown(timeout_s=5)
 
@@ -63,8 +63,8 @@ def test_jobs_run_in_order_off_the_gui_thread_and_events_arrive_in_the_gui_threa
     bridge.jobFinished.connect(finished.append)
     jobs = bridge.enqueue([_spec("a"), _spec("b")])
     qtbot.waitUntil(lambda: len(finished) == 2, timeout=5_000)
-    assert bridge._session.started == ["a", "b"]
-    assert bridge._session.threads == {"workbench-runner"}
+    assert bridge.queue.session.started == ["a", "b"]
+    assert bridge.queue.session.threads == {"workbench-runner"}
     assert {name for name, _ in events} == {threading.main_thread().name}
     assert [e["job_id"] for _, e in events if e["type"] == "run_created"] == [jobs[0].id, jobs[1].id]
     assert [j.status for j in jobs] == ["done", "done"] and [j.run_id for j in jobs] == [1, 2]
@@ -84,7 +84,7 @@ def test_cancel_stops_the_running_job_and_drops_the_queue(bridge, qtbot):
     bridge.cancel_all()
     qtbot.waitUntil(lambda: busy == [True, False], timeout=5_000)
     assert [j.status for j in jobs] == ["cancelled", "cancelled", "cancelled"]
-    assert bridge._session.started == ["long"]
+    assert bridge.queue.session.started == ["long"]
     assert jobs[2].message == "removed from the queue"
 
 
@@ -146,7 +146,7 @@ def test_build_spec_carries_every_setting(make_workbench):
 def test_log_lines_summarize_events():
     line = describe_event({"type": "latency_batch", "phase": "measure", "run_id": 3,
                            "values_ns": [3_000_000, 1_000_000, 2_000_000]})
-    assert line == "#3 measure: 3 iterations, median 2 ms, min 1 ms, max 3 ms"
+    assert line == "#3 measure: 3 iterations, median 2.00 ms, min 1.00 ms, max 3.00 ms"
     assert describe_event({"type": "error", "kind": "ModelLoadError", "message": "bad file"}) == \
         "ERROR (ModelLoadError): bad file"
     assert "run finished: cancelled" in describe_event({"type": "run_finished", "status": "cancelled", "run_id": 1})

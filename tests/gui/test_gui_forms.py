@@ -9,8 +9,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, QSpinBox
 
 from workbench.errors import PluginError
-from workbench.gui.param_form import ParamForm
-from workbench.gui.plugin_panel import PluginPanel
+from workbench.gui.docks.param_form import ParamForm
+from workbench.gui.docks.plugin_panel import PluginPanel
 from workbench.plugin_api import Param, Plugin, PluginInfo, discover_plugins
 
 SCHEMA = (

@@ -16,7 +16,9 @@ from PySide6.QtWidgets import QInputDialog, QMessageBox  # noqa: E402
 
 from workbench.results.compare import compare_runs  # noqa: E402
 from workbench.gui import plot_style  # noqa: E402
-from workbench.gui.results_view import COLUMN_INDEX, ComparisonCharts, ResultsView, pareto_front
+from workbench.gui.results.charts import ComparisonCharts  # noqa: E402
+from workbench.gui.results.table import COLUMN_INDEX, ResultsView  # noqa: E402
+from workbench.results.pareto import pareto_front  # noqa: E402
 from workbench.spec import PluginStep, RunSpec  # noqa: E402
 from workbench.results.stats import compute_latency_stats  # noqa: E402
 from workbench.results.store import ResultsStore  # noqa: E402
@@ -223,17 +225,6 @@ def test_selection_signal_carries_run_ids(qtbot, filled):
     # selection survives a refresh
     view.refresh()
     assert sorted(view.selected_run_ids()) == sorted([ids["baseline"], ids["fast"]])
-
-
-def test_pareto_front_pure_function():
-    points = [(1.0, 0.90), (2.0, 0.95), (1.5, 0.85), (3.0, 0.99), (2.5, 0.94), (0.5, 0.50)]
-    assert pareto_front(points) == [5, 0, 1, 3]
-    # missing / non-finite coordinates are ignored, duplicates on the front are both kept
-    assert pareto_front([(1.0, None), (None, 1.0), (float("nan"), 1.0), (2.0, 0.9)]) == [3]
-    assert pareto_front([(1.0, 0.9), (1.0, 0.9), (1.0, 0.8)]) == [0, 1]
-    assert pareto_front([]) == []
-    # same latency: only the most faithful counts; same fidelity: only the fastest
-    assert pareto_front([(1.0, 0.8), (1.0, 0.9), (2.0, 0.9)]) == [1]
 
 
 def test_comparison_charts_three_runs(qtbot, filled):

@@ -10,7 +10,8 @@ from PySide6.QtGui import QDropEvent, QKeySequence
 from PySide6.QtWidgets import QDockWidget
 
 from gui_probe import run_gui_probe
-from workbench.gui.main_window import gpu_devices, report_available
+from workbench.gui.main_window import report_available
+from workbench.telemetry.nvml import gpu_devices
 
 
 
@@ -114,7 +115,7 @@ def test_settings_and_layout_are_remembered(make_workbench, tmp_path):
     w.resize(760, 640)
     model = tmp_path / "m.onnx"
     model.write_bytes(b"\x08\x07garbage")
-    w._add_recent(str(model))
+    w.recent.add(str(model))
     w.close()
 
     w2 = make_workbench()

@@ -6,11 +6,14 @@ request with plugins runs the plain model first when the store holds no baseline
 """
 from __future__ import annotations
 
+import dataclasses
+
 from ..results.compare import baseline_for_spec
-from ..spec import RunSpec
+from ..errors import SpecError
+from ..spec import PluginStep, RunSpec
 from ..results.store import ResultsStore
 
-__all__ = ["baseline_spec", "check_chain", "needs_baseline", "plan_runs"]
+__all__ = ["baseline_spec", "check_chain", "combinations_plan", "needs_baseline", "pair_plan", "plan_runs"]
 
 
 def check_chain(spec: RunSpec) -> None:
@@ -38,3 +41,44 @@ def plan_runs(store: ResultsStore, spec: RunSpec, baseline: bool = True) -> list
     if baseline and needs_baseline(store, spec):
         return [baseline_spec(spec), spec]
     return [spec]
+
+
+# -- the comparisons a user asks for in one go (the GUI's Run menu; the CLI and API may follow) --
+def _require_plugins(spec: RunSpec) -> None:
+    if not spec.plugins:
+        raise SpecError("check at least one plugin: a variant needs an optimization to compare")
+
+
+def _with_chain(spec: RunSpec, steps: list[PluginStep]) -> RunSpec:
+    return RunSpec.from_dict({**spec.to_dict(), "plugins": [dataclasses.asdict(s) for s in steps]})
+
+
+def pair_plan(spec: RunSpec) -> list[RunSpec]:
+    """Baseline + variant: the plain model, then ``spec``, under the same settings, whether or not
+    the store already holds a baseline (the user asked for the pair). Raises ``SpecError`` when
+    ``spec`` has no plugins."""
+    _require_plugins(spec)
+    return [baseline_spec(spec), spec]
+
+
+def combinations_plan(spec: RunSpec) -> tuple[list[RunSpec], list[str]]:
+    """All combinations: the baseline, each plugin of ``spec``'s chain alone, then the whole chain
+    (when it has more than one step), in that order.
+
+    A plugin that cannot run alone (alone its chain is invalid, e.g. it needs what an earlier step
+    makes) is left out rather than failing the others: returns the specs and, for each left-out
+    plugin, why (``"NAME alone: invalid plugin chain: ..."``). Raises ``SpecError`` when ``spec``
+    has no plugins."""
+    _require_plugins(spec)
+    from ..plugin_api import chain_error     # no torch; imported on use like check_chain's
+    specs, skipped = [baseline_spec(spec)], []
+    for step in spec.plugins:
+        alone = _with_chain(spec, [step])
+        error = chain_error(alone.plugins, alone.model_format, alone.device, alone.runtime)
+        if error:
+            skipped.append(f"{step.name} alone: invalid plugin chain: {error}")
+        else:
+            specs.append(alone)
+    if len(spec.plugins) > 1:
+        specs.append(spec)
+    return specs, skipped

@@ -1,8 +1,8 @@
-"""The GUI's only door into the core: runs ``Session.run`` / ``Session.inspect`` off the GUI
-thread and re-emits every core event dict as a Qt signal (queued into the GUI thread).
+"""The GUI's only door into the core. It opens the results store, runs the job queue
+(``workbench.engine.queue``), model inspection, report writing and the GPU probe off the GUI
+thread, and hands every answer back as a Qt signal (queued into the GUI thread).
 
-It also owns the run queue: jobs are run one at a time, in order, each with its own cancel
-``threading.Event`` (``Session.run`` polls it every 0.1 s and stops the worker process).
+Signals are emitted from worker threads; Qt delivers them in the thread the bridge lives in.
 """
 from __future__ import annotations
 
@@ -10,45 +10,20 @@ import itertools
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from ..engine.queue import Job, JobQueue
 from ..errors import WorkbenchError
+from ..results.store import ResultsStore
 from ..spec import RunSpec
 
-QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
-FINISHED = (DONE, FAILED, CANCELLED)
-
-
-@dataclass
-class Job:
-    """One queued run. ``run_id`` is known once the session has created the store row."""
-
-    id: int
-    spec: RunSpec
-    label: str
-    group: str = ""
-    status: str = QUEUED
-    run_id: int | None = None
-    message: str | None = None
-    detail: str | None = None
-    queued_at: float = field(default_factory=time.monotonic)
-    started_at: float | None = None
-    finished_at: float | None = None
-    phase: str | None = None
-    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINISHED
+__all__ = ["Job", "SessionBridge"]
 
 
 class SessionBridge(QObject):
-    """Signals are emitted from worker threads and delivered queued in the GUI thread."""
-
     eventReceived = Signal(object)          # every core event dict, with "job_id" added
     jobStarted = Signal(object)             # Job
     jobFinished = Signal(object)            # Job (status/message set)
@@ -56,156 +31,23 @@ class SessionBridge(QObject):
     busyChanged = Signal(bool)
     inspectFinished = Signal(int, object)   # token, ModelInfo dict
     inspectFailed = Signal(int, str, str)   # token, message, details
+    reportDone = Signal(str)                # path written
+    reportFailed = Signal(str, str)         # message, details
+    gpusFound = Signal(object)              # telemetry.nvml.gpu_environment() dict
 
-    def __init__(self, db_path: str | Path, parent: QObject | None = None) -> None:
+    def __init__(self, db: str | Path | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.db_path = Path(db_path)
-        self._jobs: list[Job] = []
-        self._ids = itertools.count(1)
+        # The GUI thread's connection (table, charts, run records); every thread opens its own.
+        self.store = ResultsStore(db)
+        self.db_path = self.store.path
+        self.queue = JobQueue(self.db_path, on_event=lambda e: self._emit("eventReceived", e),
+                              on_started=lambda job: self._emit("jobStarted", job),
+                              on_finished=lambda job: self._emit("jobFinished", job),
+                              on_changed=lambda: self._emit("queueChanged"),
+                              on_busy=lambda busy: self._emit("busyChanged", busy))
         self._tokens = itertools.count(1)
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._current: Job | None = None
-        self._busy = False
-        self._stopping = False
-        self._session = None            # created lazily in the runner thread (own store connection)
         self._inspect_cancel: threading.Event | None = None
-        self._inspect_threads: list[threading.Thread] = []
-        self._runner = threading.Thread(target=self._run_loop, name="workbench-runner", daemon=True)
-        self._runner.start()
-
-    # -- queue -------------------------------------------------------------------------------------
-    def enqueue(self, specs: list[RunSpec], labels: list[str] | None = None, group: str = "") -> list[Job]:
-        labels = labels or [s.label or s.describe_chain() for s in specs]
-        jobs = [Job(next(self._ids), spec, label, group) for spec, label in zip(specs, labels)]
-        with self._wake:
-            if self._stopping:
-                raise WorkbenchError("the application is shutting down")
-            self._jobs.extend(jobs)
-            self._wake.notify_all()
-        self._emit("queueChanged")
-        self._update_busy()
-        return jobs
-
-    def jobs(self) -> list[Job]:
-        with self._lock:
-            return list(self._jobs)
-
-    def current(self) -> Job | None:
-        return self._current
-
-    def pending(self) -> list[Job]:
-        with self._lock:
-            return [j for j in self._jobs if j.status == QUEUED]
-
-    def is_busy(self) -> bool:
-        with self._lock:
-            return self._busy_locked()
-
-    def _busy_locked(self) -> bool:
-        return self._current is not None or any(j.status == QUEUED for j in self._jobs)
-
-    def cancel_current(self) -> bool:
-        """Stop the running job (the worker is asked, then terminated, then killed)."""
-        job = self._current
-        if job is None:
-            return False
-        job.cancel.set()
-        return True
-
-    def cancel_all(self) -> int:
-        """Drop every queued job and stop the running one. Returns how many were affected."""
-        removed = []
-        with self._lock:
-            for job in self._jobs:
-                if job.status == QUEUED:
-                    job.status, job.message = CANCELLED, "removed from the queue"
-                    job.finished_at = time.monotonic()
-                    removed.append(job)
-        for job in removed:
-            self._emit("jobFinished", job)
-        stopped = self.cancel_current()
-        self._emit("queueChanged")
-        self._update_busy()
-        return len(removed) + int(stopped)
-
-    def remove(self, job_id: int) -> bool:
-        """Take a queued (not yet started) job off the queue."""
-        with self._lock:
-            job = next((j for j in self._jobs if j.id == job_id and j.status == QUEUED), None)
-            if job is None:
-                return False
-            job.status, job.message, job.finished_at = CANCELLED, "removed from the queue", time.monotonic()
-        self._emit("jobFinished", job)
-        self._emit("queueChanged")
-        self._update_busy()
-        return True
-
-    def clear_finished(self) -> None:
-        with self._lock:
-            self._jobs = [j for j in self._jobs if not j.finished]
-        self._emit("queueChanged")
-
-    def _update_busy(self) -> None:
-        """Emit busyChanged once per change of state (from whichever thread saw the change)."""
-        with self._lock:
-            busy = self._busy_locked()
-            changed = busy != self._busy
-            self._busy = busy
-        if changed:
-            self._emit("busyChanged", busy)
-
-    # -- runner thread -----------------------------------------------------------------------------
-    def _run_loop(self) -> None:
-        while True:
-            with self._wake:
-                while not self._stopping and not any(j.status == QUEUED for j in self._jobs):
-                    self._wake.wait()
-                if self._stopping:
-                    return
-                job = next(j for j in self._jobs if j.status == QUEUED)
-                job.status, job.started_at = RUNNING, time.monotonic()
-                self._current = job
-            self._emit("queueChanged")
-            self._emit("jobStarted", job)
-            self._run_job(job)
-            with self._lock:
-                self._current = None
-            self._emit("queueChanged")
-            self._emit("jobFinished", job)
-            self._update_busy()
-
-    def _session_obj(self):
-        if self._session is None:
-            from ..engine.session import Session
-            from ..results.store import ResultsStore
-            self._session = Session(ResultsStore(self.db_path))
-        return self._session
-
-    def _run_job(self, job: Job) -> None:
-        def on_event(event: dict) -> None:
-            event["job_id"] = job.id
-            kind = event.get("type")
-            if kind == "run_created":
-                job.run_id = event.get("run_id")
-            elif kind == "phase":
-                job.phase = event.get("phase")
-            self._emit("eventReceived", event)
-
-        try:
-            if job.cancel.is_set():
-                raise _CancelledBeforeStart()
-            record = self._session_obj().run(job.spec, on_event=on_event, cancel=job.cancel)
-            job.run_id = record.id
-            job.status, job.message, job.detail = record.status, record.error, record.error_detail
-        except _CancelledBeforeStart:
-            job.status, job.message = CANCELLED, "cancelled before it started"
-        except WorkbenchError as exc:
-            job.status, job.message = FAILED, str(exc)
-        except Exception as exc:  # a bug in the core: keep the GUI alive, show the traceback
-            job.status, job.message = FAILED, f"{type(exc).__name__}: {exc}"
-            job.detail = traceback.format_exc()
-        job.finished_at = time.monotonic()
+        self._inspect_threads: list[threading.Thread] = []     # joined at shutdown: they run workers
 
     def _emit(self, name: str, *args: Any) -> None:
         """Emit from any thread; a bridge already deleted (window closed) is not an error."""
@@ -213,6 +55,40 @@ class SessionBridge(QObject):
             getattr(self, name).emit(*args)
         except RuntimeError:
             pass
+
+    @staticmethod
+    def _start(name: str, work) -> threading.Thread:
+        thread = threading.Thread(target=work, name=name, daemon=True)
+        thread.start()
+        return thread
+
+    # -- the run queue (engine.queue) --------------------------------------------------------------
+    def enqueue(self, specs: list[RunSpec], labels: list[str] | None = None, group: str = "") -> list[Job]:
+        return self.queue.enqueue(specs, labels, group)
+
+    def jobs(self) -> list[Job]:
+        return self.queue.jobs()
+
+    def current(self) -> Job | None:
+        return self.queue.current()
+
+    def pending(self) -> list[Job]:
+        return self.queue.pending()
+
+    def is_busy(self) -> bool:
+        return self.queue.is_busy()
+
+    def cancel_current(self) -> bool:
+        return self.queue.cancel_current()
+
+    def cancel_all(self) -> int:
+        return self.queue.cancel_all()
+
+    def remove(self, job_id: int) -> bool:
+        return self.queue.remove(job_id)
+
+    def clear_finished(self) -> None:
+        self.queue.clear_finished()
 
     # -- inspect -----------------------------------------------------------------------------------
     def inspect(self, spec: RunSpec, timeout_s: float = 300.0) -> int:
@@ -227,12 +103,13 @@ class SessionBridge(QObject):
         def work() -> None:
             session = None
             try:
-                session = self._session_for_inspect()
+                from ..engine.session import Session
+                # beside a measurement: its own store connection (only used for the log path)
+                session = Session(ResultsStore(self.db_path))
                 info = session.inspect(spec, timeout_s=timeout_s, cancel=cancel)
             except WorkbenchError as exc:
                 if not cancel.is_set():
-                    message = str(exc)
-                    first, _, rest = message.partition("\n")
+                    first, _, rest = str(exc).partition("\n")
                     self._emit("inspectFailed", token, first, rest.strip())
                 return
             except Exception as exc:
@@ -245,43 +122,57 @@ class SessionBridge(QObject):
             if not cancel.is_set():
                 self._emit("inspectFinished", token, info)
 
-        thread = threading.Thread(target=work, name=f"workbench-inspect-{token}", daemon=True)
+        thread = self._start(f"workbench-inspect-{token}", work)
         self._inspect_threads = [t for t in self._inspect_threads if t.is_alive()] + [thread]
-        thread.start()
         return token
 
     def cancel_inspect(self) -> None:
         if self._inspect_cancel is not None:
             self._inspect_cancel.set()
 
-    def _session_for_inspect(self):
-        # Inspect runs beside a measurement: its own store connection (only used for the log path).
-        from ..engine.session import Session
-        from ..results.store import ResultsStore
-        return Session(ResultsStore(self.db_path))
+    # -- report ------------------------------------------------------------------------------------
+    def write_report(self, run_ids: list[int], path: str) -> threading.Thread:
+        """Render the report of ``run_ids`` to ``path`` in a thread (it may take seconds);
+        reportDone/reportFailed answer."""
+        def work() -> None:
+            store = None
+            try:
+                from ..report import write_report
+                store = ResultsStore(self.db_path)
+                written = write_report(store, run_ids, path)
+                self._emit("reportDone", str(written or path))
+            except WorkbenchError as exc:
+                self._emit("reportFailed", f"Could not write the report: {exc}", "")
+            except Exception as exc:
+                self._emit("reportFailed", f"Could not write the report: {type(exc).__name__}: {exc}",
+                           traceback.format_exc())
+            finally:
+                if store is not None:
+                    store.close()
+
+        return self._start("workbench-report", work)
+
+    # -- GPUs --------------------------------------------------------------------------------------
+    def probe_gpus(self) -> threading.Thread:
+        """Ask NVML which GPUs there are (it can take a second); gpusFound answers, always."""
+        def work() -> None:
+            try:
+                from ..telemetry.nvml import gpu_environment
+                env = gpu_environment()
+            except Exception as exc:  # never fatal: the CPU is always there
+                env = {"nvml": f"unavailable: {exc}", "gpus": []}
+            self._emit("gpusFound", env)
+
+        return self._start("workbench-gpu-probe", work)
 
     # -- shutdown ----------------------------------------------------------------------------------
     def shutdown(self, timeout_s: float = 8.0) -> bool:
         """Cancel everything and wait (bounded) for the worker processes to end.
 
         Returns True when every thread stopped in time."""
-        self.cancel_all()
-        self.cancel_inspect()
-        with self._wake:
-            self._stopping = True
-            self._wake.notify_all()
         deadline = time.monotonic() + timeout_s
-        self._runner.join(max(0.0, deadline - time.monotonic()))
+        self.cancel_inspect()
+        stopped = self.queue.shutdown(timeout_s)
         for thread in self._inspect_threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        alive = self._runner.is_alive() or any(t.is_alive() for t in self._inspect_threads)
-        if self._session is not None and not self._runner.is_alive():
-            try:
-                self._session.store.close()
-            except Exception:
-                pass
-        return not alive
-
-
-class _CancelledBeforeStart(Exception):
-    pass
+        return stopped and not any(t.is_alive() for t in self._inspect_threads)

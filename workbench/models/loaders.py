@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from ..errors import ModelLoadError
 from ..spec import InputSpec
+from .formats import TORCH_SUFFIXES
 
 TRUST_HINT = ("Loading it would execute code from the file. If you trust it, re-run with "
               "--trust-pickle (GUI: tick 'Trust this file (runs code from it)').")
@@ -45,7 +46,6 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)
 
 
-TORCH_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".bin", ".ckpt", ".pt2", ".safetensors")
 # What each content kind is, in words, and the suffix a file of that kind should have.
 KINDS = {
     "torchscript": ("a TorchScript archive", ".pt"),

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..results.compare import baseline_for, comparison_row
+from ..results.pareto import pareto_fronts
 from ..errors import WorkbenchError
 from .command import spec_to_argv
 from ..results.stats import NOISE_RULE
@@ -343,21 +344,12 @@ def _series(store: ResultsStore, record: RunRecord) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 def _mark_pareto(runs: list[dict]) -> None:
-    """Latency-vs-fidelity Pareto front per model: no other run of that model is both at least as
-    fast (p50) and at least as faithful, and strictly better in one."""
-    groups: dict[str, list[dict]] = {}
-    for run in runs:
-        m = run["metrics"]
-        if run["status"] == "done" and m["p50_ms"] is not None and m["fidelity_score"] is not None:
-            groups.setdefault(run["model"], []).append(run)
-    for members in groups.values():
-        for run in members:
-            a = run["metrics"]
-            run["pareto"] = not any(
-                o is not run and o["metrics"]["p50_ms"] <= a["p50_ms"]
-                and o["metrics"]["fidelity_score"] >= a["fidelity_score"]
-                and (o["metrics"]["p50_ms"] < a["p50_ms"] or o["metrics"]["fidelity_score"] > a["fidelity_score"])
-                for o in members)
+    """``run["pareto"]``: on its model's latency-vs-fidelity Pareto front (``results.pareto``'s rule)."""
+    points = [(r["metrics"]["p50_ms"], r["metrics"]["fidelity_score"]) if r["status"] == "done" else (None, None)
+              for r in runs]
+    for front in pareto_fronts(points, [r["model"] for r in runs]).values():
+        for i in front:
+            runs[i]["pareto"] = True
 
 
 def _summary(runs: list[dict], crit: dict) -> dict:

@@ -370,3 +370,29 @@ def gpu_environment(nvml_module: Any = None) -> dict:
         except Exception:
             pass
     return env
+
+
+def gpu_devices(env: dict) -> tuple[list[tuple[str, str]], str | None]:
+    """The GPUs a run can pick: ``[(label, CUDA device)]`` from ``gpu_environment()``, plus a note
+    saying why the list is empty.
+
+    Workers number GPUs in PCI order like NVML; ``CUDA_VISIBLE_DEVICES`` (indices or UUIDs) picks
+    and renumbers them cuda:0.. in its order (``nvml_index_for_cuda``)."""
+    gpus = [g for g in env.get("gpus") or [] if "error" not in g]
+    if env.get("nvml") != "ok":
+        return [], f"No NVIDIA GPU: NVML {env.get('nvml') or 'unavailable'}"
+    if not gpus:
+        return [], "No NVIDIA GPU found by NVML"
+    visible = env.get("cuda_visible_devices")
+    count = len(gpus) if visible is None else len([v for v in visible.split(",") if v.strip()])
+    by_index = {g.get("index", i): g for i, g in enumerate(gpus)}
+    devices = []
+    for cuda_index in range(count):
+        nvml_index = nvml_index_for_cuda(cuda_index, visible, gpus)
+        gpu = by_index.get(nvml_index) if nvml_index is not None else None
+        if gpu is None:
+            continue
+        memory = gpu.get("memory_total_bytes") or gpu.get("mem_total_bytes")
+        extra = f", {memory / 2**30:.0f} GiB" if memory else ""
+        devices.append((f"GPU {cuda_index}: {gpu.get('name', 'NVIDIA GPU')}{extra}", f"cuda:{cuda_index}"))
+    return devices, None

@@ -8,7 +8,7 @@ from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QPlainTextEdit, QPushButton, QVBoxLayout,
                                QWidget)
 
-from .. import format as fmt
+from ... import format as fmt
 
 MAX_LINES = 20_000
 

@@ -1,7 +1,6 @@
 """The Model dock: pick a file or a demo, describe it (in a worker process), edit its inputs."""
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,48 +9,28 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, Q
                                QLineEdit, QProgressBar, QPushButton, QSizePolicy, QTabWidget,
                                QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
-from .. import format as fmt
-from ..errors import SpecError
-from ..spec import InputSpec, RunSpec
-from ..models.loaders import FACTORY_HINT, TRUST_HINT
-
-MODEL_SUFFIXES = (".onnx", ".pt", ".pt2", ".pth", ".safetensors", ".ts", ".torchscript", ".bin", ".ckpt")
-# Files that may be a bare state_dict (needs a factory) or a pickled module (needs trust).
-STATE_DICT_SUFFIXES = (".pt", ".pth", ".safetensors", ".bin", ".ckpt")
-FILE_FILTER = ("Models (*.onnx *.pt *.pt2 *.pth *.safetensors *.ts *.bin *.ckpt);;ONNX (*.onnx);;"
-               "PyTorch (*.pt *.pt2 *.pth *.ts *.bin *.ckpt);;safetensors (*.safetensors);;All files (*)")
-
-# Shown until the demo catalog answers (and if it cannot be read without torch).
-FALLBACK_DEMOS = [
-    ("digits-cnn", "CNN with conv+BN+ReLU blocks on 8x8 digits (for prune / fuse)"),
-    ("digits-transformer", "Linear-heavy transformer encoder on 8x8 digits (for quantize)"),
-]
-_catalog_cache: list[tuple[str, str]] | None = None
-_catalog_lock = threading.Lock()
+from ... import format as fmt
+from ...errors import SpecError
+from ...spec import InputSpec, RunSpec
+from ...models import demos
+from ...models.formats import MODEL_SUFFIXES, STATE_DICT_SUFFIXES
+from ...models.loaders import FACTORY_HINT, TRUST_HINT
 
 
-def load_demo_catalog() -> list[tuple[str, str]]:
-    """``[(name, description)]`` of the bundled demos. The catalog module imports no torch (its
-    contract; the GUI's no-torch test checks it). Falls back to the built-in list."""
-    global _catalog_cache
-    with _catalog_lock:
-        if _catalog_cache is None:
-            try:
-                from ..models import demos
-                rows = []
-                for name in demos.demo_names():
-                    entry = demos.get_demo(name)
-                    text = getattr(entry, "summary", "") or name
-                    good_for = getattr(entry, "good_for", "")
-                    rows.append((name, f"{text} (good for {good_for})" if good_for else text))
-                _catalog_cache = rows or list(FALLBACK_DEMOS)
-            except Exception:
-                _catalog_cache = list(FALLBACK_DEMOS)
-        return list(_catalog_cache)
+def file_filter() -> str:
+    """The File ▸ Open filter: every model suffix, then one entry per family (``models.formats``)."""
+    families: dict[str, list[str]] = {}
+    for suffix, family in MODEL_SUFFIXES.items():
+        families.setdefault(family, []).append(f"*{suffix}")
+    every = " ".join(p for patterns in families.values() for p in patterns)
+    return ";;".join([f"Models ({every})"] + [f"{family} ({' '.join(patterns)})" for family, patterns in
+                                               families.items()] + ["All files (*)"])
 
 
-def is_model_file(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in MODEL_SUFFIXES
+def demo_choices() -> list[tuple[str, str]]:
+    """``[(name, description)]`` of the bundled demos, from their catalog (which imports no torch)."""
+    return [(entry.name, f"{entry.summary} (good for {entry.good_for})" if entry.good_for else entry.summary)
+            for entry in demos.DEMOS.values()]
 
 
 def parse_inputs(text: str) -> list[InputSpec]:
@@ -99,7 +78,7 @@ class ModelPanel(QWidget):
         self.demo_combo.setObjectName("demoCombo")
         self.demo_combo.setToolTip("Bundled demo models (trained on scikit-learn's digits)")
         self.demo_combo.activated.connect(self._demo_picked)
-        self.set_demos(FALLBACK_DEMOS)
+        self.set_demos(demo_choices())
 
         self.factory_edit = QLineEdit()
         self.factory_edit.setPlaceholderText("package.module:callable (builds the module for a state_dict)")

@@ -15,7 +15,7 @@ from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QLineEdit,
                                QSpinBox, QWidget)
 
-from ..plugin_api import Param
+from ...plugin_api import Param
 
 INT_LIMIT = 2**31 - 1
 FLOAT_LIMIT = 1e12
@@ -200,7 +200,7 @@ class ParamForm(QWidget):
     def set_values(self, values: dict[str, Any], strict: bool = True) -> list[str]:
         """Set editors from ``values`` (typed or CLI strings). Unknown keys and bad values raise
         PluginError when ``strict``; otherwise they are skipped and their messages returned."""
-        from ..errors import PluginError
+        from ...errors import PluginError
         problems: list[str] = []
         self.blockSignals(True)
         try:

@@ -10,8 +10,8 @@ from PySide6.QtGui import QBrush, QColor, QPalette
 from PySide6.QtWidgets import (QAbstractItemView, QGroupBox, QHBoxLayout, QLabel, QListWidget,
                                QListWidgetItem, QPushButton, QStyle, QVBoxLayout, QWidget)
 
-from ..plugin_api import PluginInfo, chain_error, discover_plugins
-from ..spec import PluginStep
+from ...plugin_api import PluginInfo, chain_error, discover_plugins
+from ...spec import PluginStep
 from .param_form import ParamForm
 
 NAME_ROLE = Qt.ItemDataRole.UserRole

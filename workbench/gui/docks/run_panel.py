@@ -9,8 +9,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
                                QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMenu, QProgressBar,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from .. import format as fmt
-from ..spec import MODEL_DTYPES, PRESETS, RUNTIMES, RunSpec
+from ... import format as fmt
+from ...spec import MODEL_DTYPES, PRESETS, RUNTIMES, RunSpec
 
 PHASES = (("load", "Load"), ("optimize", "Optimize"), ("warmup", "Warm-up"), ("measure", "Measure"))
 # Which bar each worker phase drives.
@@ -362,6 +362,10 @@ class RunPanel(QWidget):
         by_count = self._measure_n / max(1, spec.iters)
         by_time = (self._measure_ns / 1e9) / spec.duration_s if spec.duration_s > 0 else 1.0
         return min(1.0, by_count, by_time)   # the loop stops when both minimums are met
+
+    def showing(self, job) -> bool:
+        """Whether the progress shown is ``job``'s."""
+        return job is self._job
 
     def job_finished(self, job, summary: str = "") -> None:
         if job is not self._job:

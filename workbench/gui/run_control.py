@@ -1,0 +1,204 @@
+"""From the docks to queued runs and back: builds the RunSpec the Model, Plugins and Run docks
+describe, queues what the Run menu asks for (the plans are ``workbench.engine.plan``'s), and
+routes each job's events and outcome to the Live, Run and Log docks.
+
+The main window wires it in and answers its signals (status bar, Results table, error dialogs);
+nothing here lays out widgets.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QWidget
+
+from ..engine.plan import combinations_plan, pair_plan
+from ..errors import SpecError, WorkbenchError
+from ..plugin_api import chain_error
+from ..spec import PluginStep, RunSpec
+from ..telemetry.nvml import gpu_devices
+from . import errors
+from .bridge import Job, SessionBridge
+from .docks.log_dock import LogDock
+from .docks.model_panel import ModelPanel
+from .docks.plugin_panel import PluginPanel
+from .docks.run_panel import RunPanel, summarize_record
+from .live.plots import LivePlots
+
+
+class RunControl(QObject):
+    stateChanged = Signal()             # which runs can start changed (the window mirrors it in its menu)
+    jobsQueued = Signal()               # new jobs: show the Live dock
+    queueSummary = Signal(str)          # "idle" / "running X (phase) · N queued", for the status bar
+    statusMessage = Signal(str, int)    # a transient status bar message and its timeout (ms)
+    runsChanged = Signal(bool)          # the stored runs changed; True: reload now, False: soon (debounced)
+    groupFinished = Signal(list)        # run ids of a finished pair / all-combinations group: compare them
+    errorOccurred = Signal(str, str)    # message, details
+
+    def __init__(self, bridge: SessionBridge, model_panel: ModelPanel, plugin_panel: PluginPanel,
+                 run_panel: RunPanel, live: LivePlots, log: LogDock, dialog_parent: QWidget) -> None:
+        super().__init__(dialog_parent)
+        self.bridge, self.model_panel, self.plugin_panel = bridge, model_panel, plugin_panel
+        self.run_panel, self.live, self.log = run_panel, live, log
+        self.dialog_parent = dialog_parent
+        self.gpu_env: dict = {"nvml": "not checked yet", "gpus": []}
+        self.closing = False            # no more error dialogs: the window is going away
+        self._groups: dict[str, list[Job]] = {}
+
+        model_panel.modelChanged.connect(self.update_state)
+        plugin_panel.chainChanged.connect(self.update_state)
+        run_panel.settingsChanged.connect(self.update_state)
+        run_panel.runRequested.connect(self.start)
+        run_panel.cancelRequested.connect(self.cancel)
+        run_panel.removeJobRequested.connect(bridge.remove)
+        run_panel.clearFinishedRequested.connect(bridge.clear_finished)
+        bridge.eventReceived.connect(self._on_event)
+        bridge.jobStarted.connect(self._job_started)
+        bridge.jobFinished.connect(self._job_finished)
+        bridge.queueChanged.connect(self._queue_changed)
+        bridge.busyChanged.connect(self._busy_changed)
+        bridge.gpusFound.connect(self._gpus_found)
+
+    # -- what can run --------------------------------------------------------------------------------
+    def run_problem(self) -> str | None:
+        problem = self.model_panel.problem()
+        if problem:
+            return problem
+        error = self.plugin_panel.error()
+        if error:
+            return f"invalid plugin chain: {error}"
+        return None
+
+    def update_state(self) -> None:
+        self.plugin_panel.set_context(self.model_panel.model_format(), self.run_panel.device(),
+                                      self.run_panel.runtime())
+        chain = self.plugin_panel.checked()
+        self.run_panel.set_problem(self.run_problem(), len(chain), self.plugin_panel.error() is None)
+        self.stateChanged.emit()
+
+    def build_spec(self, plugins: list[PluginStep] | None = None) -> RunSpec:
+        """The RunSpec of the current docks (``plugins`` overrides the chain). Raises
+        WorkbenchError with a clear message when something is missing or invalid."""
+        problem = self.model_panel.problem()
+        if problem:
+            raise SpecError(problem)
+        spec = RunSpec(model=self.model_panel.source(), factory=self.model_panel.factory(),
+                       trust_pickle=self.model_panel.trust(),
+                       plugins=list(self.plugin_panel.steps() if plugins is None else plugins),
+                       inputs=self.model_panel.inputs())
+        self.run_panel.fill(spec)
+        spec.validate()
+        if spec.plugins:
+            error = chain_error(spec.plugins, spec.model_format, spec.device, spec.runtime)
+            if error:
+                raise SpecError(f"invalid plugin chain: {error}")
+        return spec
+
+    # -- starting and stopping -----------------------------------------------------------------------
+    def start(self, mode: str = "run") -> list[Job]:
+        """Queue runs: "run" (the current chain), "pair" (baseline + variant) or "all" (baseline,
+        each checked plugin alone, the full chain). Returns the queued jobs."""
+        try:
+            if mode == "run":
+                spec = self.build_spec()
+                jobs = self.bridge.enqueue([spec], [spec.describe_chain()], group="run")
+            else:
+                variant = self.build_spec()
+                specs, skipped = (pair_plan(variant), []) if mode == "pair" else combinations_plan(variant)
+                for reason in skipped:
+                    self.log.append(f"skipped {reason}")
+                jobs = self.bridge.enqueue(specs, [s.describe_chain() for s in specs], group=f"{mode}-{id(specs)}")
+                self._groups[jobs[0].group] = jobs
+        except WorkbenchError as exc:
+            self.errorOccurred.emit(f"Cannot start the run: {exc}", "")
+            return []
+        self.jobsQueued.emit()
+        self.log.append("queued: " + "; ".join(j.label for j in jobs))
+        return jobs
+
+    def cancel(self) -> None:
+        if self.bridge.is_busy():
+            n = self.bridge.cancel_all()
+            self.run_panel.cancelling()
+            self.log.append("cancel requested" + (f" ({n} job(s))" if n else ""))
+            self.statusMessage.emit("Cancelling…", 3000)
+
+    # -- GPUs ----------------------------------------------------------------------------------------
+    def _gpus_found(self, env: dict) -> None:
+        self.gpu_env = env
+        devices, note = gpu_devices(env)
+        self.run_panel.set_devices(devices, note)
+        wanted = getattr(self.run_panel, "_wanted_device", None)
+        if wanted:
+            self.run_panel.set_device(wanted)
+        self.log.append(f"devices: CPU{''.join(', ' + label for label, _ in devices)}"
+                        + (f" ({note})" if note else ""))
+
+    def _expected_telemetry(self, device: str) -> dict:
+        if not device.startswith("cuda"):
+            return {"nvml": "disabled (no GPU selected)"}
+        nvml = self.gpu_env.get("nvml") or "unavailable"
+        return {"nvml": nvml if nvml == "ok" else (nvml if nvml.startswith("unavailable") else f"unavailable: {nvml}")}
+
+    # -- the bridge's answers ------------------------------------------------------------------------
+    def _on_event(self, event: dict) -> None:
+        current = self.bridge.current()
+        if current is not None and event.get("job_id") == current.id:
+            self.live.handle_event(event)
+            self.run_panel.handle_event(event)
+        self.log.append_event(event)
+        kind = event.get("type")
+        if kind == "run_created":
+            self.runsChanged.emit(False)
+        elif kind == "phase":
+            self._queue_changed()
+
+    def _job_started(self, job: Job) -> None:
+        self.live.reset(f"{job.label} — {job.spec.model} on {job.spec.device}")
+        self.live.set_telemetry_status(self._expected_telemetry(job.spec.device))
+        self.run_panel.job_started(job)
+        self.log.append(f"started: {job.label} ({job.spec.describe_chain()}, {job.spec.device})")
+
+    def _job_finished(self, job: Job) -> None:
+        record = None
+        if job.run_id is not None:
+            try:
+                record = self.bridge.store.get_run(job.run_id)
+            except WorkbenchError:
+                record = None
+        if record is not None and self.run_panel.showing(job):
+            status = (record.result or {}).get("telemetry_status")
+            if status:
+                self.live.set_telemetry_status(status)
+        summary = summarize_record(record) if record is not None else ""
+        self.run_panel.job_finished(job, summary)
+        self.runsChanged.emit(True)
+        if job.status == "done":
+            self.log.append(f"done: {job.label} (run #{job.run_id})" + (f" — {summary}" if record is not None else ""))
+        elif job.status == "cancelled":
+            self.log.append(f"cancelled: {job.label}" + (f" — {job.message}" if job.message else ""))
+        else:
+            self.log.append(f"failed: {job.label}: {job.message}")
+            if not self.closing:
+                errors.show_error(f"Run “{job.label}” failed: {job.message or 'unknown reason'}", job.detail,
+                                  self.dialog_parent)
+        group = self._groups.get(job.group)
+        if group and all(j.finished for j in group):
+            del self._groups[job.group]
+            ids = [j.run_id for j in group if j.run_id is not None and j.status == "done"]
+            if len(ids) >= 2:
+                self.groupFinished.emit(ids)
+
+    def _queue_changed(self) -> None:
+        jobs = self.bridge.jobs()
+        self.run_panel.update_queue(jobs)
+        queued = sum(1 for j in jobs if j.status == "queued")
+        current = self.bridge.current()
+        if current is not None:
+            text = f"running {current.label}" + (f" ({current.phase})" if current.phase else "")
+            text += f" · {queued} queued" if queued else ""
+        else:
+            text = "idle"
+        self.queueSummary.emit(text)
+
+    def _busy_changed(self, _busy: bool) -> None:
+        self.run_panel.set_busy(self.bridge.is_busy())      # now, not when the signal was sent
+        self._queue_changed()

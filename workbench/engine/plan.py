@@ -56,8 +56,9 @@ def _with_chain(spec: RunSpec, steps: list[PluginStep]) -> RunSpec:
 def pair_plan(spec: RunSpec) -> list[RunSpec]:
     """Baseline + variant: the plain model, then ``spec``, under the same settings, whether or not
     the store already holds a baseline (the user asked for the pair). Raises ``SpecError`` when
-    ``spec`` has no plugins."""
+    ``spec`` has no plugins, ``PluginError`` when its chain is invalid."""
     _require_plugins(spec)
+    check_chain(spec)
     return [baseline_spec(spec), spec]
 
 
@@ -68,8 +69,9 @@ def combinations_plan(spec: RunSpec) -> tuple[list[RunSpec], list[str]]:
     A plugin that cannot run alone (alone its chain is invalid, e.g. it needs what an earlier step
     makes) is left out rather than failing the others: returns the specs and, for each left-out
     plugin, why (``"NAME alone: invalid plugin chain: ..."``). Raises ``SpecError`` when ``spec``
-    has no plugins."""
+    has no plugins, ``PluginError`` when its whole chain is invalid."""
     _require_plugins(spec)
+    check_chain(spec)
     from ..plugin_api import chain_error     # no torch; imported on use like check_chain's
     specs, skipped = [baseline_spec(spec)], []
     for step in spec.plugins:

@@ -1,0 +1,134 @@
+"""engine.queue without Qt: jobs run one at a time in order on the runner thread, cancel and
+remove, failures recorded (not raised), notifications once per change, shutdown."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from workbench.engine.queue import CANCELLED, DONE, FAILED, QUEUED, JobQueue
+from workbench.errors import WorkbenchError
+from workbench.results.store import RunRecord
+from workbench.spec import RunSpec
+
+
+class FakeSession:
+    """Runs a spec by its label: "long" waits for its cancel event, "bad"/"boom" fail."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.threads: set[str] = set()
+        self.running = threading.Event()
+        self.next_id = 1
+
+    def run(self, spec, on_event, cancel):
+        self.threads.add(threading.current_thread().name)
+        self.started.append(spec.label)
+        run_id, self.next_id = self.next_id, self.next_id + 1
+        on_event({"type": "run_created", "run_id": run_id})
+        on_event({"type": "phase", "phase": "measure", "run_id": run_id})
+        status, error = "done", None
+        if spec.label == "bad":
+            raise WorkbenchError("bad input")
+        if spec.label == "boom":
+            raise RuntimeError("core bug")
+        if spec.label == "long":
+            self.running.set()
+            assert cancel.wait(10), "never cancelled"
+            status, error = "cancelled", "cancelled by the user"
+        return RunRecord(run_id, time.time(), time.time(), status, None, [], spec.model, spec.describe_chain(),
+                         "torch", "cpu", None, spec.to_dict(), {}, {}, error, None)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+        self.started: list[str] = []
+        self.finished: list[str] = []
+        self.busy: list[bool] = []
+        self.done = threading.Condition()
+
+    def callbacks(self) -> dict:
+        def finished(job):
+            with self.done:
+                self.finished.append(job.label)
+                self.done.notify_all()
+        return {"on_event": self.events.append, "on_started": lambda job: self.started.append(job.label),
+                "on_finished": finished, "on_busy": self.busy.append}
+
+    def wait_finished(self, n: int) -> None:
+        with self.done:
+            assert self.done.wait_for(lambda: len(self.finished) >= n, timeout=10), self.finished
+
+
+@pytest.fixture
+def queue(tmp_path):
+    recorder = Recorder()
+    q = JobQueue(tmp_path / "runs.sqlite", **recorder.callbacks())
+    q.session = FakeSession()
+    q.recorder = recorder
+    yield q
+    assert q.shutdown(timeout_s=5)
+
+
+def _specs(*labels: str) -> list[RunSpec]:
+    return [RunSpec(model="demo:digits-cnn", label=label) for label in labels]
+
+
+def test_jobs_run_in_order_on_the_runner_thread(queue):
+    jobs = queue.enqueue(_specs("a", "b"))
+    assert [j.label for j in jobs] == ["a", "b"] and jobs[0].id < jobs[1].id
+    queue.recorder.wait_finished(2)
+    assert queue.session.started == ["a", "b"]
+    assert queue.session.threads == {"workbench-runner"}
+    assert [j.status for j in jobs] == [DONE, DONE] and [j.run_id for j in jobs] == [1, 2]
+    assert all(j.finished and j.phase == "measure" for j in jobs)
+    assert [e["job_id"] for e in queue.recorder.events if e["type"] == "run_created"] == [j.id for j in jobs]
+    assert queue.recorder.started == ["a", "b"]
+    assert not queue.is_busy() and queue.recorder.busy[0] is True and queue.recorder.busy[-1] is False
+
+
+def test_cancel_all_stops_the_running_job_and_drops_the_rest(queue):
+    jobs = queue.enqueue(_specs("long", "a", "b"))
+    assert queue.session.running.wait(5)
+    assert queue.current() is jobs[0] and queue.is_busy()
+    assert [j.label for j in queue.pending()] == ["a", "b"]
+    assert queue.remove(jobs[2].id)                  # a queued job can be taken off ...
+    assert not queue.remove(jobs[0].id)              # ... the running one cannot (cancel it instead)
+    assert queue.cancel_all() == 2                   # "a" dropped, "long" stopped
+    queue.recorder.wait_finished(3)
+    assert [j.status for j in jobs] == [CANCELLED] * 3
+    assert jobs[1].message == jobs[2].message == "removed from the queue"
+    assert queue.session.started == ["long"]
+    assert queue.recorder.busy == [True, False]      # once per change, not once per job
+
+
+def test_failures_are_recorded_not_raised(queue):
+    jobs = queue.enqueue(_specs("bad", "boom", "ok"))
+    queue.recorder.wait_finished(3)
+    assert [j.status for j in jobs] == [FAILED, FAILED, DONE]
+    assert jobs[0].message == "bad input" and jobs[0].detail is None
+    assert "RuntimeError: core bug" in jobs[1].message and "Traceback" in jobs[1].detail
+
+
+def test_clear_finished_keeps_what_is_still_to_come(queue):
+    jobs = queue.enqueue(_specs("long", "a"))
+    assert queue.session.running.wait(5)
+    queue.remove(jobs[1].id)
+    queue.clear_finished()
+    assert queue.jobs() == [jobs[0]]                 # the running job stays listed
+    queue.cancel_current()
+    queue.recorder.wait_finished(2)
+    queue.clear_finished()
+    assert queue.jobs() == []
+
+
+def test_labels_default_to_the_spec_and_a_shut_queue_refuses_work(tmp_path):
+    q = JobQueue(tmp_path / "runs.sqlite")
+    q.session = FakeSession()
+    spec = RunSpec(model="demo:digits-cnn")
+    assert q.shutdown(timeout_s=5)
+    with pytest.raises(WorkbenchError, match="shut down"):
+        q.enqueue([spec])
+    assert QUEUED == "queued"

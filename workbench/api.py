@@ -184,6 +184,7 @@ class Run:
                  ("throughput", f"{fmt.num(row['throughput'], '.1f')} samples/s"),
                  ("speed-up", _speedup_html(row)),
                  ("fidelity", _fidelity_html(row, self.result.get("fidelity") or {})),
+                 ("verdict", _verdict_html(row)),
                  ("size", f"{fmt.nbytes(row['size_bytes'])} ({fmt.ratio(row['size_ratio'])} of the baseline)"
                           if row["size_ratio"] is not None else fmt.nbytes(row["size_bytes"]))]
         notes = (latency.get("warnings") or []) + list(row["flags"])
@@ -196,6 +197,17 @@ class Run:
 
 def _e(text: Any) -> str:
     return html.escape(str(text))
+
+
+# The core's verdict levels, coloured as every face colours them.
+_VERDICT_COLOURS = {"win": "#1a7f37", "loss": "#cf222e", "failed": "#cf222e"}
+
+
+def _verdict_html(row: dict) -> str:
+    verdict = row["verdict"]
+    colour = _VERDICT_COLOURS.get(verdict["level"])
+    text = _e(verdict["text"])
+    return f"<b style='color:{colour}'>{text}</b>" if colour else text
 
 
 def _speedup_html(row: dict) -> str:

@@ -91,10 +91,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             break   # the user asked to stop: do not start the next run
     run = records[-1]
     baseline = baseline_for(store, run, records)
-    row = comparison_row(run, baseline) if run.status == "done" else None
-    out.text(render_run(run, row))
+    row = comparison_row(run, baseline, args.min_fidelity)
+    out.text(render_run(run, row if run.status == "done" else None))
     if args.json_out:
-        payload = {**run.to_dict(), "comparison": comparison_row(run, baseline)}
+        payload = {**run.to_dict(), "comparison": row}
         if run.status != "done":
             payload.update(error=run.error, kind=f"run_{run.status}")
         out.json(payload)
@@ -141,7 +141,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     out = output(args)
     store = open_store(args)
     run = store.get_run(args.run_id)
-    row = comparison_row(run, baseline_for(store, run)) if run.status == "done" else None
+    row = comparison_row(run, baseline_for(store, run), args.min_fidelity) if run.status == "done" else None
     if args.json_out:
         out.json({**run.to_dict(), "comparison": row})
         return EXIT_OK if run.status == "done" else EXIT_FAILED
@@ -167,7 +167,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .results.compare import compare_runs, comparison_table
     out = output(args)
-    rows = compare_runs(open_store(args), args.run_ids)
+    rows = compare_runs(open_store(args), args.run_ids, args.min_fidelity)
     if args.json_out:
         out.json(rows)
         return EXIT_OK

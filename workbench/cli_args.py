@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .errors import WorkbenchError
+from .errors import SpecError, WorkbenchError
 from .spec import MODEL_DTYPES, RUNTIMES, InputSpec, PluginStep, RunSpec
 
 
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="telemetry sampling rate (0.5-100 Hz)")
     bench.add_argument("--label", help="a name for this run")
     bench.add_argument("--save-model", help="save the optimized model (.pt TorchScript, .pt2, or .onnx)")
+    _fidelity_gate_option(bench)
     bench.add_argument("--no-baseline", action="store_true",
                        help="with plugins: do not run the plain model first when no baseline is stored")
 
@@ -89,9 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = command("show", help="full details of one run")
     show.add_argument("run_id", type=int)
+    _fidelity_gate_option(show)
 
     compare = command("compare", help="side-by-side table with ratios vs the baseline")
     compare.add_argument("run_ids", type=int, nargs="+")
+    _fidelity_gate_option(compare)
 
     report = command("report", help="export runs as a report (.html, .pdf, .csv, .json)")
     report.add_argument("run_ids", type=int, nargs="+")
@@ -115,6 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     delete = command("delete", help="delete runs and their data")
     delete.add_argument("run_ids", type=int, nargs="+")
     return parser
+
+
+def _fidelity_gate_option(parser: argparse.ArgumentParser) -> None:
+    from .results.verdict import DEFAULT_MIN_FIDELITY, parse_min_fidelity
+
+    def gate(text: str) -> float:
+        try:
+            return parse_min_fidelity(text)
+        except SpecError as exc:   # argparse turns this into its one-line usage error (exit 2)
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parser.add_argument("--min-fidelity", type=gate, default=DEFAULT_MIN_FIDELITY, metavar="FRACTION",
+                        help="the fidelity gate of the verdict: top-1 agreement (classifiers) or cosine similarity "
+                             f"a variant needs to count as a win (default {DEFAULT_MIN_FIDELITY:g}; 99%% also works)")
 
 
 def _version() -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import format as fmt
+from .results.compare import verdict_text
 
 
 class Output:
@@ -153,6 +154,7 @@ def render_run(run, row: dict | None) -> str:
         sig = "" if row["speedup_significant"] else "  (inside the noise)"
         lines.append(f"  vs #{row['baseline_id']}   speed-up {fmt.ratio(row['speedup'])} "
                      f"[{row['speedup_ci'][0]:.2f}, {row['speedup_ci'][1]:.2f}]{sig}, size {fmt.ratio(row['size_ratio'])}")
+        lines.append(f"  verdict   {verdict_text(row)}")
     for text in (lat.get("warnings") or []) + r.get("notes", []) + r.get("flags", []):
         lines.append(f"  note      {text}")
     for text in status.get("warnings") or []:

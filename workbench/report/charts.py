@@ -244,13 +244,9 @@ def _vs_baseline_chart(report: dict, colors: dict[int, str]):
         values = [getter(r) for r in runs]
         plotted = [v if v is not None else 0.0 for v in values]
         if title.startswith("speed-up"):
-            bar_colors = []
-            for r in runs:
-                c = r["comparison"]
-                if c["speedup_significant"] is False or c["speedup"] is None:
-                    bar_colors.append(NEUTRAL)
-                else:
-                    bar_colors.append(GOOD if c["speedup"] > 1 else BAD)
+            # Coloured by the core's verdict: a fast variant that ruined the outputs is red.
+            bar_colors = [{"win": GOOD, "loss": BAD}.get(r["comparison"]["verdict"]["level"], NEUTRAL)
+                          for r in runs]
             err = np.array([[max(0.0, (v or 0) - (r["comparison"]["speedup_ci"] or [v, v])[0]),
                              max(0.0, (r["comparison"]["speedup_ci"] or [v, v])[1] - (v or 0))]
                             for v, r in zip(values, runs)]).T
@@ -273,8 +269,9 @@ def _vs_baseline_chart(report: dict, colors: dict[int, str]):
         ax.grid(axis="y", visible=False)
     axes[0].set_yticks(y, labels, fontsize=tick_size)
     caption = ("Each optimized run against its own baseline (a plugin-free run of the same model, runtime, device "
-               "and batch). Speed-up bars carry the 95 % interval; grey bars lie inside the noise: " + NOISE_RULE
-               + ". Size and energy below 1 are better; agreement near 100 % means the outputs barely moved.")
+               "and batch). Speed-up bars carry the 95 % interval and the verdict's colour: green "
+               "faster with the outputs within the fidelity gate, red slower or below the gate however fast, grey "
+               "inside the noise: " + NOISE_RULE + ". Size and energy below 1 are better; agreement near 100 % means the outputs barely moved.")
     return Chart("vs_baseline", "Key metrics vs baseline", caption, width, height), fig
 
 

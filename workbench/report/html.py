@@ -195,7 +195,8 @@ def _comparison(report: dict) -> str:
                 if run["is_baseline"]:
                     content += f' <span class="muted">({_e(run["model"])})</span>'
             if note == "noise":
-                content = f'<span class="noise" title="inside the noise: {_e(NOISE_RULE)}">{content} ~</span>'
+                mark = " ~" if c.key == "speedup" else ""
+                content = f'<span class="noise" title="inside the noise: {_e(NOISE_RULE)}">{content}{mark}</span>'
             elif note == "good":
                 content = f'<span class="good">{content}</span>'
             elif note == "bad":

@@ -23,10 +23,11 @@ from ..errors import WorkbenchError
 from .command import spec_to_argv
 from ..results.stats import NOISE_RULE
 from ..results.store import ResultsStore, RunRecord
+from ..results.verdict import DEFAULT_MIN_FIDELITY, parse_min_fidelity
 
 REPORT_FORMAT = "workbench-report"
 REPORT_VERSION = 1
-DEFAULT_MIN_AGREEMENT = 0.99
+DEFAULT_MIN_AGREEMENT = DEFAULT_MIN_FIDELITY     # the one fidelity gate (results.verdict)
 TRACE_POINTS = 200          # points per run in the latency trace and the telemetry series
 QUANTILES = 101             # latency quantiles 0 %, 1 %, ..., 100 % (the CDF)
 TELEMETRY_SERIES = ("rss_bytes", "cpu_percent", "gpu_power_w", "gpu_mem_used_bytes", "gpu_util_pct")
@@ -66,14 +67,7 @@ def parse_criterion(text: str | None) -> dict:
         raise WorkbenchError(f"unknown report criterion {text!r}: use {CRITERION_HELP}")
     minimum = DEFAULT_MIN_AGREEMENT if name != "fidelity" else 0.0
     if gate:
-        try:
-            minimum = float(gate.rstrip("%"))
-        except ValueError:
-            raise WorkbenchError(f"bad minimum agreement in criterion {text!r}: use {CRITERION_HELP}") from None
-        if gate.endswith("%") or minimum > 1:
-            minimum /= 100
-        if not 0 <= minimum <= 1:
-            raise WorkbenchError(f"minimum agreement in criterion {text!r} must be within 0-100 %")
+        minimum = parse_min_fidelity(gate)
     c = CRITERIA[name]
     description = c.description
     if minimum > 0:
@@ -158,6 +152,7 @@ def _run_entry(store: ResultsStore, record: RunRecord, baseline: RunRecord | Non
         comparison = {
             "speedup": row["speedup"], "speedup_ci": list(row["speedup_ci"]) if row["speedup_ci"] else None,
             "speedup_significant": row["speedup_significant"],
+            "verdict": row["verdict"],
             "throughput_ratio": _ratio((lat or {}).get("throughput_per_s"), base_lat.get("throughput_per_s")),
             "size_ratio": size_ratio,
             "compression_efficiency": None if size_ratio is None else 1.0 - size_ratio,

@@ -275,7 +275,7 @@ def _comparison(report: dict, st: _Styles, width: float) -> list:
     from reportlab.lib import colors
     from reportlab.platypus import PageBreak, Paragraph
     cols = comparison_columns()
-    weights = {"run": 2.4, "status": 1.3, "p50": 1.75, "p99": 0.8, "throughput": 0.9, "speedup": 1.45, "size": 0.85,
+    weights = {"run": 2.4, "status": 1.3, "p50": 1.75, "p99": 0.8, "throughput": 0.9, "speedup": 1.45, "verdict": 2.4, "size": 0.85,
                "compression": 1.05, "top1": 0.8, "accuracy": 0.8, "energy": 0.9, "rss": 0.85}
     total = sum(weights[c.key] for c in cols)
     widths = [width * weights[c.key] / total for c in cols]
@@ -291,7 +291,7 @@ def _comparison(report: dict, st: _Styles, width: float) -> list:
                 extra.append(("SPAN", (j, i), (-1, i)))
                 break
             text, note = c.cell(run)
-            if note == "noise":
+            if note == "noise" and c.key == "speedup":
                 text += " ~"
             if note in color:
                 extra.append(("TEXTCOLOR", (j, i), (j, i), colors.HexColor(color[note])))

@@ -139,8 +139,19 @@ def _speed_cell(run: dict) -> tuple[str, str]:
         return ("baseline", "")
     if run["status"] != "done" or not comp or comp.get("speedup") is None:
         return ("—", "")
-    note = "noise" if comp["speedup_significant"] is False else ("good" if comp["speedup"] > 1 else "bad")
-    return (speedup_text(comp), note)
+    return (speedup_text(comp), VERDICT_CLASS.get(comp["verdict"]["level"], ""))
+
+
+# How a verdict level (results.verdict) is styled: the report colours what the core decided.
+VERDICT_CLASS = {"win": "good", "loss": "bad", "noise": "noise", "failed": "bad"}
+
+
+def _verdict_cell(run: dict) -> tuple[str, str]:
+    comp = run["comparison"]
+    if run["is_baseline"] or run["status"] != "done" or not comp:
+        return ("—", "")
+    verdict = comp["verdict"]
+    return (verdict["text"], VERDICT_CLASS.get(verdict["level"], ""))
 
 
 def comparison_columns() -> list[Column]:
@@ -152,6 +163,7 @@ def comparison_columns() -> list[Column]:
         Column("p99", "p99", "num", lambda r: (ms(lat(r, "p99_ms")), "")),
         Column("throughput", "samples/s", "num", lambda r: (fmt.num(lat(r, "throughput_per_s"), ",.0f"), "")),
         Column("speedup", "speed-up [95 % CI]", "num", _speed_cell),
+        Column("verdict", "verdict", "", _verdict_cell),
         Column("size", "size", "num", lambda r: (fmt.nbytes(r["metrics"]["size_bytes"]), "")),
         Column("compression", "compression", "num", lambda r: (
             fmt.pct((r["comparison"] or {}).get("compression_efficiency")) if not r["is_baseline"] else "—", "")),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .stats import ratio_with_ci
+from .verdict import DEFAULT_MIN_FIDELITY, verdict_for
 from .store import ResultsStore, RunRecord
 
 if TYPE_CHECKING:
@@ -33,7 +34,9 @@ def baseline_for(store: ResultsStore, run: RunRecord, selection: list[RunRecord]
     return None
 
 
-def comparison_row(run: RunRecord, baseline: RunRecord | None) -> dict[str, Any]:
+def comparison_row(run: RunRecord, baseline: RunRecord | None,
+                   min_fidelity: float = DEFAULT_MIN_FIDELITY) -> dict[str, Any]:
+    """Everything a face shows about ``run`` beside its baseline, with the core's verdict."""
     result = run.result or {}
     latency = result.get("latency") or {}
     fidelity = result.get("fidelity") or {}
@@ -59,6 +62,10 @@ def comparison_row(run: RunRecord, baseline: RunRecord | None) -> dict[str, Any]
         "baseline_id": baseline.id if baseline else None,
         "speedup": None, "speedup_ci": None, "speedup_significant": None, "size_ratio": None,
         "flags": result.get("flags") or [],
+        "nonfinite_outputs": fidelity.get("nonfinite_outputs") or 0,
+        # The unoptimized model's accuracy on the same inputs, measured in this run (else the baseline's).
+        "baseline_accuracy": fidelity.get("reference_accuracy") if fidelity.get("reference_accuracy") is not None
+        else (((baseline.result or {}).get("fidelity") or {}).get("accuracy") if baseline else None),
     }
     if baseline is not None and latency and baseline.result.get("latency"):
         ratio = ratio_with_ci(baseline.result["latency"], latency)
@@ -66,12 +73,14 @@ def comparison_row(run: RunRecord, baseline: RunRecord | None) -> dict[str, Any]
                    speedup_significant=ratio["significant"])
     if base_info.get("bytes") and info.get("bytes"):
         row["size_ratio"] = info["bytes"] / base_info["bytes"]
+    row["verdict"] = verdict_for(row, min_fidelity).to_dict()
     return row
 
 
-def compare_runs(store: ResultsStore, run_ids: list[int]) -> list[dict[str, Any]]:
+def compare_runs(store: ResultsStore, run_ids: list[int],
+                 min_fidelity: float = DEFAULT_MIN_FIDELITY) -> list[dict[str, Any]]:
     runs = [store.get_run(i) for i in run_ids]
-    return [comparison_row(run, baseline_for(store, run, runs)) for run in runs]
+    return [comparison_row(run, baseline_for(store, run, runs), min_fidelity) for run in runs]
 
 
 def record_for_spec(spec: RunSpec) -> RunRecord:
@@ -91,26 +100,37 @@ def baseline_for_spec(store: ResultsStore, spec: RunSpec) -> RunRecord | None:
     return baseline_for(store, record_for_spec(spec))
 
 
-COMPARISON_HEADERS = ["id", "chain", "status", "device", "p50", "p99", "samples/s", "speed-up [95% CI]", "size",
-                      "size ratio", "top-1 agree", "accuracy", "energy/inf"]
+COMPARISON_HEADERS = ["id", "chain", "status", "device", "p50", "p99", "samples/s", "speed-up [95% CI]", "verdict",
+                      "top-1 agree", "accuracy", "size", "size ratio", "energy/inf"]
+VERDICT_MARKS = {"win": "✓", "loss": "✗", "noise": "~", "baseline": "", "failed": "✗"}
+
+
+def verdict_text(row: dict[str, Any]) -> str:
+    """The verdict as one cell: a mark any terminal shows (✓ win, ✗ loss, ~ noise) and its words."""
+    verdict = row["verdict"]
+    mark = VERDICT_MARKS.get(verdict["level"], "")
+    return f"{mark} {verdict['text']}".strip()
 
 
 def comparison_table(rows: list[dict[str, Any]]) -> str:
-    """The ``workbench compare`` table of ``comparison_row`` dicts, with the noise footnote when needed."""
+    """The ``workbench compare`` table of ``comparison_row`` dicts: speed-up and verdict side by side."""
     from .. import format as fmt
     from .stats import NOISE_RULE
     table = []
     for row in rows:
         speed = "baseline" if row["baseline_id"] is None and row["chain"] == "baseline" else (
             "—" if row["speedup"] is None else
-            f"{row['speedup']:.2f}× [{row['speedup_ci'][0]:.2f}-{row['speedup_ci'][1]:.2f}]"
-            + ("" if row["speedup_significant"] else " ~"))
+            f"{row['speedup']:.2f}× [{row['speedup_ci'][0]:.2f}-{row['speedup_ci'][1]:.2f}]")
         energy = row["energy_j_per_inference"]
         table.append([str(row["id"]), row["chain"][:48], row["status"], row["device"] or "",
                       fmt.ms(row["p50_ms"]), fmt.ms(row["p99_ms"]), fmt.num(row["throughput"], ".1f"), speed,
-                      fmt.nbytes(row["size_bytes"]), fmt.ratio(row["size_ratio"]), fmt.pct(row["top1_agreement"]),
-                      fmt.pct(row["accuracy"]), fmt.num(None if energy is None else energy * 1e3, ".3f", " mJ")])
+                      verdict_text(row) if row["status"] == "done" else (row["error"] or "")[:60],
+                      fmt.pct(row["top1_agreement"]), fmt.pct(row["accuracy"]),
+                      fmt.nbytes(row["size_bytes"]), fmt.ratio(row["size_ratio"]),
+                      fmt.num(None if energy is None else energy * 1e3, ".3f", " mJ")])
     text = fmt.table(COMPARISON_HEADERS, table)
     if any(r["speedup_significant"] is False for r in rows):
-        text += f"\n~ = inside the noise: {NOISE_RULE}"
+        text += f"\n~ inside the noise: {NOISE_RULE}"
+    if any(r["verdict"]["fidelity_ok"] is False for r in rows):
+        text += "\n✗ below the fidelity gate: a variant that changed the outputs this much is not a win at any speed"
     return text

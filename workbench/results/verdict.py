@@ -1,0 +1,108 @@
+"""The one verdict on a variant: its speed-up and what it did to the outputs, in one rule.
+
+Every face (CLI, API, GUI table and charts, HTML/PDF/CSV reports) shows this verdict and none
+recomputes it. A variant whose outputs fall below the fidelity gate is a failure whatever its
+speed-up ("3.2× faster but accuracy −89.7 pts" is red); a speed-up inside the run-to-run noise
+is neither a win nor a loss.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import SpecError
+
+DEFAULT_MIN_FIDELITY = 0.99     # top-1 agreement for classifiers, else cosine similarity
+UNCHANGED = 0.9999              # at or above this (agreement and cosine), the outputs did not change
+# Verdict levels, and how every face colours them.
+WIN, LOSS, NOISE, BASELINE, FAILED = "win", "loss", "noise", "baseline", "failed"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    level: str             # win | loss | noise | baseline | failed
+    text: str              # "2.61× faster, outputs unchanged"
+    fidelity_ok: bool | None
+    fidelity_text: str     # "outputs unchanged", "accuracy −89.7 pts", "top-1 agreement 10.0 %"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_min_fidelity(text: str | float) -> float:
+    """'0.99', '99', '99%' -> 0.99; 0 turns the gate off."""
+    raw = str(text).strip()
+    try:
+        value = float(raw.rstrip("%"))
+    except ValueError:
+        raise SpecError(f"bad fidelity gate {text!r}: give a fraction (0.99) or a percentage (99%)") from None
+    if raw.endswith("%") or value > 1:
+        value /= 100
+    if not math.isfinite(value) or not 0 <= value <= 1:
+        raise SpecError(f"bad fidelity gate {text!r}: it must lie between 0 and 1 (0 %-100 %)")
+    return value
+
+
+def fidelity_score(row: dict) -> tuple[str | None, float | None]:
+    """(what is gated, its value): top-1 agreement for classifiers, else cosine similarity."""
+    if row.get("top1_agreement") is not None:
+        return "top-1 agreement", row["top1_agreement"]
+    if row.get("cosine") is not None:
+        return "cosine similarity", row["cosine"]
+    return None, None
+
+
+def describe_fidelity(row: dict) -> str:
+    """What the variant did to the outputs, in the terms that fit the data it was measured on."""
+    if row.get("nonfinite_outputs"):
+        return "outputs contain NaN/Inf"
+    kind, score = fidelity_score(row)
+    if score is None:
+        return "fidelity not measured"
+    cosine = row.get("cosine")
+    if score >= UNCHANGED and (cosine is None or cosine >= UNCHANGED):
+        return "outputs unchanged"
+    accuracy, reference = row.get("accuracy"), row.get("baseline_accuracy")
+    if accuracy is not None and reference is not None:
+        return f"accuracy {_signed_points(accuracy - reference)}"
+    if kind == "top-1 agreement":
+        return f"top-1 agreement {100 * score:.1f} %"
+    return f"cosine {score:.4f}"
+
+
+def verdict_for(row: dict, min_fidelity: float = DEFAULT_MIN_FIDELITY) -> Verdict:
+    """The verdict on one comparison row (``results.compare.comparison_row``)."""
+    if row.get("status") != "done":
+        return Verdict(FAILED, row.get("status") or "not measured", None, "")
+    fidelity_text = describe_fidelity(row)
+    _kind, score = fidelity_score(row)
+    fidelity_ok = None if score is None else (score >= min_fidelity and not row.get("nonfinite_outputs"))
+    if row.get("nonfinite_outputs"):
+        fidelity_ok = False
+    speedup = row.get("speedup")
+    if speedup is None:
+        if row.get("baseline_id") is None and row.get("chain") == "baseline":
+            return Verdict(BASELINE, "baseline", fidelity_ok, fidelity_text)
+        return Verdict(NOISE, f"no baseline to compare with; {fidelity_text}", fidelity_ok, fidelity_text)
+    speed = _speed_words(speedup, row.get("speedup_significant"))
+    if fidelity_ok is False:
+        gate = f" (gate {100 * min_fidelity:g} %)" if "accuracy" not in fidelity_text else ""
+        return Verdict(LOSS, f"{speed} but {fidelity_text}{gate}", False, fidelity_text)
+    if not row.get("speedup_significant"):
+        return Verdict(NOISE, f"{speed}, {fidelity_text}", fidelity_ok, fidelity_text)
+    level = WIN if speedup > 1 else LOSS
+    return Verdict(level, f"{speed}, {fidelity_text}", fidelity_ok, fidelity_text)
+
+
+def _speed_words(speedup: float, significant: bool | None) -> str:
+    if not significant:
+        return f"inside the noise ({speedup:.2f}×)"
+    return f"{speedup:.2f}× faster" if speedup > 1 else f"{speedup:.2f}× (slower)"
+
+
+def _signed_points(delta: float) -> str:
+    points = 100 * delta
+    if abs(points) < 0.05:
+        return "unchanged"
+    return f"{points:+.1f} pts".replace("-", "−")

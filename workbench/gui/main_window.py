@@ -4,7 +4,6 @@ reports. Starting runs and following them is ``run_control.py``'s; everything th
 reached through ``bridge.py`` (which also opens the results store)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import threading
 from pathlib import Path
@@ -29,13 +28,6 @@ from .run_control import RunControl
 
 MAX_RECENT = 10
 SETTINGS_VERSION = 1
-
-
-def report_available() -> bool:
-    try:
-        return importlib.util.find_spec("workbench.report") is not None
-    except (ImportError, ValueError):
-        return False
 
 
 class MainWindow(QMainWindow):
@@ -191,11 +183,6 @@ class MainWindow(QMainWindow):
                                     "Stop the running job and clear the queue")
         self.export_action = action("&Export report…", self.export_report, "Ctrl+E",
                                     "Write a report (HTML, PDF, CSV, JSON) of the selected runs")
-        if not report_available():
-            self.export_action.setEnabled(False)
-            tip = "Reports are not available in this build yet (the workbench.report module is missing)"
-            self.export_action.setToolTip(tip)
-            self.export_action.setStatusTip(tip)
         self.quit_action = action("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.reset_layout_action = action("Reset &layout", self.reset_layout, None,
                                           "Put every dock back where it started")
@@ -334,9 +321,6 @@ class MainWindow(QMainWindow):
 
     # -- report ----------------------------------------------------------------------------------------
     def export_report(self) -> None:
-        if not report_available():
-            self.show_error("Reports are not available in this build yet (workbench.report is missing)")
-            return
         ids = self.results.selected_run_ids()
         if not ids:
             self.show_error("Select one or more runs in the Results table first, then export the report")

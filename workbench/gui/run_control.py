@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QWidget
 from ..engine.plan import combinations_plan, pair_plan
 from ..errors import SpecError, WorkbenchError
 from ..plugin_api import chain_error
-from ..spec import PluginStep, RunSpec
+from ..spec import PluginStep, RunSpec, device_kind
 from ..telemetry.nvml import gpu_devices
 from . import errors
 from .bridge import Job, SessionBridge
@@ -133,7 +133,7 @@ class RunControl(QObject):
                         + (f" ({note})" if note else ""))
 
     def _expected_telemetry(self, device: str) -> dict:
-        if not device.startswith("cuda"):
+        if device_kind(device) != "cuda":
             return {"nvml": "disabled (no GPU selected)"}
         nvml = self.gpu_env.get("nvml") or "unavailable"
         return {"nvml": nvml if nvml == "ok" else (nvml if nvml.startswith("unavailable") else f"unavailable: {nvml}")}

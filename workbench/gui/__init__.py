@@ -2,6 +2,16 @@
 
 Entry point: ``workbench.gui.app.main`` (``workbench`` with no arguments). The GUI process never
 imports torch: models are loaded, optimized and measured in the worker process.
+
+    app.py          QApplication, theme, exception hooks, main()
+    main_window.py  the docks and their layout, menus, settings, opening models, report export
+    bridge.py       the one door into the core: opens the results store; runs the job queue
+                    (engine.queue), inspection, reports and the GPU probe off the GUI thread
+    run_control.py  docks -> RunSpec -> queued runs (engine.plan), job events -> docks
+    docks/          Model, Plugins (+ parameter forms), Run, Log
+    live/           the Live dock: series.py (data, no Qt), plots.py, widgets.py
+    results/        the Results dock: columns, table, charts, pane (table beside charts)
+    errors.py, plot_style.py, recent_files.py, help_dialogs.py
 """
 from __future__ import annotations
 

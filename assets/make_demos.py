@@ -117,7 +117,7 @@ def random_shift(xb: torch.Tensor, max_shift: int, gen: torch.Generator) -> torc
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Top-1 accuracy, whole split in one batch (as tests/test_demos.py does)."""
+    """Top-1 accuracy, whole split in one batch (as tests/models/test_demos.py does)."""
     model.eval()
     with torch.inference_mode():
         pred = model(x).argmax(dim=1)

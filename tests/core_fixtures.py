@@ -1,4 +1,4 @@
-"""Small models and helpers for the core tests (no Qt). Imported by tests/test_core_*.py."""
+"""Small models and helpers for the core tests (no Qt). Imported by the core tests."""
 from __future__ import annotations
 
 import sys

@@ -15,7 +15,7 @@ from workbench.engine.plan import plan_runs
 from workbench.spec import PluginStep, RunSpec
 from workbench.results.store import ResultsStore
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Tiny but real measurements: the worker loads the demo, warms up and times >= 20 iterations.
 TINY = dict(iters=20, duration_s=0.1, warmup_max_s=0.5, threads=1)
 

@@ -12,7 +12,7 @@ import pytest
 
 from workbench.models import demos
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ASSETS = REPO / "assets"
 
 

@@ -15,7 +15,7 @@ from workbench.plugin_api import PluginContext
 from workbench_plugins.distill import NO_DATA_MESSAGE, Distill
 from plugin_fixtures import demo_module
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BATCH = 16
 
 

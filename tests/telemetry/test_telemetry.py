@@ -1,6 +1,6 @@
 """Telemetry tests: real psutil readings, a scripted fake NVML (tests/fake_pynvml.py), energy maths.
 
-No GPU needed. Run from the repo root: python -m pytest tests/test_telemetry.py -q
+No GPU needed. Run from the repo root: python -m pytest tests/telemetry -q
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # the package may not be installed yet
     sys.path.insert(0, str(ROOT))
 
@@ -25,7 +25,7 @@ from workbench.telemetry import (
 from workbench.telemetry.nvml import POWER_SOURCE_AVERAGE, POWER_SOURCE_INSTANT, nvml_index_for_cuda
 
 # Loaded by path so it works whatever pytest's import mode / tests package layout is.
-_spec = importlib.util.spec_from_file_location("fake_pynvml", Path(__file__).with_name("fake_pynvml.py"))
+_spec = importlib.util.spec_from_file_location("fake_pynvml", Path(__file__).parents[1] / "fake_pynvml.py")
 fake_pynvml = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fake_pynvml)
 FakeNvml = fake_pynvml.FakeNvml

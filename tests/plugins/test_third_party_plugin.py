@@ -12,7 +12,7 @@ import pytest
 
 from core_fixtures import make_tiny_models
 
-PLUGIN_SRC = Path(__file__).parent / "example_plugin"
+PLUGIN_SRC = Path(__file__).parents[1] / "example_plugin"
 
 
 @pytest.fixture(scope="module")

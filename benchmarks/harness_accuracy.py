@@ -11,7 +11,9 @@ fixed glibc malloc thresholds), so Timer and the worker measure the same allocat
 last column is Timer in a fresh process with glibc's default, history-dependent thresholds: the
 difference it shows is what those conditions remove.
 
-    python benchmarks/harness_accuracy.py [--rounds 3] [--threads 2]
+    python benchmarks/harness_accuracy.py [--rounds 3] [--threads 2] [--out DIR]
+    python benchmarks/harness_accuracy.py --smoke [--out DIR]   # seconds: one round, digits-cnn and
+                                                                # the no-op, 0.05 s per measurement
 """
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import print_table, write_results  # noqa: E402
+from _common import (SMOKE_DEMO, SMOKE_DURATION_S, SMOKE_ITERS, SMOKE_THREADS, SMOKE_WARMUP,  # noqa: E402
+                     add_smoke_arguments, load_json, output_dir, positive_number, print_table, smoke_passed,
+                     smoke_require, write_results)
 
 
 def timer_median_ms(module, inputs, threads: int, min_run_time: float) -> float:
@@ -35,7 +39,7 @@ def timer_median_ms(module, inputs, threads: int, min_run_time: float) -> float:
     return measurement.median * 1e3
 
 
-def loop_median_ms(module, inputs, threads: int, duration: float) -> float:
+def loop_median_ms(module, inputs, threads: int, duration: float, min_iters: int = 200) -> float:
     """Our timing loop (workbench.worker.measure) in this process: isolates the loop from process effects."""
     import numpy as np
     import torch
@@ -43,7 +47,7 @@ def loop_median_ms(module, inputs, threads: int, duration: float) -> float:
     from workbench.worker.measure import MeasureSettings, measure
     torch.set_num_threads(threads)
     with torch.no_grad():
-        result = measure(lambda: module(*inputs), "cpu", MeasureSettings(min_iters=200, min_duration_s=duration))
+        result = measure(lambda: module(*inputs), "cpu", MeasureSettings(min_iters=min_iters, min_duration_s=duration))
     return float(np.median(result.latencies_ns) / 1e6)
 
 
@@ -100,7 +104,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per measurement")
+    add_smoke_arguments(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.rounds, args.threads, args.duration = 1, SMOKE_THREADS, SMOKE_DURATION_S
+    out_folder = output_dir(args, "harness_accuracy")   # before the re-exec: the same folder after it
+    if args.smoke and not args.out:
+        sys.argv += ["--out", str(out_folder)]
     ensure_worker_conditions()
 
     import numpy as np
@@ -112,29 +122,33 @@ def main() -> int:
     from workbench.spec import InputSpec, RunSpec
     from workbench.results.store import ResultsStore
 
-    tmp = Path(tempfile.mkdtemp(prefix="wb-harness-"))
+    workdir = tempfile.TemporaryDirectory(prefix="wb-harness-")
+    tmp = Path(workdir.name)
     session = Session(ResultsStore(tmp / "runs.sqlite"))
+    iters = {"demo": SMOKE_ITERS if args.smoke else 200, "noop": SMOKE_ITERS if args.smoke else 1000}
+    warmup = SMOKE_WARMUP if args.smoke else {}
     rows, results = [], []
     cases = []
     data = demos.load_eval_data(demos.assets_dir() / "digits.npz")
     x = torch.from_numpy(np.ascontiguousarray(data["x_test"][:DEMO_DEFAULT_BATCH]))
-    for name in demos.demo_names():
-        spec = RunSpec(model=f"demo:{name}", threads=args.threads, iters=200, duration_s=args.duration)
+    for name in [SMOKE_DEMO] if args.smoke else demos.demo_names():
+        spec = RunSpec(model=f"demo:{name}", threads=args.threads, iters=iters["demo"], duration_s=args.duration,
+                       **warmup)
         cases.append((f"demo:{name} (batch {DEMO_DEFAULT_BATCH})", demos.build_demo_module(name), [x], spec, name))
     noop_path = tmp / "noop.pt"
     identity = torch.nn.Identity()
     torch.jit.save(torch.jit.script(identity), str(noop_path))
     noop_input = torch.zeros(1, 1)
     cases.append(("no-op (nn.Identity, TorchScript)", torch.jit.load(str(noop_path)), [noop_input],
-                  RunSpec(model=str(noop_path), inputs=[InputSpec([1, 1])], threads=args.threads, iters=1000,
-                          duration_s=args.duration), None))
+                  RunSpec(model=str(noop_path), inputs=[InputSpec([1, 1])], threads=args.threads, iters=iters["noop"],
+                          duration_s=args.duration, **warmup), None))
 
     for label, module, inputs, spec, demo in cases:
         ours, theirs, loop, fresh, fresh_default = [], [], [], [], []
         for _ in range(args.rounds):   # interleave so drift hits both sides alike
             ours.append(ours_median_ms(session, spec))
             theirs.append(timer_median_ms(module, inputs, args.threads, args.duration))
-            loop.append(loop_median_ms(module, inputs, args.threads, args.duration))
+            loop.append(loop_median_ms(module, inputs, args.threads, args.duration, spec.iters))
             if demo is not None:
                 fresh.append(fresh_timer_ms(demo, args.threads, args.duration, worker_conditions=True))
                 fresh_default.append(fresh_timer_ms(demo, args.threads, args.duration, worker_conditions=False))
@@ -163,10 +177,33 @@ def main() -> int:
     loop_within = [abs(r["loop_ratio"] - 1) <= 0.02 for r in results[:-1]]
     print(f"demo models within ±2 % of Timer: worker {sum(within)}/{len(within)}, "
           f"our loop in Timer's process {sum(loop_within)}/{len(loop_within)}")
+    session.store.close()
+    workdir.cleanup()
     path = write_results("harness_accuracy", {"threads": args.threads, "rounds": args.rounds,
-                                              "duration_s": args.duration, "cases": results})
+                                              "duration_s": args.duration, "smoke": args.smoke, "cases": results},
+                         out_folder)
     print(f"wrote {path}")
+    if args.smoke:
+        check_smoke(path, len(cases), args.rounds)
     return 0
+
+
+def check_smoke(path: Path, n_cases: int, rounds: int) -> None:
+    """The JSON just written: every case measured by every method, every median a positive number."""
+    data = load_json(path, ["machine", "threads", "rounds", "duration_s", "cases"])
+    cases = data["cases"]
+    smoke_require(len(cases) == n_cases, f"{len(cases)} cases written, expected {n_cases}")
+    for case in cases:
+        for key in ("ours_median_ms", "timer_median_ms", "loop_median_ms", "ratio", "loop_ratio"):
+            smoke_require(positive_number(case.get(key)), f"{case.get('case')}: {key} = {case.get(key)!r}")
+        for key in ("ours_ms", "timer_ms", "loop_in_process_ms"):
+            smoke_require(len(case.get(key) or []) == rounds, f"{case.get('case')}: {key} has not {rounds} values")
+    for case in cases[:-1]:   # the demo models also ran Timer in fresh processes
+        smoke_require(positive_number(case.get("timer_fresh_process_median_ms"))
+                      and positive_number(case.get("timer_fresh_default_malloc_median_ms")),
+                      f"{case.get('case')}: no fresh-process Timer median")
+    smoke_require(cases[-1]["case"].startswith("no-op"), "the last case is not the no-op model")
+    smoke_passed(f"{path}: {len(cases)} cases, every median positive")
 
 
 if __name__ == "__main__":

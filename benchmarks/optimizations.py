@@ -5,17 +5,25 @@ ratio, and fidelity (top-1 agreement with the unoptimized model and accuracy on 
 digits). Each variant runs in its own worker process exactly as `workbench bench` would; the
 baseline is measured first and again last, and ratios use the first (the second shows drift).
 
-    python benchmarks/optimizations.py [--duration 3] [--threads 2] [--only cnn|transformer]
+    python benchmarks/optimizations.py [--duration 3] [--threads 2] [--only cnn|transformer] [--out DIR]
+    python benchmarks/optimizations.py --smoke [--out DIR]
+
+``--smoke`` checks every variant's chain against the installed plugins (names, parameters, devices:
+no run needed), then runs digits-cnn's baseline, ``SMOKE_VARIANT`` and the drift-check baseline with
+the smallest settings, and reads the JSON back.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import print_table, write_results  # noqa: E402
+from _common import (SMOKE_DEMO, SMOKE_DURATION_S, SMOKE_ITERS, SMOKE_THREADS, SMOKE_WARMUP,  # noqa: E402
+                     add_smoke_arguments, load_json, output_dir, positive_number, print_table, smoke_passed,
+                     smoke_require, write_results)
 
 VARIANTS = {
     "digits-transformer": [
@@ -35,6 +43,8 @@ VARIANTS = {
     ],
 }
 
+SMOKE_VARIANT = ["fuse:method=conv_bn"]   # quick (no training), has a target line, a plugin report
+
 TARGETS = {
     ("digits-transformer", "quantize:method=dynamic_int8"): "≥ 2× faster, accuracy within 1 point",
     ("digits-cnn", "prune:method=structured,amount=0.5"): "≥ 1.6× faster",
@@ -48,22 +58,32 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", choices=["cnn", "transformer"])
+    add_smoke_arguments(parser)
     args = parser.parse_args()
+    out_folder = output_dir(args, "optimizations")
 
     from workbench.results.compare import comparison_row
     from workbench.engine.session import Session
     from workbench.spec import PluginStep, RunSpec
     from workbench.results.store import ResultsStore
 
-    session = Session(ResultsStore(Path(tempfile.mkdtemp(prefix="wb-opt-")) / "runs.sqlite"))
+    plan = VARIANTS
+    settings = {"threads": args.threads, "iters": 300, "duration_s": args.duration}
+    if args.smoke:
+        check_variants()
+        plan = {SMOKE_DEMO: [SMOKE_VARIANT]}
+        args.threads, args.duration, args.only = SMOKE_THREADS, SMOKE_DURATION_S, None
+        settings = {"threads": SMOKE_THREADS, "iters": SMOKE_ITERS, "duration_s": SMOKE_DURATION_S, **SMOKE_WARMUP}
+    workdir = tempfile.TemporaryDirectory(prefix="wb-opt-")
+    session = Session(ResultsStore(Path(workdir.name) / "runs.sqlite"))
     rows, records = [], []
-    for model, variants in VARIANTS.items():
+    for model, variants in plan.items():
         if args.only and not model.endswith(args.only):
             continue
 
         def run(chain):
-            spec = RunSpec(model=f"demo:{model}", plugins=[PluginStep.parse(p) for p in chain], threads=args.threads,
-                           iters=300, duration_s=args.duration, label=" + ".join(chain) or "baseline")
+            spec = RunSpec(model=f"demo:{model}", plugins=[PluginStep.parse(p) for p in chain],
+                           label=" + ".join(chain) or "baseline", **settings)
             print(f"… {model}: {spec.label}", file=sys.stderr, flush=True)
             return session.run(spec)
 
@@ -104,15 +124,60 @@ def main() -> int:
     print()
     for item in records:
         if item.get("target"):
+            nan = float("nan")
+            speedup, err = item.get("speedup"), item["fidelity"].get("max_abs_error")
             print(f"target {item['model']} {item['variant']}: {item['target']} → measured "
-                  f"{item.get('speedup', float('nan')):.2f}× speed-up, accuracy "
+                  f"{nan if speedup is None else speedup:.2f}× speed-up, accuracy "
                   f"{100 * (item['fidelity'].get('accuracy') or 0):.1f}% (baseline "
                   f"{100 * (item['fidelity'].get('reference_accuracy') or 0):.1f}%), max |err| "
-                  f"{item['fidelity'].get('max_abs_error', float('nan')):.2e}, params {item.get('params')} vs "
+                  f"{nan if err is None else err:.2e}, params {item.get('params')} vs "
                   f"{item.get('base_params')}")
-    path = write_results("optimizations", {"threads": args.threads, "duration_s": args.duration, "variants": records})
+    session.store.close()
+    workdir.cleanup()
+    path = write_results("optimizations", {"threads": args.threads, "duration_s": args.duration, "smoke": args.smoke,
+                                           "variants": records}, out_folder)
     print(f"wrote {path}")
+    if args.smoke:
+        check_smoke(path, expected=3)   # baseline, the variant, baseline again
     return 0
+
+
+def check_variants() -> None:
+    """Every chain in VARIANTS still valid for the installed plugins, as ``workbench bench`` checks it
+    before a run (plugin names, parameter names and values, device support); no torch, no run."""
+    from workbench.engine.plan import check_chain
+    from workbench.errors import WorkbenchError
+    from workbench.spec import PluginStep, RunSpec
+    problems = []
+    for model, variants in VARIANTS.items():
+        for chain in variants:
+            try:
+                spec = RunSpec(model=f"demo:{model}", plugins=[PluginStep.parse(p) for p in chain])
+                spec.validate()
+                check_chain(spec)
+            except WorkbenchError as exc:
+                problems.append(f"{model}: {' + '.join(chain)}: {exc}")
+    smoke_require(not problems, "variants no longer valid:\n  " + "\n  ".join(problems))
+    print(f"all {sum(map(len, VARIANTS.values()))} variant chains valid", flush=True)
+
+
+def check_smoke(path: Path, expected: int) -> None:
+    """The JSON just written: baseline, variant and drift check all done, with a latency and a speed-up."""
+    data = load_json(path, ["machine", "threads", "duration_s", "variants"])
+    items = data["variants"]
+    smoke_require(len(items) == expected, f"{len(items)} variants written, expected {expected}")
+    for item in items:
+        for key in ("model", "variant", "status", "p50_ms", "fidelity", "plugin_reports"):
+            smoke_require(key in item, f"{item.get('variant')}: no {key!r}")
+        smoke_require(item["status"] == "done", f"{item['variant']}: {item['status']} ({item.get('error')})")
+        smoke_require(positive_number(item["p50_ms"]), f"{item['variant']}: p50_ms = {item['p50_ms']!r}")
+        top1 = item["fidelity"].get("top1_agreement")
+        smoke_require(isinstance(top1, (int, float)) and 0 <= top1 <= 1, f"{item['variant']}: top-1 agreement {top1!r}")
+    for item in items[1:]:
+        smoke_require(positive_number(item.get("speedup")) and math.isfinite(item["speedup"]),
+                      f"{item['variant']}: speedup = {item.get('speedup')!r}")
+    smoke_require(items[1]["plugin_reports"], f"{items[1]['variant']}: no plugin report")
+    smoke_passed(f"{path}: {len(items)} runs done, latencies and speed-ups positive")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """How long a 50-run report takes to render, per format (the target: under 5 s on a 2-core machine).
 
-    python benchmarks/report_speed.py [--runs 50] [--repeat 3]
+    python benchmarks/report_speed.py [--runs 50] [--repeat 3] [--out FILE.json | DIR]
+    python benchmarks/report_speed.py --smoke [--out DIR]
 
 Builds a results store of ``--runs`` real-looking runs (the test suite's generator: 1000
 latencies each from a seeded log-normal, 10 Hz telemetry, GPU power on a third of them, two
@@ -11,10 +12,15 @@ failed runs), then times ``write_report`` for every format twice over:
 * warm: in this process, median of ``--repeat`` calls, as in the GUI's second export.
 
 Prints a table and writes ``benchmarks/results/report_speed.json``.
+
+``--smoke``: 4 runs, one warm call, every format; the reports, the store and ``report_speed.json``
+go to ``--out DIR`` (else a temporary folder), are read back and checked. The exit status then says
+whether the outputs are sane, not whether the (wall-clock) target was met.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib.util
 import json
 import os
@@ -28,10 +34,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 5.0
+SMOKE_RUNS = 4      # two baselines, two variants
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (add_smoke_arguments, load_json, output_dir, positive_number, smoke_passed,  # noqa: E402
+                     smoke_require)
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("report_test_data", ROOT / "tests" / "test_report.py")
+    """``add_run`` from the report tests (tests/test_report.py, or wherever the tests keep it now)."""
+    tests = ROOT / "tests"
+    found = sorted(tests.rglob("test_report.py"), key=lambda p: len(p.parts))
+    if not found:
+        raise SystemExit(f"no test_report.py under {tests}: its add_run generates the runs this benchmark reports")
+    sys.path.insert(0, str(tests))   # the tests' shared helpers (pytest's pythonpath = ["tests"])
+    spec = importlib.util.spec_from_file_location("report_test_data", found[0])
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.add_run
@@ -68,13 +85,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "report_speed.json"))
+    add_smoke_arguments(parser)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.runs, args.repeat = SMOKE_RUNS, 1
+    if args.out and args.out.endswith(".json"):   # a file, as before: its folder holds it
+        out_path = Path(args.out)
+        args.out = str(out_path.parent)
+        output_dir(args, "report_speed")   # refuses benchmarks/results under --smoke
+    else:
+        out_path = output_dir(args, "report_speed") / "report_speed.json"
 
     from workbench.report import FORMATS, build_report, write_report
     from workbench.results.store import ResultsStore
 
-    work = Path(tempfile.mkdtemp(prefix="report-speed-"))
+    # --smoke keeps the reports beside report_speed.json, to be checked.
+    work = out_path.parent if args.smoke else Path(tempfile.mkdtemp(prefix="report-speed-"))
     db = work / "runs.sqlite"
     t = time.perf_counter()
     ids = build_store(db, args.runs)
@@ -128,11 +154,34 @@ def main(argv: list[str] | None = None) -> int:
                     "processor": _cpu_model(), "load_average_1_5_15min": list(os.getloadavg())},
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {out_path}")
+    if args.smoke:
+        check_smoke(out_path, work, suffixes, len(ids))
+        return 0
     return 0 if all(r["under_target"] for r in results) else 1
+
+
+def check_smoke(path: Path, work: Path, suffixes: list[str], runs: int) -> None:
+    """report_speed.json parses, has a timing per format; each report exists and holds every run."""
+    data = load_json(path, ["runs", "target_s", "build_report_s", "results", "machine", "when"])
+    smoke_require(data["runs"] == runs, f"{path}: runs = {data['runs']}, expected {runs}")
+    formats = [r.get("format") for r in data["results"]]
+    smoke_require(formats == [s.lstrip(".") for s in suffixes], f"{path}: formats {formats}")
+    for r in data["results"]:
+        for key in ("cold_s", "cold_process_s", "warm_median_s", "bytes"):
+            smoke_require(positive_number(r.get(key)), f"{path}: {r['format']} {key} = {r.get(key)!r}")
+    report = load_json(work / "report.json", ["format", "version", "run_ids", "summary", "runs"])
+    smoke_require(len(report["runs"]) == runs, f"report.json lists {len(report['runs'])} runs, expected {runs}")
+    with open(work / "report.csv", newline="", encoding="utf-8") as handle:
+        csv_rows = list(csv.reader(handle))
+    smoke_require(len(csv_rows) == runs + 1 and csv_rows[0][:2] == ["id", "label"],
+                  f"report.csv: {len(csv_rows)} rows, expected a header and {runs}")
+    html = (work / "report.html").read_text(encoding="utf-8")
+    smoke_require("<html" in html[:500].lower() and "</html>" in html[-200:].lower(), "report.html is not a page")
+    smoke_require((work / "report.pdf").read_bytes()[:5] == b"%PDF-", "report.pdf is not a PDF")
+    smoke_passed(f"{path}: {len(formats)} formats timed; reports of {runs} runs in {work}")
 
 
 def _cpu_model() -> str | None:

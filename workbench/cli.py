@@ -71,33 +71,44 @@ def output(args: argparse.Namespace) -> Output:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .results.compare import baseline_for, comparison_row
-    from .engine.plan import check_chain, plan_runs
+    from .engine.plan import check_chain, combinations_plan, plan_runs
     from .engine.session import Session
+    from .results.compare import baseline_for, comparison_row, comparison_table
 
     out = output(args)
     spec = spec_from_args(args)
     check_files_exist(spec)
     check_chain(spec)          # before anything runs (no torch needed)
+    if args.all_combinations and args.no_baseline:
+        raise UsageError("--all-combinations always measures the baseline; drop --no-baseline")
     store = open_store(args)
     session = Session(store)
-    planned = plan_runs(store, spec, baseline=not args.no_baseline)
-    if len(planned) > 1:
-        out.note(f"no stored baseline for {spec.model} on {spec.device}: measuring it first")
+    if args.all_combinations:
+        planned, skipped = combinations_plan(spec)
+        for reason in skipped:
+            out.note(f"skipped {reason}")
+    else:
+        planned = plan_runs(store, spec, baseline=not args.no_baseline)
+        if len(planned) > 1:
+            out.note(f"no stored baseline for {spec.model} on {spec.device}: measuring it first")
     records = []
     for planned_spec in planned:
         records.append(_run_one(session, planned_spec, args))
         if records[-1].status == "cancelled":
             break   # the user asked to stop: do not start the next run
-    run = records[-1]
-    baseline = baseline_for(store, run, records)
-    row = comparison_row(run, baseline, args.min_fidelity)
-    out.text(render_run(run, row if run.status == "done" else None))
+    rows = [comparison_row(r, baseline_for(store, r, records), args.min_fidelity) for r in records]
+    if args.all_combinations:
+        out.text(comparison_table(rows))
+    else:
+        out.text(render_run(records[-1], rows[-1] if records[-1].status == "done" else None))
     if args.json_out:
-        payload = {**run.to_dict(), "comparison": row}
-        if run.status != "done":
-            payload.update(error=run.error, kind=f"run_{run.status}")
-        out.json(payload)
+        payloads = []
+        for run, row in zip(records, rows):
+            payload = {**run.to_dict(), "comparison": row}
+            if run.status != "done":
+                payload.update(error=run.error, kind=f"run_{run.status}")
+            payloads.append(payload)
+        out.json({"runs": payloads} if args.all_combinations else payloads[-1])
     return EXIT_OK if all(r.status == "done" for r in records) else EXIT_FAILED
 
 

@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--label", help="a name for this run")
     bench.add_argument("--save-model", help="save the optimized model (.pt TorchScript, .pt2, or .onnx)")
     _fidelity_gate_option(bench)
+    bench.add_argument("--all-combinations", action="store_true",
+                       help="with several plugins: the baseline, each plugin alone, then the whole chain, "
+                            "compared in one table")
     bench.add_argument("--no-baseline", action="store_true",
                        help="with plugins: do not run the plain model first when no baseline is stored")
 

@@ -114,13 +114,30 @@ def test_run_buttons_queue_the_right_specs(make_workbench, monkeypatch, qtbot):
     w.plugin_panel.move("fuse", 1)
     w.plugin_panel.form("prune").set_values({"amount": 0.25})
     qtbot.waitUntil(lambda: w.run_panel.all_button.isEnabled())
-    w.start("run")
+    w.start("run")           # nothing stored yet: the plain model is measured first (as in the CLI)
     w.start("pair")
     w.start("all")
-    assert queued[0][0] == ["prune:amount=0.25 → fuse"]
+    assert queued[0][0] == ["baseline", "prune:amount=0.25 → fuse"]
     assert queued[1][0] == ["baseline", "prune:amount=0.25 → fuse"]
     assert queued[2][0] == ["baseline", "prune:amount=0.25", "fuse", "prune:amount=0.25 → fuse"]
     assert queued[2][1] == ["baseline", "prune:amount=0.25", "fuse", "prune:amount=0.25 → fuse"]
+
+
+def test_plain_run_skips_the_baseline_when_one_is_stored(make_workbench, monkeypatch, qtbot):
+    from workbench.engine.plan import baseline_spec
+    w = make_workbench()
+    w.open_model("demo:digits-cnn")
+    w.plugin_panel.set_checked("fuse")
+    qtbot.waitUntil(lambda: w.run_panel.run_button.isEnabled())
+    variant = w.runs.build_spec()
+    stored = w.bridge.store
+    run_id = stored.create_run(baseline_spec(variant).to_dict(), "baseline", variant.resolved_runtime())
+    stored.finish_run(run_id, "done", {"latency": {"median_ms": 1.0, "median_ci_ms": [1.0, 1.0]}})
+    queued = []
+    monkeypatch.setattr(w.bridge, "enqueue", lambda specs, labels=None, group="": queued.append(
+        [s.describe_chain() for s in specs]) or [Job(i, s, s.describe_chain(), group) for i, s in enumerate(specs)])
+    w.start("run")
+    assert queued == [["fuse"]]
 
 
 def test_build_spec_carries_every_setting(make_workbench):

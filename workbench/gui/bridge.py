@@ -15,6 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from ..engine.plan import plan_runs
 from ..engine.queue import Job, JobQueue
 from ..errors import WorkbenchError
 from ..results.store import ResultsStore
@@ -63,6 +64,11 @@ class SessionBridge(QObject):
         return thread
 
     # -- the run queue (engine.queue) --------------------------------------------------------------
+    def plan(self, spec: RunSpec) -> list[RunSpec]:
+        """The runs a plain Run needs: the plain model first when no baseline is stored (the rule
+        the CLI and the API use, ``engine.plan.plan_runs``)."""
+        return plan_runs(self.store, spec)
+
     def enqueue(self, specs: list[RunSpec], labels: list[str] | None = None, group: str = "") -> list[Job]:
         return self.queue.enqueue(specs, labels, group)
 

@@ -99,7 +99,13 @@ class RunControl(QObject):
         try:
             if mode == "run":
                 spec = self.build_spec()
-                jobs = self.bridge.enqueue([spec], [spec.describe_chain()], group="run")
+                specs = self.bridge.plan(spec)
+                if len(specs) == 1:
+                    jobs = self.bridge.enqueue(specs, [spec.describe_chain()], group="run")
+                else:   # no stored baseline: measure the plain model first, then compare the pair
+                    self.log.append(f"no stored baseline for {spec.model} on {spec.device}: measuring it first")
+                    jobs = self.bridge.enqueue(specs, [s.describe_chain() for s in specs], group=f"run-{id(specs)}")
+                    self._groups[jobs[0].group] = jobs
             else:
                 variant = self.build_spec()
                 specs, skipped = (pair_plan(variant), []) if mode == "pair" else combinations_plan(variant)

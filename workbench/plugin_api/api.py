@@ -1,7 +1,7 @@
 """The plugin protocol: the parameter schema, the context a plugin runs in, and its report.
 
 One neutral parameter schema (``Param``) is declared by each plugin and rendered twice: the GUI
-builds a form from it (``workbench/gui/param_form.py``) and the CLI parses ``key=value`` with
+builds a form from it (``workbench/gui/docks/param_form.py``) and the CLI parses ``key=value`` with
 ``Param.parse``. Plugins are discovered through the ``workbench.plugins`` entry-point group (``registry.py``).
 
 Plugin modules must not import torch at module level: the GUI lists plugins without torch.

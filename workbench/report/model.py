@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..results.compare import baseline_for, comparison_row
+from ..results.distribution import latency_cdf
 from ..results.pareto import pareto_fronts
 from ..errors import WorkbenchError
 from .command import spec_to_argv
@@ -305,11 +306,12 @@ def _info(info: dict | None) -> dict | None:
 def _series(store: ResultsStore, record: RunRecord) -> dict:
     """Chart data: latency CDF quantiles, a latency trace over time, thinned telemetry."""
     window = (record.result or {}).get("window") or {}
-    values = np.asarray(store.latencies(record.id), dtype=np.float64) / 1e6
+    latencies_ns = store.latencies(record.id)
+    values = np.asarray(latencies_ns, dtype=np.float64) / 1e6
     quantiles = trace = None
     origin = window.get("t_start")
     if values.size:
-        quantiles = np.quantile(values, np.linspace(0, 1, QUANTILES)).tolist()
+        quantiles = latency_cdf(latencies_ns, QUANTILES)[0].tolist()     # the GUI's CDF, same rule
         buckets = np.array_split(values, min(TRACE_POINTS, values.size))
         medians = [float(np.median(b)) for b in buckets]
         ends = np.cumsum([b.sum() for b in buckets]) / 1e3          # seconds of compute

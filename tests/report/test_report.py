@@ -27,7 +27,7 @@ from workbench.spec import PluginStep, RunSpec
 from workbench.results.stats import compute_latency_stats
 from workbench.results.store import ResultsStore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "docs" / "report.schema.json"
 
 MIB = 2 ** 20

@@ -129,3 +129,17 @@ def constant_weights_onnx(path: Path) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process; a zombie (exited, not yet reaped) counts as gone."""
+    import os
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"   # the name in (...) may hold spaces
+    except OSError:
+        return False

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from core_fixtures import make_tiny_models, write_bad_models
+from core_fixtures import make_tiny_models, process_alive, write_bad_models
 from workbench.engine.session import Session
 from workbench.spec import InputSpec, RunSpec
 from workbench.results.store import ResultsStore
@@ -134,7 +134,7 @@ def test_cancel_stops_a_long_run_within_seconds_and_keeps_data(store, tiny):
     asked = time.monotonic()
     cancel.set()
     thread.join(30)
-    assert not thread.is_alive()
+    assert not thread.isprocess_alive()
     assert time.monotonic() - asked < 3.0
     record = box["r"]
     assert record.status == "cancelled" and "cancelled by the user" in record.error
@@ -185,20 +185,8 @@ def test_kill_9_of_the_parent_loses_at_most_about_a_second(tmp_path, tiny):
     assert stored_seconds >= measured_seconds - 1.5, (stored_seconds, measured_seconds)
     worker_pid = store.events(run.id, "started")[0]["pid"]
     for _ in range(50):     # the orphaned worker notices its parent is gone and exits
-        if not _alive(worker_pid):
+        if not process_alive(worker_pid):
             break
         time.sleep(0.1)
-    assert not _alive(worker_pid)
+    assert not process_alive(worker_pid)
     assert store.settle_orphaned_runs() == 1 and store.get_run(run.id).status == "failed"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:   # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return False

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 from workbench.errors import ModelLoadError, SpecError, WorkbenchError
-from workbench.models.loaders import load_model
 from workbench.engine.session import Session
+from workbench.models.loaders import load_model
 from workbench.spec import InputSpec, RunSpec
+
+from core_fixtures import process_alive
 
 # The tests read /proc and signal process groups.
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux only")
@@ -196,18 +198,6 @@ def _run(store, weights, factory, shape="2x4", **overrides):
     spec = RunSpec(model=str(weights), factory=f"wb_misbehaving:{factory}", inputs=[InputSpec.parse(shape)],
                    **{**QUICK, **overrides})
     return Session(store).run(spec)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:   # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 # -- item 1: identify files by content before any advice about pickles ---------------------------
@@ -391,10 +381,10 @@ def test_child_process_spawned_by_the_model_is_ended(store, misbehaving, tmp_pat
     assert record.status == "done", record.error
     child = int(pid_file.read_text())
     for _ in range(50):
-        if not _alive(child):
+        if not process_alive(child):
             break
         time.sleep(0.1)
-    assert not _alive(child)
+    assert not process_alive(child)
     assert any("process" in note for note in record.result["notes"])
 
 

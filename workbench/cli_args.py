@@ -181,8 +181,14 @@ def check_model_source(model: str) -> None:
         name = model.split(":", 1)[1]
         if name not in demo_names():
             raise UsageError(f"unknown demo {name!r}; choose one of {', '.join(demo_names())}")
-    elif not Path(model).expanduser().exists():
+        return
+    path = Path(model).expanduser()
+    if not path.exists():
         raise UsageError(f"model file not found: {model}")
+    if path.is_dir():
+        raise UsageError(f"{model} is a folder, not a model file")
+    if path.stat().st_size == 0:
+        raise UsageError(f"{model} is empty (0 bytes)")
 
 
 def with_default_command(argv: list[str]) -> list[str]:

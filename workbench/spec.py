@@ -19,6 +19,7 @@ from .errors import SpecError
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool")
 MODEL_DTYPES = ("float32", "float16", "bfloat16")
 RUNTIMES = ("auto", "torch", "onnxruntime")
+SAVE_SUFFIXES = (".pt", ".ts", ".torchscript", ".pt2", ".onnx")   # what models.save writes
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 def device_kind(device: str) -> str:
@@ -223,6 +224,9 @@ class RunSpec:
         if self.model_format == "onnx" and self.runtime == "torch":
             raise SpecError("an ONNX model runs on the onnxruntime runtime, not torch")
         self._validate_numbers()
+        if self.save_model is not None and not self.save_model.lower().endswith(SAVE_SUFFIXES):
+            raise SpecError(f"cannot save the optimized model as {self.save_model!r}: use one of "
+                            f"{', '.join(SAVE_SUFFIXES)} (TorchScript, torch.export, ONNX)")
         if self.factory is not None and ":" not in self.factory:
             raise SpecError(f"bad factory {self.factory!r}: expected package.module:callable")
         for inp in self.inputs:

@@ -60,12 +60,24 @@ def test_bench_json_runs_show_compare(tmp_path, tiny):
     (["bench", "demo:digits-cnn", "--plugin", "nosuchplugin"], 2, "unknown plugin 'nosuchplugin'"),
     (["show", "999"], 2, "no run with id 999"),
     (["bench"], 2, "the following arguments are required: model"),
+    (["bench", "/"], 2, "/ is a folder, not a model file"),
+    (["bench", "demo:digits-cnn", "--save-model", "out.txt"], 2, "cannot save the optimized model as 'out.txt'"),
+    (["bench", "demo:digits-cnn", "-p", "onnx_export", "--save-model", "out.pt"], 2, "will be ONNX: save it as .onnx"),
+    (["bench", "demo:digits-cnn", "--save-model", "out.onnx"], 2, "add --plugin onnx_export"),
 ])
 def test_usage_errors_are_one_line_with_exit_2(tmp_path, args, code, message):
     proc = wb(*args, db=tmp_path / "db.sqlite")
     assert proc.returncode == code
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "db.sqlite").exists() or "no runs stored" in wb("runs", db=tmp_path / "db.sqlite").stdout
+
+
+def test_an_empty_model_file_is_a_usage_error(tmp_path):
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    proc = wb("bench", empty, db=tmp_path / "db.sqlite")
+    assert proc.returncode == 2 and "is empty (0 bytes)" in proc.stderr
 
 
 def test_failed_run_exits_1_with_reason(tmp_path, tiny):

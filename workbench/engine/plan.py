@@ -17,10 +17,20 @@ __all__ = ["baseline_spec", "check_chain", "combinations_plan", "needs_baseline"
 
 
 def check_chain(spec: RunSpec) -> None:
-    """Validate ``spec``'s plugin chain before anything runs (no torch import); raises ``PluginError``."""
+    """Validate ``spec``'s plugin chain before anything runs (no torch import); raises ``PluginError``,
+    or ``SpecError`` when the optimized model could not be saved where ``save_model`` asks."""
+    final_format = spec.model_format
     if spec.plugins:
         from ..plugin_api import build_chain
-        build_chain(spec.plugins, spec.model_format, spec.device, spec.runtime)
+        for step in build_chain(spec.plugins, spec.model_format, spec.device, spec.runtime):
+            final_format = step.plugin.output_format(final_format)
+    if spec.save_model:
+        suffix = "." + spec.save_model.rsplit(".", 1)[-1].lower() if "." in spec.save_model else ""
+        if final_format == "onnx" and suffix != ".onnx":
+            raise SpecError(f"the optimized model will be ONNX: save it as .onnx, not {suffix or 'no suffix'}")
+        if final_format != "onnx" and suffix == ".onnx":
+            raise SpecError("the optimized model will be a torch model: save it as .pt (TorchScript) or .pt2, "
+                            "or add --plugin onnx_export to the chain")
 
 
 def baseline_spec(spec: RunSpec) -> RunSpec:

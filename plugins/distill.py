@@ -148,12 +148,14 @@ class Distill(Plugin):
               "width: fewer channels (torch-pruning); depth: first N blocks of the block stack; "
               "factory: your own package.module:callable", choices=("width", "depth", "factory")),
         Param("width", "float", 0.5, "student=width: fraction of channels kept",
-              minimum=0.0, maximum=1.0, exclusive_min=True),
+              minimum=0.0, maximum=1.0, exclusive_min=True, methods=("width",)),
         Param("inherit", "bool", True,
-              "width/depth students: start from the teacher's surviving weights (false: re-initialise)"),
-        Param("depth", "int", 1, "student=depth: number of blocks kept", minimum=1),
+              "width/depth students: start from the teacher's surviving weights (false: re-initialise)",
+              methods=("width", "depth")),
+        Param("depth", "int", 1, "student=depth: number of blocks kept", minimum=1, methods=("depth",)),
         Param("factory", "str", "",
-              "student=factory: package.module:callable returning the student nn.Module (no arguments)"),
+              "student=factory: package.module:callable returning the student nn.Module (no arguments)",
+              methods=("factory",)),
         Param("epochs", "int", 20, "training epochs", minimum=1),
         Param("temperature", "float", 4.0, "softmax temperature of the distillation loss",
               minimum=0.0, exclusive_min=True),
@@ -168,6 +170,7 @@ class Distill(Plugin):
     )
     accepts = ("torch",)
     devices = ("cpu", "cuda")
+    method_param = "student"
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

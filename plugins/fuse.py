@@ -28,13 +28,15 @@ class Fuse(Plugin):
               choices=METHODS),
         Param("mode", "choice", "default",
               "torch_compile: default (fast compile), reduce-overhead (CUDA graphs on GPU), "
-              "max-autotune-no-cudagraphs (slow compile, tuned kernels)", choices=COMPILE_MODES),
+              "max-autotune-no-cudagraphs (slow compile, tuned kernels)", choices=COMPILE_MODES,
+              methods=("torch_compile",)),
         Param("freezing", "bool", True,
               "torch_compile: treat the weights as constants (Inductor freezing): folds them and pre-packs "
-              "them for oneDNN on CPU, and lowers PT2E int8 graphs to int8 kernels; inference only"),
+              "them for oneDNN on CPU, and lowers PT2E int8 graphs to int8 kernels; inference only",
+              methods=("torch_compile",)),
         Param("level", "choice", "all",
               "onnxruntime: basic (constant folding, redundant nodes), extended (op fusions), "
-              "all (plus layout optimizations; hardware-specific)", choices=LEVELS),
+              "all (plus layout optimizations; hardware-specific)", choices=LEVELS, methods=("onnxruntime",)),
     )
     accepts = ("torch", "onnx")
     devices = ("cpu", "cuda")

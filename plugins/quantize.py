@@ -51,17 +51,17 @@ class Quantize(Plugin):
               "fp16 (CUDA) / bf16 (CPU with bf16 support, CUDA): cast the whole model",
               choices=METHODS),
         Param("calibration_samples", "int", 256,
-              "static_int8: how many x_train samples calibrate the activation ranges", minimum=1),
+              "static_int8: how many x_train samples calibrate the activation ranges", minimum=1,
+              methods=("static_int8",)),
         Param("group_size", "choice", "64",
               "int4: weights per quantization group (smaller = more accurate, larger = faster)",
-              choices=("32", "64", "128", "256")),
+              choices=("32", "64", "128", "256"), methods=("int4",)),
     )
     accepts = ("torch", "onnx")
     devices = ("cpu", "cuda")
+    method_devices = _DEVICES
 
     # -- validation -----------------------------------------------------------------------------
-    def supported_devices(self) -> tuple[str, ...]:
-        return _DEVICES[self.params["method"]]
 
     def onnx_export_blocker(self, input_format: str) -> str | None:
         method = self.params["method"]

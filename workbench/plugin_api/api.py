@@ -39,6 +39,9 @@ class Param:
     exclusive_min: bool = False     # True: value must be > minimum (e.g. a pruning amount)
     exclusive_max: bool = False     # True: value must be < maximum
     choices: tuple[str, ...] | None = None
+    # Which values of the plugin's method choice (``Plugin.method_param``) this parameter is used
+    # by; None = every method. Forms hide it for other methods and ``resolve_params`` refuses it.
+    methods: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.type not in ("int", "float", "bool", "str", "choice"):
@@ -49,6 +52,12 @@ class Param:
             # A NaN bound would compare False both ways and silently switch the check off.
             if bound is not None and (not isinstance(bound, numbers.Real) or not math.isfinite(bound)):
                 raise ValueError(f"Param {self.name!r}: bounds must be finite numbers, got {bound!r}")
+        if self.methods is not None and (isinstance(self.methods, str) or not self.methods):
+            raise ValueError(f"Param {self.name!r}: methods must be a non-empty tuple of method names")
+
+    def applies_to(self, method: Any) -> bool:
+        """Whether this parameter is used when the plugin's method is ``method``."""
+        return self.methods is None or method in self.methods
 
     def parse(self, text: Any, plugin: str = "") -> Any:
         """Convert a CLI string (or an already-typed value) and check it against the schema."""
@@ -110,8 +119,9 @@ class Param:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if self.choices is not None:
-            data["choices"] = list(self.choices)
+        for key in ("choices", "methods"):
+            if data[key] is not None:
+                data[key] = list(data[key])
         return data
 
 
@@ -167,6 +177,10 @@ class Plugin:
 
     ``accepts``/``produces`` are model formats ("torch", "onnx"); ``produces = None`` means the
     output format equals the input format. ``devices`` are device kinds ("cpu", "cuda").
+
+    A plugin with several methods names its choice parameter in ``method_param``; parameters
+    declare the methods they apply to (``Param.methods``) and ``method_devices`` lists the device
+    kinds a method needs when they are fewer than ``devices`` (e.g. ``{"fp16": ("cuda",)}``).
     Override ``supported_devices`` / ``output_format`` / ``check`` when they depend on params.
     """
 
@@ -176,23 +190,70 @@ class Plugin:
     accepts: ClassVar[tuple[str, ...]] = ("torch",)
     produces: ClassVar[str | None] = None
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    method_param: ClassVar[str] = "method"
+    method_devices: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(self, **params: Any) -> None:
         self.params = self.resolve_params(params)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A declaration that names a method the plugin does not have is a bug in the plugin: it
+        fails at import (the registry shows the plugin greyed out with this message)."""
+        super().__init_subclass__(**kwargs)
+        choice = cls.method_choice()
+        methods = set(choice.choices) if choice is not None else set()
+        for param in cls.params_schema:
+            strays = sorted(set(param.methods or ()) - methods)
+            if strays:
+                raise TypeError(f"{cls.__name__}: Param {param.name!r} names method(s) {', '.join(strays)} "
+                                f"that {cls.method_param!r} does not offer")
+        strays = sorted(set(cls.method_devices) - methods)
+        if strays:
+            raise TypeError(f"{cls.__name__}: method_devices names unknown method(s) {', '.join(strays)}")
+
+    @classmethod
+    def method_choice(cls) -> Param | None:
+        """The choice parameter that picks the method (None: the plugin has one way of working)."""
+        for param in cls.params_schema:
+            if param.name == cls.method_param and param.type == "choice":
+                return param
+        return None
+
+    @classmethod
+    def devices_for(cls, method: Any) -> tuple[str, ...]:
+        """The device kinds ``method`` can run on."""
+        return tuple(cls.method_devices.get(method, cls.devices))
+
+    @classmethod
+    def params_for(cls, method: Any) -> tuple[Param, ...]:
+        """The parameters that apply to ``method`` (what a form shows for it)."""
+        return tuple(p for p in cls.params_schema if p.applies_to(method))
+
     @classmethod
     def resolve_params(cls, given: dict[str, Any]) -> dict[str, Any]:
-        """Defaults filled in, each value parsed and checked; unknown keys are an error."""
+        """Defaults filled in, each value parsed and checked; unknown keys, and keys that the chosen
+        method does not use, are an error (one line naming the parameter and the method)."""
         schema = {p.name: p for p in cls.params_schema}
         unknown = sorted(set(given) - set(schema))
         if unknown:
             known = ", ".join(schema) or "none"
             raise PluginError(f"{cls.name}: unknown parameter(s) {', '.join(unknown)} (known: {known})")
-        return {name: p.parse(given[name], cls.name) if name in given else p.default
-                for name, p in schema.items()}
+        resolved = {name: p.parse(given[name], cls.name) if name in given else p.default
+                    for name, p in schema.items()}
+        choice = cls.method_choice()
+        if choice is not None:
+            method = resolved[choice.name]
+            for name in given:
+                param = schema[name]
+                if not param.applies_to(method):
+                    which = "/".join(param.methods or ())
+                    raise PluginError(f"{cls.name}:{name} applies only to {choice.name}={which}, not "
+                                      f"{choice.name}={method}; remove it or change {choice.name}")
+        return resolved
 
     def supported_devices(self) -> tuple[str, ...]:
-        return self.devices
+        choice = self.method_choice()
+        return self.devices_for(self.params[choice.name]) if choice is not None else self.devices
 
     def output_format(self, input_format: str) -> str:
         return self.produces or input_format
@@ -210,10 +271,13 @@ class Plugin:
 
     @classmethod
     def describe(cls) -> dict[str, Any]:
+        choice = cls.method_choice()
         return {
             "name": cls.name, "summary": cls.summary, "accepts": list(cls.accepts),
             "produces": cls.produces, "devices": list(cls.devices),
             "params": [p.to_dict() for p in cls.params_schema],
+            "method_param": choice.name if choice is not None else None,
+            "method_devices": {m: list(cls.devices_for(m)) for m in (choice.choices if choice else ())},
         }
 
     def run(self, model: Any, context: PluginContext) -> tuple[Any, PluginReport]:

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Mapping
 from . import format as fmt
 from .results.compare import baseline_for, compare_runs, comparison_row, comparison_table
 from .errors import SpecError
-from .engine.plan import check_chain, plan_runs
+from .engine.plan import check_chain, check_files_exist, plan_runs
 from .spec import InputSpec, PluginStep, RunSpec
 from .results.stats import NOISE_RULE
 from .results.store import ResultsStore, RunRecord
@@ -72,8 +72,7 @@ def _make_spec(model: str | Path, plugins: Any, settings: dict[str, Any]) -> Run
         settings["inputs"] = [_input_spec(i) for i in _as_list(settings["inputs"])]
     spec = RunSpec(model=str(model), plugins=[_plugin_step(p) for p in _as_list(plugins)], **settings)
     spec.validate()
-    if not spec.is_demo and not Path(spec.model).expanduser().exists():
-        raise SpecError(f"model file not found: {spec.model}")
+    check_files_exist(spec)
     return spec
 
 

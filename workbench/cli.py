@@ -14,8 +14,8 @@ import threading
 import time
 
 from . import format as fmt
-from .cli_args import (UsageError, build_parser, check_files_exist, check_model_source, spec_from_args,
-                       with_default_command)
+from .cli_args import UsageError, build_parser, spec_from_args, with_default_command
+from .engine.plan import check_files_exist, check_model_source
 from .cli_output import Output, Progress, render_run
 from .errors import SpecError, WorkbenchError
 from .spec import InputSpec, RunSpec

@@ -3,7 +3,6 @@ and argv -> RunSpec."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from .errors import SpecError, WorkbenchError
 from .spec import MODEL_DTYPES, RUNTIMES, InputSpec, PluginStep, RunSpec
@@ -165,30 +164,6 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         spec.duration_s = args.duration
     spec.validate()
     return spec
-
-
-def check_files_exist(spec: RunSpec) -> None:
-    """The files a run reads exist: a usage error now, not a failed run stored later."""
-    check_model_source(spec.model)
-    if spec.data and not Path(spec.data).expanduser().is_file():
-        raise UsageError(f"data file not found: {spec.data} (expected an .npz with x_test[, y_test, x_train, y_train])")
-
-
-def check_model_source(model: str) -> None:
-    """Refuse a model the GUI could not open, before any window exists (same words as `bench`)."""
-    if model.startswith("demo:"):
-        from .models.demos import demo_names
-        name = model.split(":", 1)[1]
-        if name not in demo_names():
-            raise UsageError(f"unknown demo {name!r}; choose one of {', '.join(demo_names())}")
-        return
-    path = Path(model).expanduser()
-    if not path.exists():
-        raise UsageError(f"model file not found: {model}")
-    if path.is_dir():
-        raise UsageError(f"{model} is a folder, not a model file")
-    if path.stat().st_size == 0:
-        raise UsageError(f"{model} is empty (0 bytes)")
 
 
 def with_default_command(argv: list[str]) -> list[str]:

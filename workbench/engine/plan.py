@@ -7,13 +7,14 @@ request with plugins runs the plain model first when the store holds no baseline
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from ..results.compare import baseline_for_spec
 from ..errors import SpecError
 from ..spec import PluginStep, RunSpec
 from ..results.store import ResultsStore
 
-__all__ = ["baseline_spec", "check_chain", "combinations_plan", "needs_baseline", "pair_plan", "plan_runs"]
+__all__ = ["baseline_spec", "check_chain", "check_files_exist", "check_model_source", "combinations_plan", "needs_baseline", "pair_plan", "plan_runs"]
 
 
 def check_chain(spec: RunSpec) -> None:
@@ -31,6 +32,32 @@ def check_chain(spec: RunSpec) -> None:
         if final_format != "onnx" and suffix == ".onnx":
             raise SpecError("the optimized model will be a torch model: save it as .pt (TorchScript) or .pt2, "
                             "or add --plugin onnx_export to the chain")
+
+
+def check_files_exist(spec: RunSpec) -> None:
+    """The files a run reads exist and can be read: a usage error now (every face), not a failed run
+    stored later."""
+    check_model_source(spec.model)
+    if spec.data and not Path(spec.data).expanduser().is_file():
+        raise SpecError(f"data file not found: {spec.data} (expected an .npz with x_test[, y_test, x_train, y_train])")
+
+
+def check_model_source(model: str) -> None:
+    """Refuse a model no loader could open: a missing path, a folder, an empty file, an unknown demo
+    (the CLI, the API and ``workbench MODEL`` before any window exists say the same)."""
+    if model.startswith("demo:"):
+        from ..models.demos import demo_names
+        name = model.split(":", 1)[1]
+        if name not in demo_names():
+            raise SpecError(f"unknown demo {name!r}; choose one of {', '.join(demo_names())}")
+        return
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise SpecError(f"model file not found: {model}")
+    if path.is_dir():
+        raise SpecError(f"{model} is a folder, not a model file")
+    if path.stat().st_size == 0:
+        raise SpecError(f"{model} is empty (0 bytes)")
 
 
 def baseline_spec(spec: RunSpec) -> RunSpec:

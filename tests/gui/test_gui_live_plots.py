@@ -1,4 +1,6 @@
-"""LivePlots: buffers, running percentiles, redraw cost at 1 M points, GPU placeholder, training."""
+"""LivePlots: buffers, running percentiles, redraw cost at 1 M points, the min/max trace, the y
+range, phase labels, the empty state, the header's words (running window, time left, partial
+results), the GPU placeholder, training."""
 from __future__ import annotations
 
 import os
@@ -12,7 +14,8 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from workbench.gui.live.plots import PLACEHOLDER_PREFIX, LivePlots  # noqa: E402
+from workbench.gui.live import status as words  # noqa: E402
+from workbench.gui.live.plots import LivePlots  # noqa: E402
 from workbench.gui.live.series import GrowingBuffer, LatencySeries  # noqa: E402
 
 NO_GPU = dict.fromkeys(("gpu_power_w", "gpu_power_avg_w", "gpu_energy_mj", "gpu_mem_used_bytes",
@@ -104,16 +107,18 @@ def test_one_million_points(plots, qtbot):
     assert buf.capacity >= n > buf.capacity // 2
     assert buf.growths == int(np.ceil(np.log2(n / buf.initial_capacity)))
     # no drawing happened since: events only fill buffers
-    assert len(plots.latency_curve.yData) == warm.shape[0]
+    assert plots.latency_band.yData.max() == pytest.approx(warm.max() / 1e6)
 
     started = time.perf_counter()
     assert plots.flush()                                 # one redraw of 1 M points ...
     plots.latency_view.repaint()                         # ... and its paint
     redraw_s = time.perf_counter() - started
     print(f"\n1 M-point redraw (flush + paint): {redraw_s * 1e3:.1f} ms")
-    x, y = plots.latency_curve.getData()
-    assert y is not None and len(y) > 0
-    assert plots.latency_curve.xData.shape[0] == n      # all points handed over, drawn downsampled
+    # drawn as a min/max band of about one column per pixel, not 1 M vertices, with every peak
+    band_x, band_y = plots.latency_band.xData, plots.latency_band.yData
+    assert 0 < band_x.shape[0] <= 2 * (plots._columns() + 1)
+    all_ms = np.concatenate((warm, values)) / 1e6
+    assert band_y.max() == pytest.approx(all_ms.max()) and band_y.min() == pytest.approx(all_ms.min())
     # the running p50/p99 are numpy's over the window of the current (measure) phase
     window = values[-LatencySeries.PERCENTILE_WINDOW:] / 1e6
     p50, p99 = plots.running_percentiles()
@@ -217,16 +222,24 @@ def test_x_range_shows_the_whole_run_until_the_user_moves_it(plots):
 
 
 def test_no_gpu_shows_placeholder_with_reason(plots):
-    assert plots.gpu_placeholder_visible()               # nothing yet: a waiting text, not an empty axis
+    assert plots.gpu_placeholder_visible()               # nothing yet: a text, not an empty axis
     plots.handle_event({"type": "telemetry", "samples": [_cpu_sample(100.0 + i * 0.1, 3e8 + i) for i in range(20)]})
     plots.flush()
     assert plots.telemetry_point_count() == 20
     assert plots.gpu_placeholder_visible()
-    assert plots.gpu_placeholder_text().startswith(PLACEHOLDER_PREFIX)
-    plots.set_telemetry_status({"nvml": "unavailable: NVML Shared Library Not Found", "warnings": []})
+    assert plots.gpu_placeholder_text().startswith(words.NO_GPU)
+    # the sampler's status arrives as an event: a friendly headline, NVML's words only in the tooltip
+    raw = "unavailable: nvmlInit failed: NVML Shared Library Not Found"
+    plots.handle_event({"type": "telemetry_status", "status": {"nvml": raw, "warnings": []}})
     assert plots.gpu_placeholder_visible()
-    assert plots.gpu_placeholder_text() == "No NVIDIA GPU / NVML unavailable: NVML Shared Library Not Found"
-    assert plots.gpu_stack.currentWidget() is plots.gpu_placeholder
+    assert plots.gpu_placeholder_text().splitlines()[0] == "No NVIDIA GPU found"
+    assert "Shared Library" not in plots.gpu_placeholder_text()
+    assert "NVML Shared Library Not Found" in plots.gpu_placeholder.toolTip()
+    plots.set_telemetry_status({"nvml": "unavailable: pynvml cannot be imported: No module named 'pynvml'"})
+    assert plots.gpu_placeholder_text().splitlines()[0] == "NVML not available on this machine"
+    assert "pynvml" not in plots.gpu_placeholder_text() and "pynvml" in plots.gpu_placeholder.toolTip()
+    plots.set_telemetry_status({"nvml": "disabled (no GPU selected)"})
+    assert plots.gpu_placeholder_text().startswith(words.CPU_RUN)
     # the memory plot still has the host RSS
     x, y = plots._telemetry["rss"].curve.xData, plots._telemetry["rss"].curve.yData
     assert len(y) == 20 and x[0] == 0.0
@@ -265,9 +278,100 @@ def test_train_events_populate_the_training_plot(plots):
 
 def test_result_and_finish_events_update_the_status(plots):
     plots.handle_event({"type": "phase", "phase": "measure", "message": ""})
+    assert "phase: measure" in plots.status_label.text()
     plots.handle_event({"type": "result", "result": {"latency": {"median_ms": 1.5, "median_ci_ms": [1.4, 1.6],
-                                                                 "p99_ms": 2.0}}})
+                                                                 "p99_ms": 2.0, "n": 1000}}})
     plots.handle_event({"type": "run_finished", "run_id": 1, "status": "failed", "message": "out of memory"})
-    text = plots.status_label.text()
-    assert "phase: measure" in text and "result: p50 1.50 ms [1.40 ms, 1.60 ms]" in text and "failed: out of memory" in text
+    assert "failed: out of memory" in plots.status_label.text()
+    assert plots.figures_label.text() == "result: p50 1.50 ms [1.40 ms, 1.60 ms], p99 2.00 ms"
     plots.handle_event({"type": "something_new"})        # unknown events are ignored
+
+
+def test_a_cancelled_run_shows_its_partial_statistics_marked(plots):
+    _feed(plots, np.full(300, 1_000_000, dtype=np.int64))
+    plots.flush()
+    plots.handle_event({"type": "result", "result": {"partial": True, "latency": {
+        "median_ms": 1.0, "median_ci_ms": [0.99, 1.01], "p99_ms": None, "n": 300}}})
+    plots.handle_event({"type": "run_finished", "run_id": 1, "status": "cancelled", "message": "cancelled by the user"})
+    figures = plots.figures_label.text()
+    assert figures.startswith("partial result: p50 1.00 ms")
+    assert "no p99 (300 iterations, needs ≥ 662)" in figures and "300 iterations before the stop" in figures
+    assert "cancelled" in plots.status_label.text()
+
+
+def test_the_running_figures_say_what_they_are(plots):
+    _feed(plots, np.full(100, 1_000_000, dtype=np.int64))
+    plots.flush()
+    text = plots.figures_label.text()
+    assert "running p50 1.00 ms · p99 1.00 ms of the last 100 measure iterations" in text
+    assert "the final p99 needs ≥ 662" in text
+    _feed(plots, np.full(2000, 1_000_000, dtype=np.int64))
+    plots.flush()
+    text = plots.figures_label.text()
+    assert "of the last 1 000 measure iterations" in text and "662" not in text
+
+
+def test_long_runs_show_the_time_left(plots):
+    now = [100.0]
+    plots.clock = lambda: now[0]
+    plots.set_measure_targets(iters=10_000, duration_s=5.0)
+    _feed(plots, np.full(1000, 1_000_000, dtype=np.int64))        # 1000 iterations of 1 ms
+    now[0] += 4.0                                                  # 5 s in: rate 200 it/s
+    plots.flush()
+    # both targets must be met: 9000 more iterations at 200/s = 45 s, although 5 s have passed
+    assert "~45 s left" in plots.status_label.text()
+    plots.set_measure_targets(iters=100, duration_s=60.0)          # the duration is the longer one
+    _feed(plots, np.full(10, 1_000_000, dtype=np.int64))
+    plots.flush()
+    assert "~55 s left" in plots.status_label.text()
+    plots.handle_event({"type": "run_finished", "run_id": 1, "status": "done"})
+    assert "left" not in plots.status_label.text()
+
+
+def test_the_y_range_keeps_the_running_p99_in_view(plots):
+    rng = np.random.default_rng(2)
+    _feed(plots, np.array([80_000_000]), phase="cold")             # an 80 ms cold call
+    _feed(plots, (rng.lognormal(np.log(3e6), 0.3, 400)).astype(np.int64), phase="warmup")
+    values = (rng.lognormal(np.log(1e6), 0.1, 40_000)).astype(np.int64)
+    values[::150] *= 6                                             # spikes above the p99
+    _feed(plots, values)
+    plots.flush()
+    (_, _), (y0, y1) = plots.latency_plot.getViewBox().viewRange()
+    p99 = plots.p99_curve.yData[np.isfinite(plots.p99_curve.yData)]
+    assert y0 == 0 and p99.max() <= y1                             # every running p99 point fits ...
+    assert y1 < 80.0 and y1 < values.max() / 1e6                   # ... the cold call and the spikes are clipped
+
+
+def test_phase_labels_never_overlap(plots, qtbot):
+    plots.show()
+    qtbot.waitExposed(plots)
+    _feed(plots, np.array([5_000_000]), phase="cold")
+    _feed(plots, np.full(50, 1_200_000, dtype=np.int64), phase="warmup")
+    _feed(plots, np.full(40_000, 1_000_000, dtype=np.int64))
+    plots.flush()
+    # cold call, warm-up and measure begin within a few pixels of each other: one joined label
+    assert plots.phase_label_texts() == ["cold call 5.00 ms · warm-up · measure"]
+    plots.latency_plot.setXRange(0, 60, padding=0)                 # zoomed in: far apart, one each
+    plots._user_moved_latency()
+    plots.flush()
+    texts = plots.phase_label_texts()
+    assert texts[-1] == "measure" and "warm-up" in " ".join(texts)
+    rects = [item.mapRectToScene(item.boundingRect()) for item in plots._phases.labels if item.isVisible()]
+    for left, right in zip(rects, rects[1:]):
+        assert left.right() <= right.left(), (left, right)
+
+
+def test_the_empty_plots_show_a_text_and_no_axes(qtbot):
+    widget = LivePlots()
+    qtbot.addWidget(widget)
+    widget.resize(900, 600)
+    for plot in (widget.latency_plot, widget.hist_plot, widget.memory_plot):
+        assert not plot.getAxis("bottom").isVisible()            # no bare 0..1 axis with crowded ticks
+    assert widget.latency_plot._workbench_empty_text.isVisible()
+    assert not widget.hist_plot.getAxis("left").isVisible()
+    _feed(widget, np.full(100, 1_000_000, dtype=np.int64))
+    widget.flush()
+    for plot in (widget.latency_plot, widget.hist_plot):
+        assert plot.getAxis("bottom").isVisible()
+    assert widget.latency_plot.getAxis("left").isVisible() and not widget.hist_plot.getAxis("left").isVisible()
+    assert not widget.latency_plot._workbench_empty_text.isVisible()

@@ -1,2 +1,3 @@
 """The Live dock: ``series`` holds a running measurement's data and derived numbers (no Qt),
-``plots`` draws them, ``widgets`` are its small plot building blocks."""
+``status`` its words (no Qt), ``plots`` draws them, ``gpu_panel`` is the GPU plots or why there
+are none, ``widgets`` are its small plot building blocks."""

@@ -1,33 +1,40 @@
 """Live plots of a running measurement: latency per iteration, memory, GPU power/util/clock/
 temperature, and the distillation training curve. The data and the numbers derived from it live
-in ``series.py`` (no Qt); this module draws them.
+in ``series.py`` (no Qt), their words in ``status.py``; this module draws them.
 
 Follows pyqtgraph's ``examples/scrollingPlots.py``: events only append to the series' numpy
 buffers (cheap, any rate); ONE ``QTimer`` (40 ms) pushes the buffers to the curves with
-``setData`` once per tick, and only for series whose data changed. Curves clip to the view and
-downsample ('peak', so spikes stay visible), antialiasing is off and the finite check is skipped
-(latencies are finite integers). Running p50/p99 and the histogram are computed once per tick,
-never per event.
+``setData`` once per tick, and only for series whose data changed. The latency trace is the
+min/max envelope of the visible iterations per pixel column (``PeakPyramid``: every peak kept,
+at most a few thousand vertices, read from block extremes, not from the points), drawn as a
+translucent band under the running p50/p99; zoomed in far enough it is the points themselves.
+Antialiasing is off and the finite check is skipped (latencies are finite integers). Running
+p50/p99, the histogram and the y range (from the running p99 in view, not the max) are computed
+once per tick, never per event.
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Iterable
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QSizePolicy, QSplitter, QStackedWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QSplitter, QVBoxLayout, QWidget
 
-from ... import format as fmt
+from ...format import ms as fmt_ms
 from ...telemetry.nvml import GPU_FIELDS
 from .. import plot_style as style
+from . import status as words
+from .gpu_panel import GpuPanel
 from .series import GrowingBuffer, LatencySeries
-from .widgets import CurveSeries, ElidedLabel, curve, keyed_title, make_plot, set_empty_text, set_title
+from .widgets import (CurveSeries, ElidedLabel, PhaseMarkers, curve, keyed_title, make_plot, set_empty_text,
+                      set_title)
 
-PLACEHOLDER_PREFIX = "No NVIDIA GPU / NVML unavailable: "
-WAITING_TEXT = "GPU telemetry: waiting for the first samples…"
+NO_RUN_TEXT = "Latency per iteration appears here while a run is timed"
+WAITING_TEXT = "Waiting for the first timed iterations…"
 
 
 class LivePlots(QWidget):
@@ -36,7 +43,8 @@ class LivePlots(QWidget):
     REFRESH_MS = 40            # one redraw per tick at most
     FOLLOW_ITERATIONS = 5000   # x range while "follow latest" is on
     BUSY_FACTOR = 4.0          # after a redraw of d s, wait >= 4 d before the next (<= 20 % busy)
-    Y_HEADROOM = 1.3           # y range = headroom x the highest running p99 of the phase
+    ETA_AFTER_S = 2.0          # a time estimate once the timed phase has run this long ...
+    ETA_FROM_S = 3.0           # ... and only while at least this much is left (long runs)
 
     redrawn = Signal()         # after a tick that changed something (benchmarks, tests)
 
@@ -44,6 +52,9 @@ class LivePlots(QWidget):
         super().__init__(parent)
         self.setObjectName("LivePlots")
         pg.setConfigOptions(antialias=False)
+        self.clock = time.monotonic          # the ETA's clock (tests replace it)
+        self._latency = LatencySeries()
+        self._drawing = False
         self._build()
         self._timer = QTimer(self)
         self._timer.setInterval(self.REFRESH_MS)
@@ -58,22 +69,26 @@ class LivePlots(QWidget):
     def _build(self) -> None:
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.setSpacing(4)
+        layout.setSpacing(2)
         header = QHBoxLayout()
         self.title_label = ElidedLabel()
         self.title_label.setTextFormat(Qt.TextFormat.PlainText)
         font = self.title_label.font()
         font.setBold(True)
         self.title_label.setFont(font)
-        self.status_label = ElidedLabel()
-        self.follow_box = QCheckBox(f"Follow latest {self.FOLLOW_ITERATIONS:,} iterations".replace(",", " "))
+        self.follow_box = QCheckBox(f"Follow latest {words.count(self.FOLLOW_ITERATIONS)} iterations")
         self.follow_box.setToolTip("Scroll the latency plot with the newest iterations instead of showing the whole run")
         self.follow_box.toggled.connect(self._follow_toggled)
         header.addWidget(self.title_label, 1)
         header.addWidget(self.follow_box)
         layout.addLayout(header)
-        # its own full-width row: the status (phase, count, running p50/p99, result) is long
+        # two full-width lines: where the run is (phase, count, time left, how it ended), and
+        # what its numbers are (the running window's p50/p99, then the result)
+        self.status_label = ElidedLabel()
+        self.figures_label = ElidedLabel()
+        self.figures_label.setObjectName("liveFigures")
         layout.addWidget(self.status_label)
+        layout.addWidget(self.figures_label)
 
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.setChildrenCollapsible(False)
@@ -84,16 +99,28 @@ class LivePlots(QWidget):
         style.style_plot_widget(self.latency_view)
         self.latency_plot = make_plot("Latency per iteration", "latency", "ms", "iteration", None,
                                        si_prefix=False)
+        # the trace: a min/max band when dense, the points themselves when zoomed in
+        color = QColor(style.SERIES["latency"])
+        edge, fill = QColor(color), QColor(color)
+        edge.setAlpha(150)
+        fill.setAlpha(70)
+        self.latency_band = pg.PlotCurveItem(pen=pg.mkPen(edge, width=1), brush=pg.mkBrush(fill),
+                                             fillLevel="enclosed", antialias=False, skipFiniteCheck=True)
+        self.latency_plot.addItem(self.latency_band)
         self.latency_curve = curve(self.latency_plot, "latency")
         # Nothing per tick may scan all the points (millions, at a no-op model's rate): no dynamic
-        # range check, and the x range is set from the known count instead of auto-ranged over the
-        # data (integer x: pyqtgraph skips its finite check).
+        # range check, no auto range; the curves get the visible envelope only.
         self.latency_curve.setDynamicRangeLimit(None)
+        self.latency_curve.setDownsampling(auto=False)
         self.p50_curve = curve(self.latency_plot, "p50", width=2)
         self.p99_curve = curve(self.latency_plot, "p99", width=2, style_=Qt.PenStyle.DashLine)
         self.latency_plot.enableAutoRange(x=False, y=False)
         self.latency_plot.setYRange(0, 1, padding=0)
-        self.latency_plot.getViewBox().sigRangeChangedManually.connect(self._user_moved_latency)
+        view_box = self.latency_plot.getViewBox()
+        view_box.sigRangeChangedManually.connect(self._user_moved_latency)
+        view_box.sigRangeChanged.connect(self._latency_view_changed)
+        view_box.sigResized.connect(self._latency_view_changed)
+        self._phases = PhaseMarkers(self.latency_plot)
         self.hist_plot = make_plot("Distribution", "latency", "ms", "count", None, si_prefix=False)
         self.hist_plot.hideAxis("left")
         self.hist_plot.setYLink(self.latency_plot)
@@ -108,7 +135,7 @@ class LivePlots(QWidget):
         self.latency_view.setMinimumHeight(170)
         splitter.addWidget(self.latency_view)
 
-        # memory | GPU (power, utilization, clock, temperature) or its placeholder
+        # memory | GPU (power, utilization, clock, temperature) or why there is none
         telemetry_row = QSplitter(Qt.Orientation.Horizontal)
         telemetry_row.setChildrenCollapsible(False)
         self.memory_view = pg.GraphicsLayoutWidget()
@@ -116,38 +143,11 @@ class LivePlots(QWidget):
         self.memory_plot = make_plot("Memory", "memory", "B")
         self.memory_view.addItem(self.memory_plot)
         telemetry_row.addWidget(self.memory_view)
-
-        self.gpu_stack = QStackedWidget()
-        self.gpu_placeholder = QLabel()
-        self.gpu_placeholder.setObjectName("gpuPlaceholder")
-        self.gpu_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.gpu_placeholder.setWordWrap(True)
-        self.gpu_placeholder.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.gpu_placeholder.setStyleSheet(f"color: {style.muted().name()}; font-size: 11pt; padding: 12px;")
-        self.gpu_stack.addWidget(self.gpu_placeholder)
-        gpu_page = QWidget()
-        gpu_layout = QVBoxLayout(gpu_page)
-        gpu_layout.setContentsMargins(0, 0, 0, 0)
-        gpu_layout.setSpacing(2)
-        self.gpu_view = pg.GraphicsLayoutWidget()
-        style.style_plot_widget(self.gpu_view)
-        self.power_plot = make_plot("GPU power", "power", "W", si_prefix=False)
-        self.util_plot = make_plot("GPU utilization", "utilization", "%", si_prefix=False)
-        self.clock_plot = make_plot("SM clock", "clock", "MHz", si_prefix=False)
-        self.temp_plot = make_plot("GPU temperature", "temperature", "°C", si_prefix=False)
-        self.gpu_view.addItem(self.power_plot, row=0, col=0)
-        self.gpu_view.addItem(self.util_plot, row=0, col=1)
-        self.gpu_view.addItem(self.clock_plot, row=1, col=0)
-        self.gpu_view.addItem(self.temp_plot, row=1, col=1)
-        for plot in (self.power_plot, self.util_plot, self.clock_plot, self.temp_plot):
+        self.gpu_stack = GpuPanel()
+        self.gpu_placeholder, self.gpu_warnings = self.gpu_stack.placeholder, self.gpu_stack.warnings
+        self.power_plot, self.util_plot, self.clock_plot, self.temp_plot = self.gpu_stack.plots()
+        for plot in self.gpu_stack.plots():
             plot.setXLink(self.memory_plot)
-        self.gpu_warnings = QLabel()
-        self.gpu_warnings.setWordWrap(True)
-        self.gpu_warnings.setStyleSheet("color: #c77c00;")
-        self.gpu_warnings.hide()
-        gpu_layout.addWidget(self.gpu_view, 1)
-        gpu_layout.addWidget(self.gpu_warnings)
-        self.gpu_stack.addWidget(gpu_page)
         telemetry_row.addWidget(self.gpu_stack)
         telemetry_row.setStretchFactor(0, 1)
         telemetry_row.setStretchFactor(1, 2)
@@ -205,27 +205,32 @@ class LivePlots(QWidget):
         self.acc_plot.setYRange(0, 1, padding=0.02)
 
     # -- public API --------------------------------------------------------------------------------
-    def reset(self, title: str) -> None:
-        """Forget the previous run's data; ``title`` names the run now being shown."""
+    def reset(self, title: str, spec: Any = None) -> None:
+        """Forget the previous run's data; ``title`` names the run now being shown, ``spec`` (its
+        RunSpec, optional) gives the timed phase's targets for the time estimate."""
         self.title_label.setText(title or "")
         self.title_label.setVisible(bool(title))
         self._latency = LatencySeries()
         self._lat_dirty = False
+        self._drawing = False
+        self._drawn_view: tuple[float, float, float] | None = None
         self._phase_label: str | None = None
         self._drawn_markers = 0
-        for item in getattr(self, "_marker_items", []):
-            self.latency_plot.removeItem(item)
-        self._marker_items: list[pg.InfiniteLine] = []
+        self._phases.clear()
         self._y_follow = True
         self._x_follow = True      # whole run in view, until the user pans or zooms
         self.latency_curve.setData([], [])
+        self.latency_band.setData([], [])
         self.p50_curve.setData([], [])
         self.p99_curve.setData([], [])
         self.hist_bars.setOpts(x0=[], y0=[], width=[], height=[])
         self.latency_plot.enableAutoRange(x=False, y=False)
+        self._drawing = True
         self.latency_plot.setRange(xRange=(0, 10), yRange=(0, 1), padding=0)
+        self._drawing = False
         set_title(self.latency_plot, keyed_title("Latency per iteration", (
-            ("latency", "latency", False), ("p50", "running p50", False), ("p99", "running p99", True))))
+            ("latency", "min–max per pixel", False), ("p50", "running p50", False),
+            ("p99", "running p99", True))))
         for plot, (title, _) in self._telemetry_titles.items():
             set_title(plot, title)
             if plot is not self.memory_plot:
@@ -241,12 +246,22 @@ class LivePlots(QWidget):
         self._train_dirty = False
         self.train_view.hide()
         self.memory_plot.enableAutoRange()
-        self._result_text = ""
+        self._result: dict = {}
+        self._finished_status: str | None = None
         self._finished_text = ""
-        set_empty_text(self.latency_plot, "Waiting for latency data…")
-        set_empty_text(self.memory_plot, "Waiting for telemetry…")
+        self._measure_started_at: float | None = None
+        self.set_measure_targets(getattr(spec, "iters", None), getattr(spec, "duration_s", None),
+                                 getattr(spec, "max_duration_s", None))
+        set_empty_text(self.latency_plot, WAITING_TEXT if title else NO_RUN_TEXT)
+        set_empty_text(self.hist_plot, "")
+        set_empty_text(self.memory_plot, "Waiting for telemetry…" if title else "Memory appears here during a run")
         self._update_gpu_panel()
         self._update_status()
+
+    def set_measure_targets(self, iters: int | None, duration_s: float | None,
+                            max_duration_s: float | None = None) -> None:
+        """The timed phase's targets (it ends when both are met, or at the cap): the time estimate."""
+        self._targets = (iters, duration_s, max_duration_s)
 
     def handle_event(self, event: dict) -> None:
         """Take one core event dict (GUI thread). Only appends to buffers; drawing is on the timer."""
@@ -256,6 +271,8 @@ class LivePlots(QWidget):
             self._add_latencies(event.get("phase") or "measure", () if values is None else values)
         elif kind == "telemetry":
             self._add_samples(event.get("samples") or ())
+        elif kind == "telemetry_status":
+            self.set_telemetry_status(event.get("status"))
         elif kind == "train":
             self._add_train(event)
         elif kind == "phase":
@@ -264,9 +281,11 @@ class LivePlots(QWidget):
         elif kind == "result":
             self._add_result(event.get("result") or {})
         elif kind == "run_finished":
-            status = event.get("status") or "done"
+            self._finished_status = status = event.get("status") or "done"
             message = event.get("message")
             self._finished_text = status + (f": {message}" if message else "")
+            if isinstance(event.get("result"), dict):
+                self._add_result(event["result"])
             self._update_status()
 
     def set_telemetry_status(self, status: dict | None) -> None:
@@ -292,6 +311,10 @@ class LivePlots(QWidget):
     def latency_buffer(self) -> GrowingBuffer:
         return self._latency.y
 
+    @property
+    def latency_series(self) -> LatencySeries:
+        return self._latency
+
     def latency_values_ms(self):
         return self._latency.y.data
 
@@ -300,11 +323,15 @@ class LivePlots(QWidget):
         current phase, as of the last tick (``None`` before any data)."""
         return self._latency.running
 
+    def phase_label_texts(self) -> list[str]:
+        """The phase labels shown over the latency plot, left to right."""
+        return self._phases.texts()
+
     def gpu_placeholder_visible(self) -> bool:
-        return self.gpu_stack.currentWidget() is self.gpu_placeholder
+        return self.gpu_stack.reason_visible()
 
     def gpu_placeholder_text(self) -> str:
-        return self.gpu_placeholder.text()
+        return self.gpu_stack.reason_text()
 
     def training_visible(self) -> bool:
         return not self.train_view.isHidden()
@@ -312,6 +339,9 @@ class LivePlots(QWidget):
     # -- events -> buffers ---------------------------------------------------------------------------
     def _add_latencies(self, phase: str, values_ns: Any) -> None:
         if len(values_ns):
+            if phase == "measure" and self._measure_started_at is None:
+                # the batch arrives when it is done: the timed phase began about its sum earlier
+                self._measure_started_at = self.clock() - float(np.sum(values_ns)) / 1e9
             self._latency.add(phase, values_ns)
             self._lat_dirty = True
 
@@ -342,12 +372,8 @@ class LivePlots(QWidget):
             self.train_view.show()
 
     def _add_result(self, result: dict) -> None:
-        latency = result.get("latency") or {}
-        if latency.get("median_ms") is not None:
-            ci = latency.get("median_ci_ms")
-            self._result_text = (f"result: p50 {fmt.ms(latency['median_ms'])}"
-                                 + (f" {fmt.ci(ci)}" if ci else "")
-                                 + f", p99 {fmt.ms(latency.get('p99_ms'))}")
+        if (result.get("latency") or {}).get("median_ms") is not None:
+            self._result = result
         if result.get("telemetry_status"):
             self.set_telemetry_status(result["telemetry_status"])
         self._update_status()
@@ -403,91 +429,145 @@ class LivePlots(QWidget):
 
     def _draw_latency(self) -> None:
         self._lat_dirty = False
-        set_empty_text(self.latency_plot, None)
         series = self._latency
         n = len(series)
-        self.latency_curve.setData(series.x.data, series.y.data, skipFiniteCheck=True)
-        if series.update_percentiles():
-            # (NaN gaps between phases: the finite check stays on for these short series)
-            self.p50_curve.setData(series.percentile_x.data, series.p50.data, connect="finite", skipFiniteCheck=False)
-            self.p99_curve.setData(series.percentile_x.data, series.p99.data, connect="finite", skipFiniteCheck=False)
-        counts, edges = series.histogram()
-        self.hist_bars.setOpts(x0=np.zeros(counts.shape[0]), y0=edges[:-1], width=counts.astype(np.float64),
-                               height=np.diff(edges))
-        while self._drawn_markers < len(series.phase_markers):
-            index, phase = series.phase_markers[self._drawn_markers]
-            self._drawn_markers += 1
-            line = pg.InfiniteLine(pos=index, angle=90, movable=False,
-                                   pen=pg.mkPen(style.muted(), style=Qt.PenStyle.DotLine),
-                                   label=phase,
-                                   # stagger the labels: cold/warm-up/measure markers sit close together;
-                                   # near the bottom, below the data (y starts at 0, latencies sit near
-                                   # p50) and clear of the cold call's spike at the top
-                                   labelOpts={"position": 0.06 + 0.08 * ((self._drawn_markers - 1) % 3),
-                                              "color": style.muted()})
-            self.latency_plot.addItem(line, ignoreBounds=True)
-            self._marker_items.append(line)
-        # y range: headroom above the highest running p99 of this phase (spikes beyond are clipped,
-        # the cold first call does not squash the plot); the user's own zoom wins.
-        if self._y_follow:
-            top = series.phase_high * self.Y_HEADROOM if series.phase_high > 0 else 1.0
-            self.latency_plot.setYRange(0, top, padding=0)
-        if self.follow_box.isChecked():
-            self.latency_plot.setXRange(max(0, n - self.FOLLOW_ITERATIONS), max(n, 10), padding=0)
-        elif self._x_follow:
-            self.latency_plot.setXRange(0, max(n, 10), padding=0.02)
+        if n == 0:
+            return
+        set_empty_text(self.latency_plot, None)
+        set_empty_text(self.hist_plot, None)
+        self._drawing = True       # our own range changes are not the user's
+        try:
+            if self.follow_box.isChecked():
+                self.latency_plot.setXRange(max(0, n - self.FOLLOW_ITERATIONS), max(n, 10), padding=0)
+            elif self._x_follow:
+                self.latency_plot.setXRange(0, max(n, 10), padding=0.02)
+            (x0, x1), _ = self.latency_plot.getViewBox().viewRange()
+            if series.update_percentiles():
+                # (NaN gaps between phases: the finite check stays on for these short series)
+                self.p50_curve.setData(series.percentile_x.data, series.p50.data, connect="finite",
+                                       skipFiniteCheck=False)
+                self.p99_curve.setData(series.percentile_x.data, series.p99.data, connect="finite",
+                                       skipFiniteCheck=False)
+            self._draw_trace(x0, x1)
+            counts, edges = series.histogram()
+            self.hist_bars.setOpts(x0=np.zeros(counts.shape[0]), y0=edges[:-1],
+                                   width=counts.astype(np.float64), height=np.diff(edges))
+            # y range: the highest running p99 in view plus headroom (spikes beyond are clipped,
+            # the cold first call does not squash the plot); the user's own zoom wins.
+            if self._y_follow:
+                self.latency_plot.setYRange(0, series.y_top(x0, x1), padding=0)
+            self._draw_phase_markers()
+        finally:
+            self._drawing = False
         self._update_status()
+
+    def _columns(self) -> int:
+        width = self.latency_plot.getViewBox().width()
+        return int(width) if width >= 10 else 1000
+
+    def _draw_trace(self, x0: float, x1: float) -> None:
+        """The visible iterations: a min/max band per pixel column, or the points when few."""
+        series = self._latency
+        columns = self._columns()
+        self._drawn_view = (x0, x1, columns)
+        envelope = series.envelope(x0, x1, columns)
+        if envelope is None:
+            first, last = max(0, math.floor(x0) - 1), min(len(series), math.ceil(x1) + 2)
+            self.latency_curve.setData(series.x.data[first:last], series.y.data[first:last], skipFiniteCheck=True)
+            self.latency_band.setData([], [])
+            return
+        x, low, high = envelope
+        self.latency_curve.setData([], [])
+        # one closed polygon: the maxima left to right, the minima back
+        self.latency_band.setData(np.concatenate((x, x[::-1])), np.concatenate((high, low[::-1])),
+                                  skipFiniteCheck=True)
+
+    def _draw_phase_markers(self) -> None:
+        series = self._latency
+        while self._drawn_markers < len(series.phase_markers):
+            index, _ = series.phase_markers[self._drawn_markers]
+            self._drawn_markers += 1
+            self._phases.add_line(index - 0.5 if index else 0)
+        self._layout_phase_labels()
+
+    def _layout_phase_labels(self) -> None:
+        (x0, x1), _ = self.latency_plot.getViewBox().viewRange()
+        spans = self._latency.phase_spans()
+        shown = [(start, self._phase_text(name, start, count)) for name, start, count in spans
+                 if x0 <= start <= x1]
+        before = [(name, start, count) for name, start, count in spans if start < x0]
+        if before and (not shown or shown[0][0] > x0):
+            name, start, count = before[-1]        # the phase in view at the left edge
+            shown.insert(0, (x0, self._phase_text(name, start, count)))
+        self._phases.layout(shown)
+
+    def _phase_text(self, phase: str, start: int, count: int) -> str:
+        text = words.phase_name(phase)
+        if count == 1:              # the cold call: its one value (often far above the y range)
+            text += f" {fmt_ms(float(self._latency.y.data[start]))}"
+        return text
 
     # -- helpers --------------------------------------------------------------------------------------
     def _user_moved_latency(self, *args: Any) -> None:
         self._y_follow = False
         self._x_follow = False
 
+    def _latency_view_changed(self, *args: Any) -> None:
+        """A pan, zoom or resize: the envelope and labels are for another range or width now."""
+        if self._drawing or not len(self._latency):
+            return
+        (x0, x1), _ = self.latency_plot.getViewBox().viewRange()
+        drawn = self._drawn_view
+        if drawn is None or abs(drawn[0] - x0) > 1e-9 or abs(drawn[1] - x1) > 1e-9 or drawn[2] != self._columns():
+            self._lat_dirty = True
+        else:
+            self._layout_phase_labels()    # y moved: the labels stay at the top
+
     def _follow_toggled(self, on: bool) -> None:
         self._x_follow = True        # either way, the view follows the run again
         self._lat_dirty = self._lat_dirty or len(self._latency) > 0
 
+    def _eta_text(self) -> str:
+        series = self._latency
+        if series.phase != "measure" or self._measure_started_at is None or self._finished_status:
+            return ""
+        elapsed = self.clock() - self._measure_started_at
+        if elapsed < self.ETA_AFTER_S:
+            return ""
+        left = words.eta_seconds(series.phase_count("measure"), elapsed, *self._targets)
+        return words.eta_text(left) if left is not None and left >= self.ETA_FROM_S else ""
+
     def _update_status(self) -> None:
         parts = []
         phase = self._phase_label or self._latency.phase
-        if phase:
+        if phase and not self._finished_status:
             parts.append(f"phase: {phase}")
         n = len(self._latency)
         if n:
-            parts.append(f"{n:,} iterations".replace(",", " "))
-        if self._latency.running is not None:
-            p50, p99 = self._latency.running
-            parts.append(f"running p50 {fmt.ms(p50)}, p99 {fmt.ms(p99)} "
-                         f"(last {self._latency.window_size()} of this phase)")
-        if self._result_text:
-            parts.append(self._result_text)
+            measured = self._latency.phase_count("measure")
+            parts.append(f"{words.count(n)} iterations"
+                         + (f" ({words.count(measured)} timed)" if measured and measured != n else ""))
+        eta = self._eta_text()
+        if eta:
+            parts.append(eta)
         if self._finished_text:
             parts.append(self._finished_text)
         self.status_label.setText(" · ".join(parts))
-
-    def _placeholder_reason(self) -> str:
-        nvml = self._nvml_status
-        if nvml and nvml != "ok":
-            reason = nvml
-            if reason.lower().startswith("unavailable:"):
-                reason = reason.split(":", 1)[1].strip()
-            return reason
-        return "the telemetry carries no GPU readings (a CPU run, or NVML could not be opened)"
+        figures = []
+        if self._latency.running is not None and not self._result:
+            p50, p99 = self._latency.running
+            figures.append(words.running_text(p50, p99, self._latency.window_size(), self._latency.phase,
+                                              self._latency.phase_count()))
+        if self._result:
+            figures.append(words.result_text(self._result, cancelled=self._finished_status == "cancelled"))
+        self.figures_label.setText(" · ".join(f for f in figures if f))
 
     def _update_gpu_panel(self) -> None:
         if self._gpu_seen:
-            self.gpu_stack.setCurrentIndex(1)
+            self.gpu_stack.show_plots()
         else:
-            nvml = self._nvml_status
-            if (nvml and nvml != "ok") or self._telemetry_count > 0:
-                text = PLACEHOLDER_PREFIX + self._placeholder_reason()
-            else:
-                text = WAITING_TEXT
-            self.gpu_placeholder.setText(text)
-            self.gpu_stack.setCurrentIndex(0)
-        warnings = self._telemetry_warnings
-        self.gpu_warnings.setText("\n".join(f"⚠ {w}" for w in warnings))
-        self.gpu_warnings.setVisible(bool(warnings))
+            self.gpu_stack.show_reason(*words.gpu_status(self._nvml_status, self._telemetry_count > 0))
+        self.gpu_stack.set_warnings(self._telemetry_warnings)
 
     def _update_telemetry_titles(self) -> None:
         """Titles with a colour key of the series that have data; a GPU plot whose metric the

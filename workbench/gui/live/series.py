@@ -1,8 +1,10 @@
 """The data behind the Live dock, without Qt: growing numpy buffers, the latency series of a run
-with its phases, running p50/p99 and recent histogram. ``plots.py`` draws them.
+with its phases, running p50/p99, recent histogram, the min/max envelope drawn instead of millions
+of points, and the y range. ``plots.py`` draws them; ``status.py`` puts them in words.
 
 Events only append here (cheap, at any rate); the widget asks for the derived numbers once per
-timer tick, never per event.
+timer tick, never per event, and no derived number reads every point: each reads the new points
+or the visible ones (through the block min/max of ``PeakPyramid``).
 """
 from __future__ import annotations
 
@@ -79,10 +81,84 @@ class GrowingBuffer:
             self._data[self._size] = value
             self._size += 1
 
+    def truncate(self, size: int) -> None:
+        """Keep the first ``size`` elements (the capacity stays)."""
+        self._size = max(0, min(self._size, int(size)))
+
     def clear(self) -> None:
         self._data = np.empty(self._initial, dtype=self._dtype)
         self._size = 0
         self.growths = 0
+
+
+class PeakPyramid:
+    """Min and max of every block of FACTOR, FACTOR², … values of a growing series, kept up to date
+    from the new values only. An envelope over a view of millions of points then reads a few
+    thousand block extremes instead of the points, and still keeps every peak: each value lies in
+    exactly one block of each level."""
+
+    FACTOR = 16
+    LEVELS = 5                     # blocks of 16 .. 16**5 (~1 M) values
+
+    def __init__(self) -> None:
+        self._min = [GrowingBuffer(256) for _ in range(self.LEVELS)]
+        self._max = [GrowingBuffer(256) for _ in range(self.LEVELS)]
+        self._complete = [0] * self.LEVELS          # blocks per level that can no longer change
+
+    def block_size(self, level: int) -> int:
+        return self.FACTOR ** (level + 1)
+
+    def update(self, values: np.ndarray) -> None:
+        """Bring the blocks up to ``values`` (the whole series so far; only its tail is read)."""
+        below_min = below_max = values
+        f = self.FACTOR
+        for level in range(self.LEVELS):
+            done = self._complete[level]
+            start = done * f
+            if start >= below_min.shape[0]:
+                break
+            tail_min, tail_max = below_min[start:], below_max[start:]
+            whole = (tail_min.shape[0] // f) * f
+            lows, highs = self._min[level], self._max[level]
+            lows.truncate(done)
+            highs.truncate(done)
+            if whole:
+                lows.extend(tail_min[:whole].reshape(-1, f).min(axis=1))
+                highs.extend(tail_max[:whole].reshape(-1, f).max(axis=1))
+            if whole < tail_min.shape[0]:           # the last block is still filling
+                lows.append(float(tail_min[whole:].min()))
+                highs.append(float(tail_max[whole:].max()))
+            self._complete[level] = done + whole // f
+            below_min, below_max = lows.data, highs.data
+
+    def envelope(self, values: np.ndarray, first: int, last: int,
+                 columns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(x, low, high)``: the min and max of ``values[first:last]`` in about ``columns``
+        columns (x = each column's middle index), from the coarsest level with at least two blocks
+        per column. ``None`` when the points are few enough to draw as they are. Call ``update``
+        first."""
+        first, last = max(0, int(first)), min(values.shape[0], int(last))
+        count, columns = last - first, max(1, int(columns))
+        if count <= 2 * columns:
+            return None
+        size, lows, highs = 1, values, values
+        for level in range(self.LEVELS):
+            if 2 * self.block_size(level) > count / columns:
+                break
+            size, lows, highs = self.block_size(level), self._min[level].data, self._max[level].data
+        b0, b1 = first // size, -(-last // size)
+        block_min, block_max = lows[b0:b1], highs[b0:b1]
+        starts = np.unique(np.linspace(0, b1 - b0, min(columns, b1 - b0) + 1)[:-1].astype(np.int64))
+        ends = np.append(starts[1:], b1 - b0)
+        low = np.minimum.reduceat(block_min, starts)
+        high = np.maximum.reduceat(block_max, starts)
+        x = np.minimum((b0 + (starts + ends) / 2) * size - 0.5, values.shape[0] - 1)
+        return x, low, high
+
+    def clear(self) -> None:
+        for buffer in self._min + self._max:
+            buffer.clear()
+        self._complete = [0] * self.LEVELS
 
 
 class XYSeries:
@@ -119,11 +195,15 @@ class LatencySeries:
     phase. A phase's numbers never mix with another's: the cold call or a slow warm-up must not
     drag the measure phase's percentiles."""
 
-    PERCENTILE_WINDOW = 1000   # iterations behind the running p50/p99
+    PERCENTILE_WINDOW = 1000   # iterations behind the running p50/p99 (>= 662: the final p99's minimum)
     PERCENTILE_STRIDE = 250    # a running p50/p99 point every this many iterations ...
+    MIN_PERCENTILE_STRIDE = 10  # ... or down to this many in a phase shorter than 50 strides
     MAX_PERCENTILE_POINTS = 64  # ... but at most this many per phase and update (bounded cost)
     HISTOGRAM_WINDOW = 10_000  # iterations behind the histogram
     HISTOGRAM_BINS = 60
+    NO_RUNNING_PHASES = ("cold",)  # one call: a value, not a distribution (no running p50/p99)
+    RANGE_MIN_PHASE = 20       # phases shorter than this (the one cold call) do not set the y range
+    Y_HEADROOM = 1.25          # y range top = this x the highest running p99 in view
 
     def __init__(self) -> None:
         self.x = GrowingBuffer(4096, dtype=np.int64)       # iteration index
@@ -137,6 +217,8 @@ class LatencySeries:
         self.running: tuple[float, float] | None = None    # the newest (p50, p99)
         self.phase_high = 0.0                              # highest newest p50/p99 seen in this phase
         self._percentiles_done = 0
+        self.peaks = PeakPyramid()
+        self.phase_ns: dict[str, float] = {}               # summed latency per phase (ns)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -152,14 +234,16 @@ class LatencySeries:
             self.phase_start = start
             self.phase_markers.append((start, phase))
             self.phase_high = 0.0
+        self.phase_ns[phase] = self.phase_ns.get(phase, 0.0) + float(values.sum())
         values *= 1e-6  # ns -> ms
         self.y.extend(values)
         self.x.extend(np.arange(start, start + n, dtype=np.int64))
 
     def update_percentiles(self) -> bool:
         """Running p50/p99 at evenly spaced points since the last update (every PERCENTILE_STRIDE
-        iterations, at most MAX_PERCENTILE_POINTS per phase and update, always including the newest
-        value), each over the PERCENTILE_WINDOW iterations before it within its own phase.
+        iterations, closer in a short phase, at most MAX_PERCENTILE_POINTS per phase and update,
+        always including the newest value), each over the PERCENTILE_WINDOW iterations before it
+        within its own phase.
         Returns whether points were added."""
         y, n = self.y.data, len(self.y)
         if n <= self._percentiles_done:
@@ -169,9 +253,9 @@ class LatencySeries:
         xs: list[float] = []
         p50s: list[float] = []
         p99s: list[float] = []
-        for phase_start, phase_end in zip(starts, starts[1:]):
+        for (phase_start, name), phase_end in zip(self.phase_markers, starts[1:]):
             first = max(self._percentiles_done, phase_start)
-            if phase_end <= first:
+            if phase_end <= first or name in self.NO_RUNNING_PHASES:
                 continue
             last_x = xs[-1] if xs else (self.percentile_x.data[-1] if len(self.percentile_x) else None)
             if last_x is not None and last_x < phase_start:   # a new phase: break the line
@@ -179,7 +263,9 @@ class LatencySeries:
                 p50s.append(math.nan)
                 p99s.append(math.nan)
             pending = phase_end - first
-            k = max(1, min(self.MAX_PERCENTILE_POINTS, pending // self.PERCENTILE_STRIDE))
+            # a short phase gets points closer together, or its line would be one dot
+            stride = min(self.PERCENTILE_STRIDE, max(self.MIN_PERCENTILE_STRIDE, (phase_end - phase_start) // 50))
+            k = max(1, min(self.MAX_PERCENTILE_POINTS, pending // stride))
             ends = np.unique(np.linspace(first, phase_end, k + 1)[1:].round().astype(np.int64))
             full = ends - phase_start >= window
             if full.any():
@@ -219,3 +305,43 @@ class LatencySeries:
         if hi <= lo:
             hi = lo + max(1e-6, abs(lo) * 1e-3)
         return np.histogram(recent, bins=self.HISTOGRAM_BINS, range=(lo, hi))
+
+    def phase_count(self, phase: str | None = None) -> int:
+        """Iterations of ``phase`` so far (the current phase by default)."""
+        if phase is None or phase == self.phase:
+            return len(self.y) - self.phase_start if self.phase else 0
+        starts = [index for index, _ in self.phase_markers] + [len(self.y)]
+        return sum(end - start for (start, name), end in zip(self.phase_markers, starts[1:]) if name == phase)
+
+    def phase_spans(self) -> list[tuple[str, int, int]]:
+        """``(phase, first index, iterations)`` of every phase so far, in order."""
+        starts = [index for index, _ in self.phase_markers] + [len(self.y)]
+        return [(name, start, end - start) for (start, name), end in zip(self.phase_markers, starts[1:])]
+
+    def envelope(self, x0: float, x1: float, columns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Min/max per column of the iterations in ``[x0, x1]`` (see ``PeakPyramid.envelope``);
+        ``None`` when they are few enough to draw one by one."""
+        self.peaks.update(self.y.data)
+        return self.peaks.envelope(self.y.data, math.floor(x0), math.ceil(x1) + 1, columns)
+
+    def y_top(self, x0: float, x1: float) -> float:
+        """Top of the y range for the iterations in ``[x0, x1]``: Y_HEADROOM x the highest running
+        p99 in view (a robust percentile, so the p99 line always fits and one spike does not
+        squash the plot; higher spikes are clipped). Phases shorter than RANGE_MIN_PHASE (the cold
+        call) count only when nothing else is in view."""
+        xs, p99 = self.percentile_x.data, self.p99.data
+        if xs.shape[0]:
+            margin = self.PERCENTILE_STRIDE        # the points nearest a narrow view count too
+            near = (xs >= x0 - margin) & (xs <= x1 + margin) & np.isfinite(p99)
+            if not near.any():
+                near = np.isfinite(p99)
+            short = np.zeros(xs.shape[0], dtype=bool)
+            for _, start, count in self.phase_spans():
+                if count < self.RANGE_MIN_PHASE:
+                    short |= (xs >= start - 0.5) & (xs < start + count)
+            chosen = near & ~short if (near & ~short).any() else near
+            if chosen.any():
+                return float(p99[chosen].max()) * self.Y_HEADROOM
+        if len(self.y):
+            return float(self.y.data[-min(len(self.y), 1000):].max()) * self.Y_HEADROOM
+        return 1.0

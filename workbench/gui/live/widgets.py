@@ -1,15 +1,18 @@
 """The building blocks of the Live dock's plots: plot items with the live settings, curves bound to
-their series, titles with a colour key, the text over an empty plot, and a label that elides."""
+their series, titles with a colour key, the text over an empty plot, phase markers whose labels
+never overlap, and a label that elides."""
 from __future__ import annotations
 
 from typing import Any, Iterable
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QFontMetricsF
+from PySide6.QtWidgets import QApplication, QLabel, QSizePolicy, QWidget
 
 from .. import plot_style as style
 from .series import XYSeries
+from .status import group_labels
 
 
 class CurveSeries(XYSeries):
@@ -69,12 +72,25 @@ def set_title(plot: pg.PlotItem, html: str) -> None:
 
 
 def set_empty_text(plot: pg.PlotItem, text: str | None) -> None:
-    """A centred grey text over an empty plot (never a bare empty axis); ``None`` removes it."""
+    """An empty plot shows a centred grey text and no axes or grid (a bare 0..1 axis with
+    crowded ticks reads as data); ``None`` brings the axes back and removes the text. ``""``
+    hides the axes without a text."""
     item = getattr(plot, "_workbench_empty_text", None)
+    hidden = getattr(plot, "_workbench_hidden_axes", None)
     if text is None:
         if item is not None:
             item.hide()
+        if hidden is not None:
+            for name in hidden:
+                plot.showAxis(name)
+            plot.showGrid(x=True, y=True, alpha=0.15)
+            plot._workbench_hidden_axes = None
         return
+    if hidden is None:
+        plot._workbench_hidden_axes = [name for name in ("left", "bottom") if plot.getAxis(name).isVisible()]
+        for name in plot._workbench_hidden_axes:
+            plot.hideAxis(name)
+        plot.showGrid(x=False, y=False)
     if item is None:
         item = pg.TextItem(anchor=(0.5, 0.5), color=style.muted())
         plot.addItem(item, ignoreBounds=True)
@@ -83,7 +99,52 @@ def set_empty_text(plot: pg.PlotItem, text: str | None) -> None:
     view = plot.getViewBox()
     (x0, x1), (y0, y1) = view.viewRange()
     item.setPos((x0 + x1) / 2, (y0 + y1) / 2)
-    item.show()
+    item.setVisible(bool(text))
+
+
+class PhaseMarkers:
+    """A dotted line where each phase begins and its name along the top of the plot. Names of
+    lines closer than a label's width join into one label ('cold call · warm-up'), so they never
+    overlap, whatever the zoom."""
+
+    def __init__(self, plot: pg.PlotItem) -> None:
+        self.plot = plot
+        self.lines: list[pg.InfiniteLine] = []
+        self.labels: list[pg.TextItem] = []
+
+    def clear(self) -> None:
+        for item in self.lines + self.labels:
+            self.plot.removeItem(item)
+        self.lines, self.labels = [], []
+
+    def add_line(self, x: float) -> None:
+        line = pg.InfiniteLine(pos=x, angle=90, movable=False, pen=pg.mkPen(style.muted(), style=Qt.PenStyle.DotLine))
+        self.plot.addItem(line, ignoreBounds=True)
+        self.lines.append(line)
+
+    def layout(self, phases: list[tuple[float, str]]) -> None:
+        """``phases``: ``(x where it begins, name)`` in order, those in view (x within the range)."""
+        view = self.plot.getViewBox()
+        _, (_, top) = view.viewRange()
+        font = QApplication.font()
+        metrics = QFontMetricsF(font)
+        pixels = [view.mapViewToScene(QPointF(x, 0)).x() for x, _ in phases]
+        groups = group_labels(pixels, [text for _, text in phases],
+                              lambda text: metrics.horizontalAdvance(text) + 10)
+        while len(self.labels) < len(groups):
+            item = pg.TextItem(anchor=(0, 0), color=style.muted(), fill=pg.mkBrush(style.background()))
+            self.plot.addItem(item, ignoreBounds=True)
+            self.labels.append(item)
+        x_at = dict(zip(pixels, (x for x, _ in phases)))
+        for item, (pixel, text) in zip(self.labels, groups):
+            item.setText(text)
+            item.setPos(x_at[pixel], top)
+            item.show()
+        for item in self.labels[len(groups):]:
+            item.hide()
+
+    def texts(self) -> list[str]:
+        return [item.textItem.toPlainText() for item in self.labels if item.isVisible()]
 
 
 class ElidedLabel(QLabel):

@@ -54,7 +54,7 @@ def test_cli_without_arguments_opens_the_gui(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(app, "main", lambda db=None, open_model=None: calls.append((db, open_model)) or 0)
     model = tmp_path / "m.onnx"
-    model.write_bytes(b"")
+    model.write_bytes(b"not read here")          # an empty file is refused before the GUI opens
     db = str(tmp_path / "x.sqlite")
     assert cli.main([]) == 0
     assert cli.main(["--db", db]) == 0
@@ -108,7 +108,9 @@ def test_settings_and_layout_are_remembered(make_workbench, tmp_path):
     w.plugin_panel.set_checked("prune")
     w.plugin_panel.form("prune").set_values({"amount": 0.3, "method": "unstructured"})
     w.log_dock.hide()
-    w.resize(760, 640)
+    # (never below the window's minimum width: the docks' contents and the Run column decide it)
+    size = (max(760, w.minimumSizeHint().width()), 640)
+    w.resize(*size)
     model = tmp_path / "m.onnx"
     model.write_bytes(b"\x08\x07garbage")
     w.recent.add(str(model))
@@ -122,7 +124,7 @@ def test_settings_and_layout_are_remembered(make_workbench, tmp_path):
     assert w2.plugin_panel.form("prune").values()["amount"] == 0.3
     assert w2.plugin_panel.form("prune").values()["method"] == "unstructured"
     assert not w2.log_dock.isVisible()
-    assert (w2.width(), w2.height()) == (760, 640)
+    assert (w2.width(), w2.height()) == size
     assert w2.recent_files() == [str(model)]
     w2._fill_recent_menu()
     assert any(a.toolTip() == str(model) for a in w2.recent_menu.actions())

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 # (keys, what they do): the window's actions and the results table's own shortcuts
 SHORTCUTS = [("Ctrl+O", "Open a model"), ("Ctrl+R", "Run"), ("Ctrl+Shift+R", "Run baseline + variant"),
              ("Esc / Ctrl+.", "Cancel the running job and the queue"), ("Ctrl+E", "Export a report"),
+             ("Ctrl+Shift+S", "Save the selected run's optimized model"),
              ("F2 / Ctrl+T / Del", "Rename / tag / delete the selected runs (results table)"),
              ("F5", "Reload results (results table)"), ("Ctrl+Q", "Quit")]
 

@@ -1,17 +1,20 @@
 """The main window: the Model, Plugins, Run, Live, Results and Log docks and their layout, menus
 and shortcuts, settings, opening models (dialog, recent files, demos, drag-and-drop) and exporting
-reports. Starting runs and following them is ``run_control.py``'s; everything the core does is
-reached through ``bridge.py`` (which also opens the results store)."""
+reports (with an Open report button), saving a stored run's optimized model. Starting runs and
+following them is ``run_control.py``'s; everything the core does is reached through ``bridge.py``
+(which also opens the results store)."""
 from __future__ import annotations
 
 import json
 import threading
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QScrollArea, QWidget
+from PySide6.QtCore import QByteArray, QEvent, QObject, QSettings, QSize, Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QPushButton,
+                               QScrollArea, QWidget)
 
+from ..errors import WorkbenchError
 from ..models.formats import is_model_file
 from ..plugin_api import discover_plugins
 from ..spec import PluginStep, RunSpec
@@ -19,15 +22,59 @@ from . import errors, help_dialogs
 from .bridge import Job, SessionBridge
 from .docks.log_dock import LogDock
 from .docks.model_panel import ModelPanel, file_filter
+from .docks.param_form import guard_wheel
 from .docks.plugin_panel import PluginPanel
-from .docks.run_panel import RunPanel
+from .docks.run_panel import SAVE_FILTER, RunPanel
 from .live.plots import LivePlots
 from .recent_files import RecentFiles
 from .results.pane import ResultsPane
 from .run_control import RunControl
 
 MAX_RECENT = 10
-SETTINGS_VERSION = 1
+SETTINGS_VERSION = 2        # 2: the Run dock is a full-height column (older saved layouts are not restored)
+
+
+LABEL_WRAP_WIDTH = 200
+
+
+def wrap_long_labels(root: QWidget, width: int = LABEL_WRAP_WIDTH) -> None:
+    """Long one-line labels wrap instead of widening their dock (the Model dock's busy line pushed
+    Open… out of sight while a model was being inspected)."""
+    for label in root.findChildren(QLabel):
+        if not label.wordWrap() and label.sizeHint().width() > width and label.textFormat() != Qt.TextFormat.RichText:
+            label.setWordWrap(True)
+
+
+class DockScrollArea(QScrollArea):
+    """A dock's content in a scroll area that asks for the width its content needs, so at the
+    default layout nothing is clipped or scrolled sideways; only a window squeezed below that
+    (each dock may shrink to ``SQUEEZED_WIDTH``) scrolls sideways instead of clipping."""
+
+    SQUEEZED_WIDTH = 180
+
+    def __init__(self, content: QWidget, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setWidget(content)
+        content.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()        # a form opened or closed: the dock's wish follows
+        return super().eventFilter(watched, event)
+
+    def needed_width(self) -> int:
+        return (self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
+                + 2 * self.frameWidth())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return QSize(min(self.needed_width(), self.SQUEEZED_WIDTH), 120)
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        hint = super().sizeHint()
+        return QSize(max(hint.width(), self.needed_width()), hint.height())
 
 
 class MainWindow(QMainWindow):
@@ -63,8 +110,19 @@ class MainWindow(QMainWindow):
         self.results_dock = self._dock("Results", "resultsDock", self.results_split)
         self.log_dock = self._dock("Log", "logDock", self.log)
 
+        for dock in self.docks():
+            guard_wheel(dock.widget())
+            wrap_long_labels(dock.widget())
+
         self._build_actions()
         self._build_menus()
+        self.last_report: str | None = None
+        self.open_report_button = QPushButton("Open report")
+        self.open_report_button.setObjectName("openReportButton")
+        self.open_report_button.setFlat(True)
+        self.open_report_button.clicked.connect(lambda: self.open_report())
+        self.open_report_button.hide()
+        self.statusBar().addPermanentWidget(self.open_report_button)
         self.queue_status = QLabel("idle")
         self.statusBar().addPermanentWidget(self.queue_status)
         db_label = QLabel(f"results: {self.store.path}")
@@ -105,33 +163,28 @@ class MainWindow(QMainWindow):
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable)
-        if scroll:
-            area = QScrollArea()
-            area.setWidgetResizable(True)
-            area.setFrameShape(QScrollArea.Shape.NoFrame)
-            area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-            area.setWidget(widget)
-            dock.setWidget(area)
-        else:
-            dock.setWidget(widget)
+        dock.setWidget(DockScrollArea(widget) if scroll else widget)
         return dock
 
+    def docks(self) -> list[QDockWidget]:
+        return [self.model_dock, self.plugins_dock, self.run_dock, self.live_dock, self.results_dock,
+                self.log_dock]
+
     def _default_layout(self) -> None:
-        for dock in (self.model_dock, self.plugins_dock, self.run_dock, self.live_dock, self.results_dock,
-                     self.log_dock):
+        # One nested area (no central widget): Model | Plugins | Live over Results / Log, and Run as a
+        # full-height column on the right, so its buttons, data, save field and queue fit at 720 px.
+        area = Qt.DockWidgetArea.TopDockWidgetArea
+        for dock in self.docks():
+            self.removeDockWidget(dock)
             dock.setFloating(False)
-            dock.show()
-        # Top row: Model | Plugins | Run | Live; bottom, full width: Results (table + charts) / Log.
-        for corner in (Qt.Corner.BottomLeftCorner, Qt.Corner.BottomRightCorner):
-            self.setCorner(corner, Qt.DockWidgetArea.BottomDockWidgetArea)
-        for corner in (Qt.Corner.TopLeftCorner, Qt.Corner.TopRightCorner):
-            self.setCorner(corner, Qt.DockWidgetArea.TopDockWidgetArea)
-        self.addDockWidget(Qt.DockWidgetArea.TopDockWidgetArea, self.model_dock)
+        self.addDockWidget(area, self.model_dock)
+        self.splitDockWidget(self.model_dock, self.run_dock, Qt.Orientation.Horizontal)
+        self.splitDockWidget(self.model_dock, self.results_dock, Qt.Orientation.Vertical)
         self.splitDockWidget(self.model_dock, self.plugins_dock, Qt.Orientation.Horizontal)
-        self.splitDockWidget(self.plugins_dock, self.run_dock, Qt.Orientation.Horizontal)
-        self.splitDockWidget(self.run_dock, self.live_dock, Qt.Orientation.Horizontal)
-        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.results_dock)
+        self.splitDockWidget(self.plugins_dock, self.live_dock, Qt.Orientation.Horizontal)
         self.tabifyDockWidget(self.results_dock, self.log_dock)
+        for dock in self.docks():
+            dock.show()
         self.results_dock.raise_()
         self._sizes_pending = True
         if self.isVisible():
@@ -141,15 +194,21 @@ class MainWindow(QMainWindow):
         """Dock sizes in proportion to the window (only meaningful once it is shown)."""
         self._sizes_pending = False
         width, height = max(self.width(), 900), max(self.height(), 600)
-        model = max(280, min(380, int(width * 0.19)))
-        plugins = max(280, min(380, int(width * 0.19)))
-        run = max(300, min(380, int(width * 0.21)))
-        self.resizeDocks([self.model_dock, self.plugins_dock, self.run_dock, self.live_dock],
-                         [model, plugins, run, max(300, width - model - plugins - run)], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.model_dock, self.results_dock], [int(height * 0.57), int(height * 0.43)],
+        def fitting(dock: QDockWidget, share: int, least: int, most: int) -> int:
+            # never less than the dock's content needs now; ``least`` leaves room for what it may
+            # show later (the Model dock's inspection line, a plugin's form)
+            return max(dock.widget().needed_width(), least, min(most, share))
+        run = fitting(self.run_dock, int(width * 0.22), 300, 400)
+        rest = width - run
+        model = fitting(self.model_dock, int(rest * 0.27), 300, 400)
+        plugins = fitting(self.plugins_dock, int(rest * 0.28), 260, 420)
+        self.resizeDocks([self.run_dock], [run], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.model_dock, self.plugins_dock, self.live_dock],
+                         [model, plugins, max(240, rest - model - plugins)], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.model_dock, self.results_dock], [int(height * 0.55), int(height * 0.45)],
                          Qt.Orientation.Vertical)
         # the comparison charts (three charts in a row) need more room than the table
-        self.results_split.setSizes([int(width * 0.34), int(width * 0.66)])
+        self.results_split.setSizes([int(rest * 0.34), int(rest * 0.66)])
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)
@@ -183,6 +242,8 @@ class MainWindow(QMainWindow):
                                     "Stop the running job and clear the queue")
         self.export_action = action("&Export report…", self.export_report, "Ctrl+E",
                                     "Write a report (HTML, PDF, CSV, JSON) of the selected runs")
+        self.save_model_action = action("&Save optimized model…", self.save_optimized_model, "Ctrl+Shift+S",
+                                        "Save the optimized model of the run selected in the Results table")
         self.quit_action = action("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.reset_layout_action = action("Reset &layout", self.reset_layout, None,
                                           "Put every dock back where it started")
@@ -201,6 +262,7 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         file_menu.addSeparator()
+        file_menu.addAction(self.save_model_action)
         file_menu.addAction(self.export_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
@@ -208,8 +270,7 @@ class MainWindow(QMainWindow):
         for act in (self.run_action, self.pair_action, self.all_action, self.cancel_action):
             run_menu.addAction(act)
         view_menu = bar.addMenu("&View")
-        for dock in (self.model_dock, self.plugins_dock, self.run_dock, self.live_dock, self.results_dock,
-                     self.log_dock):
+        for dock in self.docks():
             view_menu.addAction(dock.toggleViewAction())
         view_menu.addSeparator()
         view_menu.addAction(self.refresh_action)
@@ -343,8 +404,46 @@ class MainWindow(QMainWindow):
         return self.bridge.write_report(run_ids, path)
 
     def _report_done(self, path: str) -> None:
-        self.statusBar().showMessage(f"Report written: {path}", 8000)
+        self.last_report = path
+        self.statusBar().showMessage(f"Report written: {path}", 15000)
+        self.open_report_button.setToolTip(f"Open {path} with the desktop's viewer")
+        self.open_report_button.show()
         self.log.append(f"report written: {path}")
+
+    def open_report(self, path: str | None = None) -> bool:
+        """Open ``path`` (default: the last report written) with the desktop's viewer."""
+        path = path or self.last_report
+        if not path:
+            return False
+        opened = QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(path).resolve())))
+        if not opened:
+            self.statusBar().showMessage(f"No application opened {path}: open it from your file manager", 8000)
+        return bool(opened)
+
+    # -- saving a run's optimized model ------------------------------------------------------------------
+    def save_optimized_model(self, path: str | None = None) -> str | None:
+        """File ▸ Save optimized model…: the run selected in the Results table, to ``path`` (asked
+        when not given). Returns the status line, or None when nothing was done."""
+        ids = self.results.selected_run_ids()
+        if len(ids) != 1:
+            self.show_error("Select one run in the Results table first, then save its optimized model"
+                            if not ids else f"{len(ids)} runs are selected: select the one whose model to save")
+            return None
+        run_id = ids[0]
+        if path is None:
+            start = self.settings.value("dialogs/model_save_dir", str(Path.home()))
+            path, _ = QFileDialog.getSaveFileName(self, f"Save the optimized model of run #{run_id}",
+                                                  str(Path(str(start)) / f"run-{run_id}.pt"), SAVE_FILTER)
+            if not path:
+                return None
+            self.settings.setValue("dialogs/model_save_dir", str(Path(path).parent))
+        try:
+            message = self.runs.save_run_model(run_id, path)
+        except WorkbenchError as exc:
+            self.show_error(f"Could not save the model of run #{run_id}: {exc}")
+            return None
+        self.statusBar().showMessage(message, 15000)
+        return message
 
     # -- settings ------------------------------------------------------------------------------------
     def save_settings(self) -> None:

@@ -7,10 +7,13 @@ nothing here lays out widgets.
 """
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QWidget
 
-from ..engine.plan import combinations_plan, pair_plan
+from ..engine.plan import check_chain, check_files_exist, combinations_plan, pair_plan
 from ..errors import SpecError, WorkbenchError
 from ..plugin_api import chain_error
 from ..spec import PluginStep, RunSpec, device_kind
@@ -20,7 +23,7 @@ from .bridge import Job, SessionBridge
 from .docks.log_dock import LogDock
 from .docks.model_panel import ModelPanel
 from .docks.plugin_panel import PluginPanel
-from .docks.run_panel import RunPanel, summarize_record
+from .docks.run_panel import RunPanel, save_path_problem, summarize_record
 from .live.plots import LivePlots
 
 
@@ -65,9 +68,21 @@ class RunControl(QObject):
         error = self.plugin_panel.error()
         if error:
             return f"invalid plugin chain: {error}"
+        problem = self.run_panel.files_problem()
+        if problem:
+            return problem
+        save = self.run_panel.save_field.path()
+        if save:        # the format the chain ends in decides the suffix (engine.plan's rule)
+            try:
+                check_chain(RunSpec(model=self.model_panel.source() or "", plugins=self.plugin_panel.steps(),
+                                    device=self.run_panel.device(), runtime=self.run_panel.runtime(),
+                                    save_model=save))
+            except WorkbenchError as exc:
+                return f"save optimized model: {exc}"
         return None
 
     def update_state(self) -> None:
+        self.run_panel.set_model_source(self.model_panel.source())
         self.plugin_panel.set_context(self.model_panel.model_format(), self.run_panel.device(),
                                       self.run_panel.runtime())
         chain = self.plugin_panel.checked()
@@ -84,13 +99,55 @@ class RunControl(QObject):
                        trust_pickle=self.model_panel.trust(),
                        plugins=list(self.plugin_panel.steps() if plugins is None else plugins),
                        inputs=self.model_panel.inputs())
+        problem = self.run_panel.files_problem()
+        if problem:
+            raise SpecError(problem)
         self.run_panel.fill(spec)
         spec.validate()
         if spec.plugins:
             error = chain_error(spec.plugins, spec.model_format, spec.device, spec.runtime)
             if error:
                 raise SpecError(f"invalid plugin chain: {error}")
+        if spec.save_model:
+            try:
+                check_chain(spec)
+            except WorkbenchError as exc:
+                raise SpecError(f"save optimized model: {exc}") from None
         return spec
+
+    # -- saving a stored run's model -----------------------------------------------------------------
+    def save_run_model(self, run_id: int, path: str) -> str:
+        """Put run ``run_id``'s optimized model at ``path``: a copy of the file the run saved when it
+        kept one in that format, otherwise the run's own spec queued again with ``save_model`` set.
+        Returns what was done, in one line; raises WorkbenchError with what went wrong."""
+        target = Path(path).expanduser().resolve()
+        problem = save_path_problem(str(target))
+        if problem:
+            raise SpecError(problem)
+        record = self.bridge.store.get_run(run_id)
+        for artifact in self.bridge.store.artifacts(run_id):
+            source = Path(str(artifact.get("path") or ""))
+            if source.is_file() and source.suffix.lower() == target.suffix.lower():
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    if source.resolve() != target:
+                        shutil.copyfile(source, target)
+                except OSError as exc:
+                    raise WorkbenchError(f"could not copy the saved model to {target}: {exc.strerror or exc}") \
+                        from None
+                self.log.append(f"copied the model saved by run #{run_id} ({source}) to {target}")
+                return f"Saved run #{run_id}'s optimized model to {target}"
+        try:
+            spec = RunSpec.from_dict({**record.spec, "save_model": str(target), "label": None})
+            check_files_exist(spec)
+            check_chain(spec)
+        except WorkbenchError as exc:
+            raise WorkbenchError(f"cannot run #{run_id} again to save its model: {exc}") from None
+        label = f"save: {spec.describe_chain()}"
+        self.bridge.enqueue([spec], [label], group=f"save-{run_id}")
+        self.jobsQueued.emit()
+        self.log.append(f"queued {label} (run #{run_id} kept no saved model): saving to {target}")
+        return f"Run #{run_id} kept no saved model: queued it again (“{label}”) to save it to {target}"
 
     # -- starting and stopping -----------------------------------------------------------------------
     def start(self, mode: str = "run") -> list[Job]:
@@ -132,6 +189,7 @@ class RunControl(QObject):
         self.gpu_env = env
         devices, note = gpu_devices(env)
         self.run_panel.set_devices(devices, note)
+        self.plugin_panel.set_available_devices(self.run_panel.device_kinds())
         wanted = getattr(self.run_panel, "_wanted_device", None)
         if wanted:
             self.run_panel.set_device(wanted)

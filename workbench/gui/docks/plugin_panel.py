@@ -114,7 +114,7 @@ class PluginPanel(QWidget):
                               | Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsDragEnabled)
                 item.setCheckState(Qt.CheckState.Unchecked)
                 item.setStatusTip(info.cls.summary)
-                form = ParamForm(info.cls.params_schema, plugin_name=name)
+                form = ParamForm(info.cls.params_schema, plugin_name=name, plugin=info.cls)
                 form.valuesChanged.connect(self._schedule)
                 box = QGroupBox()
                 box.setObjectName(f"pluginForm_{name}")
@@ -206,6 +206,12 @@ class PluginPanel(QWidget):
         if context != self._context:
             self._context = context
             self._schedule()
+
+    def set_available_devices(self, kinds: list[str] | None) -> None:
+        """The device kinds this machine offers (the Run dock's device list): each form greys out
+        the methods that need another one (e.g. quantize fp16 without a CUDA GPU)."""
+        for form in self.forms.values():
+            form.set_available_devices(kinds)
 
     def error(self) -> str | None:
         return self._error

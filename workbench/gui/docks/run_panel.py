@@ -1,16 +1,21 @@
-"""The Run dock: device / runtime / dtype / batch / threads / iterations, the run buttons, a
-progress bar per phase (load, optimize, warm-up, measure), Cancel, and the queue."""
+"""The Run dock: the evaluation/calibration data and where to save the optimized model, device /
+runtime / dtype / batch / threads / iterations, the run buttons, a progress bar per phase (load,
+optimize, warm-up, measure), Cancel, and the queue."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout,
                                QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMenu, QProgressBar,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from ... import format as fmt
-from ...spec import MODEL_DTYPES, PRESETS, RUNTIMES, RunSpec
+from ...models import demos
+from ...spec import MODEL_DTYPES, PRESETS, RUNTIMES, SAVE_SUFFIXES, RunSpec, device_kind
+from .param_form import PathField
 
 PHASES = (("load", "Load"), ("optimize", "Optimize"), ("warmup", "Warm-up"), ("measure", "Measure"))
 # Which bar each worker phase drives.
@@ -19,6 +24,60 @@ PHASE_BAR = {"load": "load", "reference": "load", "optimize": "optimize", "save"
              "fidelity": "measure"}
 STATUS_ICON = {"queued": "⏳", "running": "▶", "done": "✓", "failed": "✗", "cancelled": "■"}
 JOB_ROLE = Qt.ItemDataRole.UserRole
+DATA_FILTER = "NumPy archives (*.npz);;All files (*)"
+SAVE_FILTER = "TorchScript (*.pt);;torch.export program (*.pt2);;ONNX (*.onnx)"
+NPZ_HOWTO = "write one with np.savez(path, x_test=..., y_test=..., x_train=..., y_train=...)"
+NO_DATA_NOTE = ("none: measured on synthetic inputs; static int8, pruning fine-tune, distillation and "
+                "accuracy need a data file")
+
+
+def data_file_problem(path: str) -> str | None:
+    """What is wrong with an evaluation/calibration data file, in one line (None: it is usable).
+    Reads only the archive's table of contents, never an array."""
+    file = Path(path).expanduser()
+    if not file.exists():
+        return f"data file not found: {file}"
+    if file.is_dir():
+        return f"{file.name} is a folder, not an .npz file"
+    try:
+        with open(file, "rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        return f"cannot read {file.name}: {exc.strerror or exc}"
+    if not head.startswith(b"PK"):
+        return f"{file.name} is not an .npz archive: {NPZ_HOWTO}"
+    try:
+        with np.load(file, allow_pickle=False) as archive:
+            names = set(archive.files)
+    except Exception as exc:
+        return f"{file.name} is a damaged .npz archive: {exc}"
+    if not names & {"x_test", "x", "x_train"}:
+        return f"{file.name} has arrays {', '.join(sorted(names)) or 'none'}; expected x_test (or x_train)"
+    return None
+
+
+def save_path_problem(path: str) -> str | None:
+    """What is wrong with a place to save the optimized model (None: the savers can write it)."""
+    file = Path(path).expanduser()
+    if file.is_dir():
+        return f"{file} is a folder: give a file name ending in .pt, .pt2 or .onnx"
+    if not file.name.lower().endswith(SAVE_SUFFIXES):
+        return (f"save as .pt (TorchScript), .pt2 (torch.export) or .onnx, not "
+                f"{file.suffix or 'a name without suffix'}")
+    return None
+
+
+def absolute(path: str | None) -> str | None:
+    """The worker runs in another folder: hand it absolute paths."""
+    return str(Path(path).expanduser().resolve()) if path else None
+
+
+class QueueList(QListWidget):
+    """The queue asks for little height: the dock's scroll area sizes its content from preferred
+    heights, and QListWidget's default (192 px) pushed the queue out of sight at 720 px."""
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+        return QSize(super().sizeHint().width(), 72)
 
 
 class RunPanel(QWidget):
@@ -72,9 +131,28 @@ class RunPanel(QWidget):
         self.rigorous_check.setToolTip("≥ 1000 iterations, ≥ 10 s timed, longer warm-up: the preset for "
                                        "numbers you will publish")
         self.rigorous_check.toggled.connect(self._rigorous_toggled)
+        self.data_field = PathField("evaluation / calibration data (.npz)", DATA_FILTER, data_file_problem)
+        self.data_field.setObjectName("dataField")
+        self.data_field.edit.setObjectName("dataPath")
+        self.data_field.setToolTip("An .npz with x_test[, y_test, x_train, y_train] (the CLI's --data): accuracy "
+                                   "and fidelity use x_test/y_test; static int8 calibration, pruning fine-tune "
+                                   "and distillation train on x_train/y_train")
+        self.data_field.set_empty_note(NO_DATA_NOTE)
+        self.save_field = PathField("save optimized model to… (.pt, .pt2, .onnx)", SAVE_FILTER,
+                                    save_path_problem, save=True)
+        self.save_field.setObjectName("saveModelField")
+        self.save_field.edit.setObjectName("saveModelPath")
+        self.save_field.setToolTip("Where each run saves its optimized model (the CLI's --save-model): .pt "
+                                   "TorchScript, .pt2 torch.export, .onnx for chains that end in ONNX. Not "
+                                   "remembered between sessions, so a later run never overwrites it by accident")
+        self.data_field.changed.connect(self.settingsChanged)
+        self.save_field.changed.connect(self.settingsChanged)
 
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        form.addRow("Data", self.data_field)
+        form.addRow("Save to", self.save_field)
         form.addRow("Device", self.device_combo)
         form.addRow("", self.device_note)
         form.addRow("Runtime", self.runtime_combo)
@@ -136,7 +214,7 @@ class RunPanel(QWidget):
         self.status_label.setObjectName("runStatus")
         self.status_label.setWordWrap(True)
 
-        self.queue_list = QListWidget()
+        self.queue_list = QueueList()
         self.queue_list.setObjectName("queueList")
         self.queue_list.setMinimumHeight(56)
         self.queue_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -187,13 +265,34 @@ class RunPanel(QWidget):
         index = self.device_combo.findData(current)
         self.device_combo.setCurrentIndex(max(0, index))
         self.device_combo.blockSignals(False)
-        self.device_note.setText(note or "")
+        # the headline only ("No NVIDIA GPU"): NVML's own words are in the tooltip, not in three lines
+        self.device_note.setText((note or "").split(":")[0])
+        self.device_note.setToolTip(note or "")
+        self.device_combo.setToolTip(self.device_combo.toolTip().split("\n")[0] + (f"\n{note}" if note else ""))
         self.device_note.setVisible(bool(note))
         if index < 0:
             self.settingsChanged.emit()
 
     def device(self) -> str:
         return self.device_combo.currentData() or "cpu"
+
+    def device_kinds(self) -> list[str]:
+        """The device kinds in the device list ("cpu", and "cuda" when the probe found a GPU)."""
+        kinds = [device_kind(self.device_combo.itemData(i) or "cpu") for i in range(self.device_combo.count())]
+        return list(dict.fromkeys(kinds))
+
+    def set_model_source(self, source: str | None) -> None:
+        """What an empty data field means for this model: a demo brings its own data."""
+        entry = demos.DEMOS.get(source[5:]) if source and source.startswith("demo:") else None
+        self.data_field.set_empty_note(f"none: the demo's own data ({entry.data}) is used" if entry else NO_DATA_NOTE)
+
+    def files_problem(self) -> str | None:
+        """Why the data or save-model field stops a run (None: neither does). Checks the files again."""
+        data = self.data_field.recheck()
+        if data:
+            return f"data file: {data}"
+        save = self.save_field.recheck()
+        return f"save optimized model: {save}" if save else None
 
     def set_device(self, device: str) -> bool:
         index = self.device_combo.findData(device)
@@ -211,6 +310,8 @@ class RunPanel(QWidget):
         spec.dtype = self.dtype_combo.currentData()
         spec.batch = self.batch_spin.value() or None
         spec.threads = self.threads_spin.value() or None
+        spec.data = absolute(self.data_field.path())
+        spec.save_model = absolute(self.save_field.path())
         if self.rigorous_check.isChecked():
             spec.apply_preset("rigorous")
         else:
@@ -227,7 +328,7 @@ class RunPanel(QWidget):
         return {"device": self.device(), "runtime": self.runtime(), "dtype": self.dtype_combo.currentData(),
                 "batch": self.batch_spin.value(), "threads": self.threads_spin.value(),
                 "iters": self.iters_spin.value(), "duration": self.duration_spin.value(),
-                "rigorous": self.rigorous_check.isChecked()}
+                "rigorous": self.rigorous_check.isChecked(), "data": self.data_field.path()}
 
     def restore_state(self, state: dict[str, Any]) -> None:
         def pick(combo: QComboBox, value: Any) -> None:
@@ -249,6 +350,8 @@ class RunPanel(QWidget):
         except (KeyError, TypeError, ValueError):
             pass
         self.rigorous_check.setChecked(str(state.get("rigorous")).lower() in ("true", "1"))
+        if isinstance(state.get("data"), str):
+            self.data_field.set_path(state["data"])
 
     # -- enabling ----------------------------------------------------------------------------------
     def set_problem(self, problem: str | None, chain_len: int, chain_ok: bool) -> None:

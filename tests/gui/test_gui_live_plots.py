@@ -297,6 +297,11 @@ def test_a_cancelled_run_shows_its_partial_statistics_marked(plots):
     assert figures.startswith("partial result: p50 1.00 ms")
     assert "no p99 (300 iterations, needs ≥ 662)" in figures and "300 iterations before the stop" in figures
     assert "cancelled" in plots.status_label.text()
+    # the stored result of a stopped run (the session marks its statistics partial)
+    plots.reset("#2")
+    plots.show_result({"partial": True, "latency": {"median_ms": 2.0, "median_ci_ms": [1.9, 2.1], "p99_ms": 3.0,
+                                                    "n": 800, "partial": True}})
+    assert plots.figures_label.text().startswith("partial result: p50 2.00 ms")
 
 
 def test_the_running_figures_say_what_they_are(plots):

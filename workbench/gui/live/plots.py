@@ -288,6 +288,11 @@ class LivePlots(QWidget):
                 self._add_result(event["result"])
             self._update_status()
 
+    def show_result(self, result: dict | None) -> None:
+        """A run's stored result (e.g. the partial statistics of a cancelled run, which no event
+        carries): its numbers replace the running figures, marked partial when they are."""
+        self._add_result(result or {})
+
     def set_telemetry_status(self, status: dict | None) -> None:
         """The telemetry sampler's ``status`` dict (``{"nvml": "ok" | "unavailable: ..." | ...,
         "warnings": [...]}``); tells the GPU panel why it has nothing to show."""

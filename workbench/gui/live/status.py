@@ -42,7 +42,7 @@ def result_text(result: dict, cancelled: bool = False) -> str:
     latency = result.get("latency") or {}
     if latency.get("median_ms") is None:
         return ""
-    partial = bool(result.get("partial")) or cancelled
+    partial = bool(result.get("partial") or latency.get("partial")) or cancelled
     ci = latency.get("median_ci_ms")
     text = ("partial result" if partial else "result") + f": p50 {fmt.ms(latency['median_ms'])}"
     if ci:

@@ -6,6 +6,15 @@ Run under a real X server (Xvfb), e.g.::
 
 It opens the demo CNN, ticks structured pruning, runs "baseline + variant", waits for both,
 selects both rows (the comparison charts fill in) and saves ``QWidget.grab()`` of the window.
+
+``--variant MODEL=CHAIN`` (repeatable) runs other comparisons in the same window instead, each
+as "baseline + variant"; CHAIN is the CLI's plugin syntax joined by ``+``. The verdict
+screenshots (a ruined CNN in red beside a good int8 transformer in green)::
+
+    xvfb-run -a -s "-screen 0 1920x1080x24" python docs/make_screenshot.py --size 1280x720 \
+        --variant "demo:digits-cnn=prune:method=structured,amount=0.5+fuse" \
+        --variant "demo:digits-transformer=quantize:method=dynamic_int8" \
+        --output docs/screenshot-verdict-1280.png
 """
 from __future__ import annotations
 
@@ -24,6 +33,9 @@ def main() -> int:
     parser.add_argument("--model", default="demo:digits-cnn")
     parser.add_argument("--plugin", default="prune", help="the plugin of the variant")
     parser.add_argument("--param", action="append", default=["amount=0.5"], help="plugin key=value")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="MODEL=CHAIN, e.g. demo:digits-cnn=prune:method=structured,amount=0.5+fuse "
+                             "(repeatable; replaces --model/--plugin/--param)")
     parser.add_argument("--iters", type=int, default=300)
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = library default)")
@@ -67,24 +79,44 @@ def main() -> int:
             app.processEvents()
             time.sleep(0.02)
 
+    def run_pair(model: str, steps: list) -> list:
+        """Open ``model``, tick exactly ``steps`` in their order, run baseline + variant, wait."""
+        window.open_model(model)
+        wait(lambda: window.model_panel.source() == model and not window.model_panel.is_busy()
+             and (window.model_panel.info() is not None or window.model_panel.load_error()), 180, "the model info")
+        if window.model_panel.load_error():
+            raise SystemExit(window.model_panel.load_error())
+        window.run_panel.iters_spin.setValue(args.iters)
+        window.run_panel.duration_spin.setValue(args.duration)
+        window.run_panel.threads_spin.setValue(args.threads)
+        for name in window.plugin_panel.order():
+            if name in window.plugin_panel.checked():
+                window.plugin_panel.set_checked(name, False)
+        for row, step in enumerate(steps):
+            window.plugin_panel.move(step.name, row)
+            window.plugin_panel.set_checked(step.name)
+            window.plugin_panel.form(step.name).set_values(step.params)
+        pump(0.3)
+        jobs = window.start("pair")
+        if not jobs:
+            raise SystemExit(f"could not start the runs of {model} {steps}")
+        wait(lambda: all(j.finished for j in jobs), 900, "the runs")
+        failed = [(j.label, j.message) for j in jobs if j.status != "done"]
+        if failed:
+            raise SystemExit(f"runs failed: {failed}")
+        return jobs
+
+    from workbench.spec import PluginStep
     pump(0.5)
-    window.open_model(args.model)
-    wait(lambda: window.model_panel.info() is not None or window.model_panel.load_error(), 180, "the model info")
-    if window.model_panel.load_error():
-        raise SystemExit(window.model_panel.load_error())
-    window.run_panel.iters_spin.setValue(args.iters)
-    window.run_panel.duration_spin.setValue(args.duration)
-    window.run_panel.threads_spin.setValue(args.threads)
-    window.plugin_panel.set_checked(args.plugin)
-    window.plugin_panel.form(args.plugin).set_values(dict(p.split("=", 1) for p in args.param))
-    pump(0.3)
-    jobs = window.start("pair")
-    if not jobs:
-        raise SystemExit("could not start the runs")
-    wait(lambda: all(j.finished for j in jobs), 900, "the runs")
-    failed = [(j.label, j.message) for j in jobs if j.status != "done"]
-    if failed:
-        raise SystemExit(f"runs failed: {failed}")
+    variants = [(args.model, [PluginStep(args.plugin, dict(p.split("=", 1) for p in args.param))])]
+    if args.variant:
+        variants = []
+        for text in args.variant:
+            model, sep, chain = text.partition("=")
+            if not sep or not chain:
+                raise SystemExit(f"bad --variant {text!r}: expected MODEL=PLUGIN[:key=value,...][+PLUGIN...]")
+            variants.append((model, [PluginStep.parse(step) for step in chain.split("+")]))
+    jobs = [job for model, steps in variants for job in run_pair(model, steps)]
     window.select_runs([j.run_id for j in jobs])
     window.results_dock.raise_()
     if os.environ.get("WB_SPLIT"):

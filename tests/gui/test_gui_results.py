@@ -71,7 +71,7 @@ def add_run(store: ResultsStore, *, plugins=(), median_ms=2.0, sigma=0.05, n=200
 def filled(store):
     ids = {
         "baseline": add_run(store, median_ms=2.0, seed=1),
-        "fast": add_run(store, plugins=["quantize"], median_ms=1.0, seed=2, top1=0.97, size_bytes=400_000),
+        "fast": add_run(store, plugins=["quantize"], median_ms=1.0, seed=2, top1=0.995, size_bytes=400_000),
         "noise": add_run(store, plugins=["fuse"], median_ms=1.995, sigma=0.3, n=300, seed=3, top1=1.0),
         "slow": add_run(store, plugins=["prune"], median_ms=3.0, seed=4, top1=0.93),
         "failed": add_run(store, plugins=["distill"], status="failed",
@@ -108,8 +108,8 @@ def test_rows_reload_from_store(qtbot, filled):
     assert _cell(view, ids["baseline"], "chain") == "baseline"
     assert _cell(view, ids["baseline"], "speedup") == "baseline"
     assert _cell(view, ids["baseline"], "p50").endswith(" ms")
-    assert _cell(view, ids["fast"], "top1") == "97.0%"
-    assert _cell(view, ids["fast"], "size").startswith("390.62 KB")
+    assert _cell(view, ids["fast"], "top1") == "99.5%"
+    assert _cell(view, ids["fast"], "size").startswith("390.62 KiB")
     # a run added later shows up on refresh
     new = add_run(store, plugins=["quantize"], median_ms=1.1, seed=9)
     view.refresh()
@@ -117,7 +117,7 @@ def test_rows_reload_from_store(qtbot, filled):
     assert view.model.row_of(new) is not None
 
 
-def test_speedup_colour_only_outside_the_noise(qtbot, filled):
+def test_speedup_colour_follows_the_verdict(qtbot, filled):
     store, ids = filled
     view = _view(qtbot, store)
     rows = {r["id"]: r for r in compare_runs(store, list(ids.values()))}
@@ -251,7 +251,7 @@ def test_comparison_charts_three_runs(qtbot, filled):
     assert charts.baseline_values["p50_ms"] == pytest.approx(rows[ids["baseline"]]["p50_ms"])
     assert charts.bar_values["energy_j_per_inference"] == {}
     assert "NVML" in charts.placeholders["energy_j_per_inference"]
-    assert charts.bar_values["size_bytes"][ids["fast"]] == pytest.approx(0.4)   # MB
+    assert charts.bar_values["size_bytes"][ids["fast"]] == pytest.approx(400_000 / MIB)   # MiB
 
 
 def test_comparison_charts_handle_failed_and_empty(qtbot, filled):

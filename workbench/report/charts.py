@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import format as fmt
 from .model import TRACE_POINTS
 from ..results.stats import NOISE_RULE
 
@@ -186,6 +187,8 @@ def _latency_chart(report: dict, colors: dict[int, str]):
     ax = axes[0]
     # Drawn as a handful of collections (not bxp's six artists per run): 50 runs stay cheap.
     q = np.array([run["series"]["latency_quantiles_ms"] for run in runs])
+    factor, unit = fmt.latency_axis_unit(q[:, 99])     # the unit the tables print these latencies in
+    q = q * factor
     y = np.arange(len(runs))[::-1].astype(float)
     run_color = [colors[run["id"]] for run in runs]
     ax.hlines(y, q[:, 5], q[:, 25], color="#333", linewidth=0.9, zorder=2)
@@ -198,7 +201,7 @@ def _latency_chart(report: dict, colors: dict[int, str]):
     ax.scatter(q[:, 99], y, marker="d", s=10, color="#444", zorder=4, linewidths=0)
     ax.set_yticks(y, labels, fontsize=tick_size)
     ax.set_ylim(-0.7, len(runs) - 0.3)
-    ax.set_xlabel("latency per batch (ms)")
+    ax.set_xlabel(f"latency per batch ({unit})")
     ax.set_title("Latency distribution per run")
     ax.grid(axis="y", visible=False)
     _log_if_spread(ax, list(q[:, 5]) + list(q[:, 99]))
@@ -206,13 +209,13 @@ def _latency_chart(report: dict, colors: dict[int, str]):
         cdf = axes[1]
         levels = np.linspace(0, 1, len(runs[0]["series"]["latency_quantiles_ms"]))
         for run in runs:
-            cdf.plot(run["series"]["latency_quantiles_ms"], levels, color=colors[run["id"]], linewidth=1.4,
-                     label=short_label(run, 30))
-        cdf.set_xlabel("latency per batch (ms)")
+            cdf.plot(np.asarray(run["series"]["latency_quantiles_ms"]) * factor, levels, color=colors[run["id"]],
+                     linewidth=1.4, label=short_label(run, 30))
+        cdf.set_xlabel(f"latency per batch ({unit})")
         cdf.set_ylabel("fraction of iterations ≤ x")
         cdf.set_title("Cumulative distribution (CDF)")
         cdf.set_ylim(0, 1.01)
-        _log_if_spread(cdf, [v for r in runs for v in r["series"]["latency_quantiles_ms"][1:-1]])
+        _log_if_spread(cdf, [v for r in runs for v in r["series"]["latency_quantiles_ms"][1:-1]])   # scale-free
     caption = ("Box: interquartile range; line: median (p50); whiskers: 5th–95th percentile; ◆: p99. "
                + ("Right: the full distribution as a CDF, in the same colours (curves further left are faster)."
                   if with_cdf else f"(CDF panel omitted above {CDF_MAX_RUNS} runs.)"))
@@ -286,19 +289,21 @@ def _pareto_chart(report: dict, colors: dict[int, str]):
     _margins(fig, left_in=0.75)
     ax = fig.subplots()
     models = sorted({r["model"] for r in runs})
+    factor, unit = fmt.latency_axis_unit([r["metrics"]["p50_ms"] for r in runs])
     markers = "osD^vP*X"
     model_colors = {m: c for m, c in zip(models, ["#1f5fa8", "#d9822b", "#2e8540", "#8e44ad", "#c0392b",
                                                   "#16a085", "#7f8c8d", "#b7950b"] * 4)}
     for i, model in enumerate(models):
         members = [r for r in runs if r["model"] == model]
-        xs = [r["metrics"]["p50_ms"] for r in members]
+        xs = [r["metrics"]["p50_ms"] * factor for r in members]
         ys = [100 * r["metrics"]["fidelity_score"] for r in members]
         ax.scatter(xs, ys, s=[70 if r["best"] else 28 for r in members], marker=markers[i % len(markers)],
                    color=model_colors[model], edgecolors=["#000" if r["best"] else "none" for r in members],
                    linewidths=1.2, label=model.removeprefix("demo:"), zorder=3)
         front = sorted((r for r in members if r["pareto"]), key=lambda r: r["metrics"]["p50_ms"])
         if len(front) > 1:
-            ax.step([r["metrics"]["p50_ms"] for r in front], [100 * r["metrics"]["fidelity_score"] for r in front],
+            ax.step([r["metrics"]["p50_ms"] * factor for r in front],
+                    [100 * r["metrics"]["fidelity_score"] for r in front],
                     where="post", color=model_colors[model], linewidth=1.1, linestyle="--", alpha=0.8, zorder=2)
         if len(runs) <= ANNOTATE_MAX_RUNS:
             # Points that (nearly) coincide share one label: "#1, #3".
@@ -311,12 +316,12 @@ def _pareto_chart(report: dict, colors: dict[int, str]):
                 r, x, yv = group[0]
                 ax.annotate(", ".join(f"#{g[0]['id']}" for g in group), (x, yv), xytext=(4, 3),
                             textcoords="offset points", fontsize=6.5, color="#333")
-    _log_if_spread(ax, [r["metrics"]["p50_ms"] for r in runs])
+    _log_if_spread(ax, [r["metrics"]["p50_ms"] * factor for r in runs])
     low = min(100 * r["metrics"]["fidelity_score"] for r in runs)
     bottom = max(0.0, low - max(1.0, 0.08 * (100 - low)))
     ax.set_ylim(bottom, 100 + 0.05 * (100 - bottom))
     ax.set_yticks([t for t in ax.get_yticks() if bottom <= t <= 100])     # nothing lies above 100 %
-    ax.set_xlabel("median latency p50 (ms) — left is faster")
+    ax.set_xlabel(f"median latency p50 ({unit}) — left is faster")
     ax.set_ylabel(("top-1 agreement" if use_top1 else "cosine similarity") + " (%) — up is more faithful")
     ax.set_title("Latency vs fidelity (dashed: Pareto front per model; outlined: best variant)")
     ax.legend(loc="lower right", ncols=min(4, len(models)))
@@ -329,8 +334,10 @@ def _telemetry_chart(report: dict, colors: dict[int, str]):
     runs = [r for r in report["runs"] if r["series"]["telemetry"] or r["series"]["latency_trace"]]
     if not runs:
         return None
+    factor, unit = fmt.latency_axis_unit([v for r in runs if r["series"]["latency_trace"]
+                                          for v in r["series"]["latency_trace"]["p50_ms"]])
     rows: list[tuple[str, str, float, Callable[[dict], tuple[list, list] | None]]] = [
-        ("latency", "latency (ms, bucket median)", 1.0,
+        ("latency", f"latency ({unit}, bucket median)", factor,
          lambda r: (r["series"]["latency_trace"]["t_s"], r["series"]["latency_trace"]["p50_ms"])
          if r["series"]["latency_trace"] else None),
         ("rss_bytes", "worker RSS (MiB)", 1 / 2 ** 20, None),
@@ -377,7 +384,7 @@ def _telemetry_chart(report: dict, colors: dict[int, str]):
         ax.axvline(0.0, color="#555", linewidth=0.7, linestyle=":")
         if key == "latency":
             _log_if_spread(ax, [v for r in runs if r["series"]["latency_trace"]
-                                for v in r["series"]["latency_trace"]["p50_ms"]], axis="y")
+                                for v in r["series"]["latency_trace"]["p50_ms"]], axis="y")   # scale-free
     axes[0].set_title("Over the run (t = 0: the timed phase starts; before it: load, optimize, warm-up)")
     axes[-1].set_xlabel("seconds from the start of the timed phase")
     if legend:

@@ -1,42 +1,68 @@
-"""The Results dock's comparison charts of the selected runs: bars per key metric vs the baseline,
-latency CDFs, and latency vs fidelity with the Pareto front (``workbench.results.pareto``)."""
+"""The Results dock's comparison charts of the selected runs: one horizontal bar chart per key
+metric (speed and fidelity side by side, bars in the colour of the core's verdict), latency CDFs,
+and latency vs fidelity with the Pareto front (``workbench.results.pareto``).
+
+Bar values are written beside the bars on the plot's right axis, in the table's units
+(``workbench.format``), so a value never runs into a title, and charts with nothing to show are
+left out (the key says why) instead of taking room from the ones that matter."""
 from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtGui import QFontMetrics
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from ... import format as fmt
-from ...results.compare import compare_runs
+from ...results.compare import compare_runs, verdict_text
 from ...results.distribution import latency_cdf
 from ...results.pareto import pareto_fronts
 from ...results.store import ResultsStore
+from ...results.verdict import BASELINE, DEFAULT_MIN_FIDELITY, LOSS, NOISE, WIN
 from .. import plot_style as style
-from .columns import model_name
+from .columns import energy_text, model_name
+
+MIB = float(1 << 20)
+# Verdict colours, as the reports draw them: green a win, red a loss, grey inside the noise.
+VERDICT_COLORS = {WIN: "#2e8540", LOSS: "#c0392b", NOISE: "#8a949e", BASELINE: "#1f5fa8"}
+FAILED_COLOR = "#8a949e"
+FIDELITY = "fidelity"     # the fidelity chart's key: accuracy, else top-1 agreement, else cosine
+
 
 @dataclass
 class _Metric:
     key: str
     title: str
-    unit: str
-    scale: float
-    better: str      # "lower" | "higher"
-    missing: str     # placeholder text when no selected run has it
+    scale: float                      # stored value -> bar length (the unit of ``bar_values``)
+    text: Callable[[float], str]      # stored value -> the label beside its bar
+    better: str                       # "lower" | "higher"
+    missing: str                      # why the chart is left out when no selected run has it
 
 
 BAR_METRICS = (
-    _Metric("p50_ms", "p50 latency", "ms", 1.0, "lower", "no latency (failed runs)"),
-    _Metric("p99_ms", "p99 latency", "ms", 1.0, "lower", "no p99 (needs ≥ 662 iterations)"),
-    _Metric("throughput", "Throughput", "samples/s", 1.0, "higher", "no throughput (failed runs)"),
-    _Metric("size_bytes", "Model size", "MB", 1e-6, "lower", "no model size recorded"),
-    _Metric("energy_j_per_inference", "Energy / inference", "mJ", 1e3, "lower",
+    _Metric("p50_ms", "p50 latency", 1.0, fmt.ms, "lower", "no latency (failed runs)"),
+    _Metric(FIDELITY, "Fidelity", 100.0, fmt.pct, "higher", "no fidelity measured"),
+    _Metric("size_bytes", "Model size", 1 / MIB, fmt.nbytes, "lower", "no model size recorded"),
+    _Metric("throughput", "Throughput", 1.0, lambda v: f"{fmt.count(v)}/s", "higher", "no throughput (failed runs)"),
+    _Metric("p99_ms", "p99 latency", 1.0, fmt.ms, "lower", "no p99 (needs ≥ 662 iterations)"),
+    _Metric("energy_j_per_inference", "Energy / inference", 1e3, energy_text, "lower",
             "no energy data: needs an NVIDIA GPU with NVML"),
 )
+# What the fidelity chart shows, best first: accuracy needs labels, top-1 agreement classes, cosine neither.
+FIDELITY_CHOICES = (("accuracy", "Accuracy", 100.0), ("top1_agreement", "Top-1 agreement", 100.0),
+                    ("cosine", "Output cosine", 1.0))
+ALWAYS_SHOWN = ("p50_ms", FIDELITY)    # drawn even when empty: speed and fidelity are never apart
+
+
+def verdict_color(row: dict) -> str:
+    """The bar colour of a run: its verdict's; a run below the fidelity gate is never green."""
+    verdict = row.get("verdict") or {}
+    level = LOSS if verdict.get("fidelity_ok") is False else verdict.get("level")
+    return VERDICT_COLORS.get(level, FAILED_COLOR)
 
 
 class ComparisonCharts(QWidget):
@@ -52,48 +78,72 @@ class ComparisonCharts(QWidget):
         self.tabs = QTabWidget()
         layout.addWidget(self.tabs)
 
+        metrics_tab = QWidget()
+        metrics_layout = QHBoxLayout(metrics_tab)
+        metrics_layout.setContentsMargins(0, 0, 0, 0)
+        metrics_layout.setSpacing(0)
         self.metrics_view = pg.GraphicsLayoutWidget()
         style.style_plot_widget(self.metrics_view)
         self.bar_plots: dict[str, pg.PlotItem] = {}
-        for i, metric in enumerate(BAR_METRICS):
+        for metric in BAR_METRICS:
             plot = pg.PlotItem()
             style.style_plot_item(plot, grid=False)
-            plot.showGrid(y=True, alpha=0.15)
-            plot.setLabel("left", metric.title, units=metric.unit)
-            plot.getAxis("left").enableAutoSIPrefix(False)
-            plot.setMouseEnabled(x=False, y=True)
+            plot.setMouseEnabled(x=False, y=False)
             plot.setMenuEnabled(False)
+            plot.hideButtons()
+            for side in ("left", "right"):
+                axis = plot.getAxis(side)
+                axis.setPen(pg.mkPen(None))            # labels only: the bars carry the scale
+                axis.setStyle(tickLength=0, tickTextOffset=4)
+            # the title spans the axes too: above the view box alone it was cut to a few letters
+            plot.layout.removeItem(plot.titleLabel)
+            plot.layout.addItem(plot.titleLabel, 0, 0, 1, 3)
             self.bar_plots[metric.key] = plot
-            self.metrics_view.addItem(plot, row=i // 3, col=i % 3)
-        self.key_label = pg.LabelItem(justify="left", color=style.foreground().name())
-        style.let_label_shrink(self.key_label)
-        self.metrics_view.addItem(self.key_label, row=1, col=2)
-        self.tabs.addTab(self.metrics_view, "Metrics")
+        self._bar_layout: list[str] = []
+        # The key: a wrapping rich-text label beside the charts (a chart cell would clip long verdicts).
+        self.key_label = QLabel()
+        self.key_label.setObjectName("chartsKey")
+        self.key_label.setWordWrap(True)
+        self.key_label.setTextFormat(Qt.TextFormat.RichText)
+        self.key_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.key_label.setContentsMargins(6, 4, 6, 4)
+        key_area = QScrollArea()
+        key_area.setWidgetResizable(True)
+        key_area.setFrameShape(QFrame.Shape.NoFrame)
+        key_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        key_area.setWidget(self.key_label)
+        key_area.setMinimumWidth(150)
+        key_area.setMaximumWidth(280)
+        self.key_area = key_area
+        metrics_layout.addWidget(self.metrics_view, 3)
+        metrics_layout.addWidget(key_area, 1)
+        self.tabs.addTab(metrics_tab, "Metrics")
 
         self.dist_view = pg.GraphicsLayoutWidget()
         style.style_plot_widget(self.dist_view)
         self.cdf_plot = pg.PlotItem()
         style.style_plot_item(self.cdf_plot)
-        self.cdf_plot.setTitle("Latency distribution (CDF, timed iterations)", color=style.foreground().name(),
-                               size="9pt")
-        self.cdf_plot.setLabel("bottom", "latency per iteration", units="ms")
+        self.cdf_plot.setTitle("Latency CDF", color=style.foreground().name(), size="9pt")
         self.cdf_plot.getAxis("bottom").enableAutoSIPrefix(False)
-        self.cdf_plot.setLabel("left", "fraction of iterations ≤ latency")
+        self.cdf_plot.setLabel("left", "fraction ≤ latency")
         self.scatter_plot = pg.PlotItem()
         style.style_plot_item(self.scatter_plot)
         self.scatter_plot.getAxis("bottom").enableAutoSIPrefix(False)
         self.scatter_plot.getAxis("left").enableAutoSIPrefix(False)
-        self.scatter_plot.setLabel("bottom", "p50 latency", units="ms")
         self.dist_view.addItem(self.cdf_plot, row=0, col=0)
         self.dist_view.addItem(self.scatter_plot, row=0, col=1)
         self.tabs.addTab(self.dist_view, "Distribution && trade-off")
 
         self.rows: list[dict] = []
         self.cdf_curves: list[pg.PlotDataItem] = []
+        self.cdf_unit = "ms"
         self.bar_values: dict[str, dict[int, float]] = {}
+        self.bar_labels: dict[str, dict[int, str]] = {}
         self.baseline_values: dict[str, float] = {}
-        self.scatter_points: dict[int, tuple[float, float]] = {}
+        self.fidelity_metric: str | None = None
+        self.scatter_points: dict[int, tuple[float, float]] = {}   # run id -> (p50 in ms, fidelity)
         self.scatter_metric: str | None = None
+        self.scatter_unit = "ms"
         self.pareto_ids: list[int] = []
         self.placeholders: dict[str, str] = {}
         self.show_runs(None, [])
@@ -122,6 +172,10 @@ class ComparisonCharts(QWidget):
     def clear(self) -> None:
         self.show_runs(None, [])
 
+    def shown_bar_charts(self) -> list[str]:
+        """The keys of the bar charts in the Metrics tab, in their order."""
+        return list(self._bar_layout)
+
     # -- drawing ---------------------------------------------------------------------------------
     def _label(self, row: dict) -> str:
         return f"#{row['id']}"
@@ -133,88 +187,162 @@ class ComparisonCharts(QWidget):
         bid = ids.pop()
         return next((r for r in self.rows if r["id"] == bid), None)
 
+    def _fidelity_choice(self) -> tuple[str, str, float] | None:
+        for key, title, scale in FIDELITY_CHOICES:
+            if any(r.get(key) is not None for r in self.rows if r["status"] == "done"):
+                return key, title, scale
+        return None
+
     def _draw_bars(self) -> None:
         baseline = self._baseline_row()
-        self.bar_values = {}
-        self.baseline_values = {}
+        self.bar_values, self.bar_labels, self.baseline_values = {}, {}, {}
+        choice = self._fidelity_choice()
+        self.fidelity_metric = choice[0] if choice else None
+        shown = []
         for metric in BAR_METRICS:
+            key, title, scale = metric.key, metric.title, metric.scale
+            if key == FIDELITY and choice is not None:
+                key, title, scale = choice
             plot = self.bar_plots[metric.key]
             plot.clear()
-            # short titles: a title's width is its plot's minimum width, and three plots share a row
-            # (the dashed baseline line is explained once, in the key)
-            title = f"{metric.title} ({'lower' if metric.better == 'lower' else 'higher'} is better)"
-            plot.setTitle(title, color=style.foreground().name(), size="9pt")
-            plot.showAxis("left")
-            plot.showAxis("bottom")
-            present = [(i, row) for i, row in enumerate(self.rows) if row.get(metric.key) is not None]
-            values = {row["id"]: row[metric.key] * metric.scale for _, row in present}
-            self.bar_values[metric.key] = values
-            ticks = [(i, self._label(row) + (" (failed)" if row["status"] != "done" else "")) for i, row in
-                     enumerate(self.rows)]
-            plot.getAxis("bottom").setTicks([ticks])
+            # short titles (a title's width is its plot's minimum width); the unit is in each value
+            plot.setTitle(f"{title} ({metric.better} is better)", color=style.foreground().name(), size="9pt")
+            present = [(i, row) for i, row in enumerate(self.rows) if row.get(key) is not None]
+            self.bar_values[metric.key] = {}
             if not present:
-                text = metric.missing if self.rows else "select runs in the table"
-                self._placeholder(plot, text, metric.key)
+                self.placeholders[metric.key] = metric.missing if self.rows else "select runs in the table"
+                if metric.key in ALWAYS_SHOWN:
+                    self._placeholder(plot, self.placeholders[metric.key], metric.key)
+                    shown.append(metric.key)
                 continue
-            xs = np.array([i for i, _ in present], dtype=float)
-            heights = np.array([values[row["id"]] for _, row in present])
-            brushes = [pg.mkBrush(self._colors[row["id"]]) for _, row in present]
-            bars = pg.BarGraphItem(x=xs, height=heights, width=0.6, brushes=brushes, pen=pg.mkPen(None))
-            plot.addItem(bars)
-            if metric.key == "p50_ms":
-                self._error_bars(plot, present)
-            top = float(heights.max()) if heights.size else 1.0
-            base_value = baseline.get(metric.key) if baseline is not None else None
-            if base_value is not None:
-                base_value *= metric.scale
-                self.baseline_values[metric.key] = base_value
-                line = pg.InfiniteLine(pos=base_value, angle=0, movable=False,
-                                       pen=pg.mkPen(style.muted(), width=1, style=Qt.PenStyle.DashLine))
-                plot.addItem(line)
-            for x, (_, row) in zip(xs, present):
-                value = values[row["id"]]
-                text = f"{value:.3g}" if value < 1000 else f"{value:,.0f}".replace(",", " ")
-                if base_value and row["id"] != (baseline or {}).get("id"):
-                    text += f"\n{value / base_value:.2f}×"
-                label = pg.TextItem(text, color=style.foreground(), anchor=(0.5, 1.0))
-                label.setPos(x, value)
-                plot.addItem(label)
-            plot.setXRange(-0.6, len(self.rows) - 0.4, padding=0)
-            plot.setYRange(0, top * 1.6, padding=0)   # room for the two-line value labels
+            shown.append(metric.key)
+            self._draw_bar_chart(plot, metric, key, scale, present, baseline)
+        self._arrange_bars(shown)
 
-    def _error_bars(self, plot: pg.PlotItem, present: list[tuple[int, dict]]) -> None:
-        xs, ys, lows, highs = [], [], [], []
-        for i, row in present:
+    def _draw_bar_chart(self, plot: pg.PlotItem, metric: _Metric, key: str, scale: float,
+                        present: list[tuple[int, dict]], baseline: dict | None) -> None:
+        for side in ("left", "right"):
+            plot.showAxis(side)
+        plot.hideAxis("bottom")
+        n = len(self.rows)
+        ys = {row["id"]: float(n - 1 - i) for i, row in enumerate(self.rows)}     # first row on top
+        values = {row["id"]: row[key] * scale for _, row in present}
+        self.bar_values[metric.key] = values
+        base_raw = baseline.get(key) if baseline is not None else None
+        base_value = base_raw * scale if base_raw is not None else None
+        if base_value is not None:
+            self.baseline_values[metric.key] = base_value
+        labels = {}
+        for row in self.rows:
+            if row["id"] not in values:
+                labels[row["id"]] = "failed" if row["status"] != "done" else "—"
+                continue
+            labels[row["id"]] = self._value_text(metric, key, row, values)
+        self.bar_labels[metric.key] = labels
+        ids = [row["id"] for _, row in present]
+        bars = pg.BarGraphItem(x0=np.zeros(len(ids)), y=np.array([ys[i] for i in ids]),
+                               width=np.array([values[i] for i in ids]), height=0.62,
+                               brushes=[pg.mkBrush(verdict_color(row)) for _, row in present], pen=pg.mkPen(None))
+        plot.addItem(bars)
+        high = max(values.values())
+        if metric.key == "p50_ms":
+            high = max(high, self._error_bars(plot, present, ys))
+        reference = (DEFAULT_MIN_FIDELITY * scale if metric.key == FIDELITY and key != "accuracy"
+                     else base_value)
+        if reference is not None:
+            plot.addItem(pg.InfiniteLine(pos=reference, angle=90, movable=False,
+                                         pen=pg.mkPen(style.foreground(), width=1, style=Qt.PenStyle.DashLine)))
+        for side, texts in (("left", {r["id"]: self._label(r) for r in self.rows}), ("right", labels)):
+            axis = plot.getAxis(side)
+            axis.setTicks([[(ys[run_id], text) for run_id, text in texts.items()]])
+            # as wide as its longest label now (pyqtgraph would widen it only after a first, clipped paint)
+            metrics = QFontMetrics(axis.style["tickFont"] or axis.font())
+            axis.setWidth(max(metrics.horizontalAdvance(t) for t in texts.values()) + axis.style["tickTextOffset"][0] + 4)
+        if metric.key == FIDELITY:
+            # the whole scale, so a collapse looks like one
+            low = min(0.0, min(values.values()))
+            plot.setXRange(low, scale, padding=0)
+        else:
+            plot.setXRange(0, high * 1.04 or 1.0, padding=0)
+        plot.setYRange(-0.5, n - 0.5, padding=0)
+
+    @staticmethod
+    def _value_text(metric: _Metric, key: str, row: dict, values: dict[int, float]) -> str:
+        """The label beside a bar: the value in the table's units, then against the run's own
+        baseline (a ratio; points of accuracy) when that baseline is charted too."""
+        if metric.key == FIDELITY:
+            text = fmt.num(row[key], ".4f") if key == "cosine" else fmt.pct(row[key])
+        else:
+            text = metric.text(row[key])
+        base = values.get(row["baseline_id"]) if row.get("baseline_id") is not None else None
+        if not base:
+            return text
+        if metric.key == FIDELITY:
+            if key == "accuracy":
+                text += f" · {values[row['id']] - base:+.1f} pts".replace("-", "−")
+            return text
+        return text + f" · {values[row['id']] / base:.2f}×"
+
+    def _arrange_bars(self, shown: list[str]) -> None:
+        """Put the shown charts in a grid (two columns up to four charts, else three); redone only
+        when the set changes."""
+        if shown == self._bar_layout:
+            return
+        grid = self.metrics_view.ci
+        for key in self._bar_layout:
+            grid.removeItem(self.bar_plots[key])
+        columns = 2 if len(shown) <= 4 else 3
+        for n, key in enumerate(shown):
+            grid.addItem(self.bar_plots[key], row=n // columns, col=n % columns)
+        self._bar_layout = list(shown)
+
+    def _error_bars(self, plot: pg.PlotItem, present: list[tuple[int, dict]], ys: dict[int, float]) -> float:
+        """The median's 95 % interval as whiskers; returns the rightmost whisker end."""
+        xs, yv, lows, highs = [], [], [], []
+        for _i, row in present:
             ci = row.get("p50_ci_ms")
             if not ci:
                 continue
-            xs.append(i)
-            ys.append(row["p50_ms"])
+            xs.append(row["p50_ms"])
+            yv.append(ys[row["id"]])
             lows.append(max(0.0, row["p50_ms"] - ci[0]))
             highs.append(max(0.0, ci[1] - row["p50_ms"]))
-        if xs:
-            plot.addItem(pg.ErrorBarItem(x=np.array(xs, float), y=np.array(ys), bottom=np.array(lows),
-                                         top=np.array(highs), beam=0.2, pen=pg.mkPen(style.foreground())))
+        if not xs:
+            return 0.0
+        plot.addItem(pg.ErrorBarItem(x=np.array(xs, float), y=np.array(yv), left=np.array(lows),
+                                     right=np.array(highs), beam=0.2, pen=pg.mkPen(style.foreground())))
+        return float(max(x + h for x, h in zip(xs, highs)))
 
     def _draw_key(self) -> None:
         if not self.rows:
-            self.key_label.setText("")
+            self.key_label.setText(f"<span style='color:{style.muted().name()}'>Select runs in the table to "
+                                   "compare them: speed and fidelity side by side, bars in the colour of "
+                                   "each run's verdict.</span>")
             return
-        lines = []
+        muted = style.muted().name()
+        lines = [f"<span style='color:{muted}'>Bar colours: the verdict — "
+                 + ", ".join(f"<span style='color:{VERDICT_COLORS[level]}'>{word}</span>" for level, word in
+                             ((WIN, "win"), (LOSS, "loss"), (NOISE, "noise"), (BASELINE, "baseline")))
+                 + "</span>"]
         for row in self.rows:
-            color = self._colors[row["id"]].name()
-            note = " — baseline (not selected)" if row.get("reference_only") else ""
-            if row["status"] != "done":
-                note += f" — {row['status']}"
+            note = " · baseline, not selected" if row.get("reference_only") else ""
             name = row["name"] or row["chain"]
-            lines.append(f"<span style='color:{color}'>■</span> #{row['id']} {_html(name)} "
-                         f"<span style='color:{style.muted().name()}'>({_html(model_name(row['model']))}, "
-                         f"{_html(row['device'] or '?')}){_html(note)}</span>")
+            verdict = verdict_text(row) if row["status"] == "done" else f"✗ {row['status']}: {row['error'] or ''}"
+            lines.append(f"<span style='color:{verdict_color(row)}'>■</span> <b>#{row['id']}</b> {_html(name)} "
+                         f"<span style='color:{muted}'>({_html(model_name(row['model']))}, "
+                         f"{_html(row['device'] or '?')}{_html(note)})</span><br>"
+                         f"&nbsp;&nbsp;&nbsp;<span style='color:{verdict_color(row)}'>{_html(verdict)}</span>")
         baseline = self._baseline_row()
-        if baseline is not None:
-            lines.append(f"<span style='color:{style.muted().name()}'>╌ dashed line: baseline "
-                         f"#{baseline['id']}</span>")
-        self.key_label.setText("<br>".join(lines), size="9pt")
+        dashed = [f"baseline #{baseline['id']}"] if baseline is not None else []
+        if self.fidelity_metric in ("top1_agreement", "cosine"):
+            dashed.append(f"on fidelity, the {100 * DEFAULT_MIN_FIDELITY:g} % gate")
+        if dashed:
+            lines.append(f"<span style='color:{muted}'>╌ dashed line: {'; '.join(dashed)}</span>")
+        left_out = [f"{metric.title} ({self.placeholders[metric.key]})" for metric in BAR_METRICS
+                    if metric.key not in self._bar_layout and metric.key in self.placeholders]
+        if left_out:
+            lines.append(f"<span style='color:{muted}'>Not shown: {_html('; '.join(left_out))}</span>")
+        self.key_label.setText("<br>".join(lines))
 
     def _draw_cdfs(self, store: ResultsStore | None) -> None:
         self.cdf_plot.clear()
@@ -226,24 +354,26 @@ class ComparisonCharts(QWidget):
             legend.clear()
         else:
             legend = self.cdf_plot.addLegend(offset=(-10, -10), labelTextColor=style.foreground())
-        lows, highs = [], []
+        cdfs = []
         for row in self.rows:
             if row["status"] != "done" or store is None:
                 continue
             ns = store.latencies(row["id"])
-            if not ns:
-                continue
-            values, fractions = latency_cdf(ns, max(2, min(len(ns), self.MAX_CDF_POINTS)))
-            curve = self.cdf_plot.plot(values, fractions, pen=pg.mkPen(self._colors[row["id"]], width=2),
-                                       name=f"#{row['id']} {row['name'] or row['chain']}")
-            self.cdf_curves.append(curve)
-            lows.append(values[0])
-            highs.append(values[min(len(values) - 1, int(0.995 * len(values)))])   # the far tail would squash the rest
-        if not self.cdf_curves:
+            if ns:
+                cdfs.append((row, *latency_cdf(ns, max(2, min(len(ns), self.MAX_CDF_POINTS)))))
+        if not cdfs:
             self._placeholder(self.cdf_plot, "no latencies: select finished runs" if self.rows else
                               "select runs in the table", "cdf")
             return
-        lo, hi = min(lows), max(highs)
+        # the far tail would squash the rest
+        tails = [values[min(len(values) - 1, int(0.995 * len(values)))] for _row, values, _f in cdfs]
+        factor, self.cdf_unit = fmt.latency_axis_unit(tails)    # the unit the table prints these in
+        self.cdf_plot.setLabel("bottom", "latency per iteration", units=self.cdf_unit)
+        for row, values, fractions in cdfs:
+            curve = self.cdf_plot.plot(values * factor, fractions, pen=pg.mkPen(self._colors[row["id"]], width=2),
+                                       name=f"#{row['id']} {row['name'] or row['chain']}")
+            self.cdf_curves.append(curve)
+        lo, hi = min(values[0] for _r, values, _f in cdfs) * factor, max(tails) * factor
         pad = (hi - lo) * 0.05 or hi * 0.05 or 1.0
         self.cdf_plot.setXRange(max(0.0, lo - pad), hi + pad, padding=0)
         self.cdf_plot.setYRange(-0.03, 1.03, padding=0)   # 0 and 1 inside, so both get a label
@@ -257,27 +387,29 @@ class ComparisonCharts(QWidget):
         self.pareto_ids = []
         done = [r for r in self.rows if r["status"] == "done" and r.get("p50_ms") is not None]
         if any(r.get("top1_agreement") is not None for r in done):
-            key, label, scale, units = "top1_agreement", "top-1 agreement with the unoptimized model", 100.0, "%"
+            key, label, scale, units = "top1_agreement", "top-1 agreement", 100.0, "%"
         elif any(r.get("cosine") is not None for r in done):
-            key, label, scale, units = "cosine", "output cosine similarity", 1.0, None
+            key, label, scale, units = "cosine", "output cosine", 1.0, None
         else:
             key = None
         self.scatter_metric = key
         if key is None:
-            plot.setTitle("Latency vs fidelity (dashed: Pareto front)", color=style.foreground().name(), size="9pt")
+            plot.setTitle("Latency vs fidelity (╌ Pareto front)", color=style.foreground().name(), size="9pt")
             plot.setLabel("left", "fidelity")
             self._placeholder(plot, "no fidelity data in the selected runs" if self.rows else
                               "select runs in the table", "scatter")
             return
         plot.setLabel("left", label, units=units)
-        points = [(r["p50_ms"], r[key] * scale) for r in done if r.get(key) is not None]
         rows = [r for r in done if r.get(key) is not None]
-        for row, (x, y) in zip(rows, points):
-            self.scatter_points[row["id"]] = (x, y)
+        for row in rows:
+            self.scatter_points[row["id"]] = (row["p50_ms"], row[key] * scale)
+        factor, self.scatter_unit = fmt.latency_axis_unit([r["p50_ms"] for r in rows])
+        plot.setLabel("bottom", "p50 latency", units=self.scatter_unit)
+        points = [(r["p50_ms"] * factor, r[key] * scale) for r in rows]
         # one front per model: fidelity is agreement with each model's own unoptimized output
         fronts = pareto_fronts(points, [r["model"] for r in rows])
         per_model = " per model" if len(fronts) > 1 else ""
-        plot.setTitle(f"Latency vs fidelity (dashed: Pareto front{per_model})", color=style.foreground().name(),
+        plot.setTitle(f"Latency vs fidelity (╌ Pareto front{per_model})", color=style.foreground().name(),
                       size="9pt")
         self.pareto_ids = [rows[i]["id"] for front in fronts.values() for i in front]
         for front in fronts.values():
@@ -311,13 +443,15 @@ class ComparisonCharts(QWidget):
     def _spot_tip(self, x: float, y: float, data: Any) -> str:
         row = next((r for r in self.rows if r["id"] == data), None)
         name = (row["name"] or row["chain"]) if row else ""
-        return f"#{data} {name}\np50 {fmt.ms(x)}\nfidelity {y:.4g}"
+        p50, fidelity = self.scatter_points.get(data, (None, y))
+        verdict = f"\n{verdict_text(row)}" if row and row.get("verdict") else ""
+        return f"#{data} {name}\np50 {fmt.ms(p50)}\nfidelity {fidelity:.4g}{verdict}"
 
     def _placeholder(self, plot: pg.PlotItem, text: str, key: str) -> None:
         self.placeholders[key] = text
-        plot.getAxis("bottom").setTicks(None)
-        plot.hideAxis("left")
-        plot.hideAxis("bottom")
+        for side in ("left", "bottom", "right"):
+            plot.getAxis(side).setTicks(None)
+            plot.hideAxis(side)
         # wrapped: a small chart must not cut the reason off
         item = pg.TextItem(textwrap.fill(text, 30), color=style.muted(), anchor=(0.5, 0.5))
         plot.addItem(item)

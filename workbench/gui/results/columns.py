@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ... import format as fmt
+from ...results.compare import verdict_text
+from ...results.stats import NOISE_RULE
 from ...results.store import RunRecord
+from ...results.verdict import BASELINE, DEFAULT_MIN_FIDELITY, FAILED, LOSS, NOISE, WIN, fidelity_score
 
 
-def _energy(joules: float | None) -> str:
+def energy_text(joules: float | None) -> str:
     if joules is None:
         return "—"
     if joules < 1e-3:
@@ -42,6 +45,60 @@ def _throughput(value: float | None) -> str:
     return "—" if value is None else f"{fmt.count(value)}/s"
 
 
+# Sorting the verdict column: wins first, then noise, losses, baselines, failures.
+VERDICT_RANK = {WIN: 0, NOISE: 1, LOSS: 2, BASELINE: 3, FAILED: 4}
+
+
+def is_baseline(row: dict) -> bool:
+    return row["chain"] == "baseline" and row["status"] == "done"
+
+
+def speedup_text(row: dict) -> str:
+    """The speed-up alone ("3.19×"): its interval and the verdict are in the tooltip and the next column."""
+    if row["speedup"] is None:
+        return "baseline" if is_baseline(row) else "—"
+    return fmt.ratio(row["speedup"])
+
+
+def verdict_cell(row: dict) -> str:
+    """The core's verdict with its mark (✓ win, ✗ loss, ~ noise), as the CLI prints it."""
+    verdict = row.get("verdict")
+    return verdict_text(row) if verdict else "—"
+
+
+def gate_text(row: dict) -> str:
+    """What the verdict gated the outputs on, and where this run stands."""
+    kind, score = fidelity_score(row)
+    gate = f"{100 * DEFAULT_MIN_FIDELITY:g} %"
+    if kind is None:
+        return f"fidelity gate: top-1 agreement (or cosine) ≥ {gate}; not measured for this run"
+    ok = (row.get("verdict") or {}).get("fidelity_ok")
+    where = "passes" if ok else "below the gate" if ok is False else "not judged"
+    return f"fidelity gate: {kind} ≥ {gate}; this run {100 * score:.1f} % ({where})"
+
+
+def verdict_tip(row: dict) -> str:
+    """The full verdict, the speed-up's interval and the fidelity gate, for the speed-up and verdict cells."""
+    lines = [verdict_cell(row)]
+    if row["speedup"] is not None and row.get("speedup_ci"):
+        low, high = row["speedup_ci"]
+        noise = ("outside the noise: the interval clears 1× and the run-to-run band"
+                 if row["speedup_significant"] else f"inside the noise: {NOISE_RULE}")
+        lines.append(f"speed-up {row['speedup']:.3f}× vs baseline #{row['baseline_id']}, "
+                     f"95 % interval [{low:.3f}×, {high:.3f}×]\n{noise}")
+    elif is_baseline(row):
+        lines.append("plugin-free run: the baseline of runs with the same model, runtime, device and batch")
+    lines.append(gate_text(row))
+    if (row.get("verdict") or {}).get("level") == LOSS and (row.get("verdict") or {}).get("fidelity_ok") is False:
+        lines.append("a variant that changed the outputs this much is not a win at any speed")
+    return "\n".join(lines)
+
+
+def _verdict_sort(row: dict) -> tuple:
+    level = (row.get("verdict") or {}).get("level", FAILED)
+    return (VERDICT_RANK.get(level, len(VERDICT_RANK)), -(row["speedup"] or 0.0))
+
+
 @dataclass
 class Column:
     key: str
@@ -50,18 +107,21 @@ class Column:
     sort: Callable[[dict, RunRecord], Any]
     numeric: bool = False
     tip: str = ""
+    max_width: int | None = None    # wider text is elided (the tooltip or a wider column shows it)
 
 
-def _c(key: str, header: str, text: Callable, sort: Callable, numeric: bool = False, tip: str = "") -> Column:
-    return Column(key, header, text, sort, numeric, tip)
+def _c(key: str, header: str, text: Callable, sort: Callable, numeric: bool = False, tip: str = "",
+       max_width: int | None = None) -> Column:
+    return Column(key, header, text, sort, numeric, tip, max_width)
 
 
 COLUMNS: list[Column] = [
     _c("id", "ID", lambda r, run: str(r["id"]), lambda r, run: r["id"], True),
     _c("name", "Name", lambda r, run: r["name"] or "", lambda r, run: (r["name"] or "").lower(),
-       tip="Double-click or F2 to rename"),
-    _c("model", "Model", lambda r, run: model_name(r["model"]), lambda r, run: model_name(r["model"]).lower()),
-    _c("chain", "Chain", lambda r, run: r["chain"], lambda r, run: r["chain"]),
+       tip="Double-click or F2 to rename", max_width=140),
+    _c("model", "Model", lambda r, run: model_name(r["model"]), lambda r, run: model_name(r["model"]).lower(),
+       max_width=160),
+    _c("chain", "Chain", lambda r, run: r["chain"], lambda r, run: r["chain"], max_width=150),
     _c("status", "Status", lambda r, run: r["status"], lambda r, run: r["status"]),
     _c("device", "Device", lambda r, run: r["device"] or "—", lambda r, run: r["device"] or ""),
     _c("runtime", "Runtime", lambda r, run: r["runtime"] or "—", lambda r, run: r["runtime"] or ""),
@@ -75,27 +135,36 @@ COLUMNS: list[Column] = [
        "99th percentile latency (reported only with ≥ 662 iterations)"),
     _c("throughput", "Throughput", lambda r, run: _throughput(r["throughput"]), lambda r, run: r["throughput"], True,
        "Samples per second: batch / median latency"),
-    _c("speedup", "Speed-up", lambda r, run: fmt.ratio(r["speedup"]), lambda r, run: r["speedup"], True,
-       "Baseline median / this run's median, with a 95 % interval; coloured only outside the noise"),
+    _c("speedup", "Speed-up", lambda r, run: speedup_text(r), lambda r, run: r["speedup"], True,
+       "Baseline median / this run's median. Coloured by the verdict: green a win, red a loss "
+       "(slower, or outputs below the fidelity gate however fast), grey inside the noise"),
+    _c("verdict", "Verdict", lambda r, run: verdict_cell(r), lambda r, run: _verdict_sort(r),
+       tip="The speed-up and the fidelity judged together (the same verdict as the CLI and the reports)",
+       max_width=260),
     _c("rss", "Peak RSS", lambda r, run: fmt.nbytes(r["peak_rss_bytes"]), lambda r, run: r["peak_rss_bytes"], True,
        "Peak resident memory of the worker process"),
     _c("gpu_mem", "GPU memory", lambda r, run: fmt.nbytes(r["gpu_mem_peak_bytes"]),
        lambda r, run: r["gpu_mem_peak_bytes"], True, "Peak GPU memory of the worker (device-wide if not listed)"),
     _c("power", "Power", lambda r, run: fmt.num(r["power_w"], ".3g", " W"), lambda r, run: r["power_w"], True,
        "Mean GPU power during the timed window"),
-    _c("energy", "Energy/inference", lambda r, run: _energy(r["energy_j_per_inference"]),
+    _c("energy", "Energy/inference", lambda r, run: energy_text(r["energy_j_per_inference"]),
        lambda r, run: r["energy_j_per_inference"], True, "GPU energy per iteration (one batch)"),
     _c("size", "Size", lambda r, run: fmt.nbytes(r["size_bytes"])
        + (f" ({fmt.ratio(r['size_ratio'])})" if r.get("size_ratio") is not None and r["chain"] != "baseline" else ""),
        lambda r, run: r["size_bytes"], True, "Serialized weights (ratio vs the unoptimized model)"),
-    _c("top1", "Top-1 agreement", lambda r, run: fmt.pct(r["top1_agreement"]), lambda r, run: r["top1_agreement"],
-       True, "Fraction of samples whose predicted class matches the unoptimized model"),
+    _c("top1", "Top-1", lambda r, run: fmt.pct(r["top1_agreement"]), lambda r, run: r["top1_agreement"],
+       True, "Top-1 agreement: the fraction of samples whose predicted class matches the unoptimized model"),
     _c("accuracy", "Accuracy", lambda r, run: fmt.pct(r["accuracy"]), lambda r, run: r["accuracy"], True,
        "Accuracy on the labelled evaluation data, when the data has labels"),
-    _c("tags", "Tags", lambda r, run: ", ".join(r["tags"] or ()), lambda r, run: ", ".join(r["tags"] or ())),
+    _c("cosine", "Cosine", lambda r, run: fmt.num(r.get("cosine"), ".4f"), lambda r, run: r.get("cosine"), True,
+       "Cosine similarity of the outputs to the unoptimized model's (the gate when there are no classes)"),
+    _c("tags", "Tags", lambda r, run: ", ".join(r["tags"] or ()), lambda r, run: ", ".join(r["tags"] or ()),
+       max_width=160),
 ]
-# What a user compares first (latency, speed-up, fidelity) comes first; context columns follow.
-_ORDER = ("id", "name", "chain", "status", "p50", "p99", "throughput", "speedup", "top1", "accuracy", "size",
-          "rss", "gpu_mem", "power", "energy", "model", "device", "runtime", "duration", "tags")
+# What tells the truth at a glance comes first and fits a narrow table (speed-up, its verdict, what it
+# cost in fidelity); the numbers behind it follow, context columns last.
+PRIORITY = ("id", "chain", "speedup", "verdict", "top1", "accuracy")
+_ORDER = PRIORITY + ("p50", "p99", "throughput", "size", "name", "status", "cosine", "rss", "gpu_mem", "power",
+                     "energy", "model", "device", "runtime", "duration", "tags")
 COLUMNS.sort(key=lambda c: _ORDER.index(c.key) if c.key in _ORDER else len(_ORDER))
 COLUMN_INDEX = {c.key: i for i, c in enumerate(COLUMNS)}

@@ -31,6 +31,13 @@ class ResultsPane(QSplitter):
         self._charts_timer = self._timer(self.CHARTS_DELAY_MS, self._update_charts)
         self.table.selectionChanged.connect(lambda *_args: self._charts_timer.start())
 
+    def default_sizes(self, width: int) -> list[int]:
+        """[table, charts] for a pane ``width`` px wide: the table gets what its first columns
+        (speed-up, verdict, fidelity) need, between a third and a half of the width."""
+        wanted = self.table.priority_width() + 4
+        table = max(int(width * 0.34), min(int(width * 0.5), wanted))
+        return [table, width - table]
+
     def _timer(self, interval_ms: int, slot: Any) -> QTimer:
         timer = QTimer(self)
         timer.setSingleShot(True)

@@ -1,27 +1,29 @@
 """The Results dock's table: every stored run with its deltas vs the baseline, sortable and
 filterable, with rename (F2), tag, delete (Del) and multi-select.
 
-The numbers come from the core (``workbench.results.compare.comparison_row``); nothing is measured or
-recomputed here. A speed-up is coloured green/red only when its confidence interval clears 1 and the run-to-run
-noise band (``speedup_significant``); inside the noise it is grey, and the tooltip always gives the interval.
+The numbers and the verdict come from the core (``workbench.results.compare.comparison_row``, whose
+``row["verdict"]`` is ``results.verdict``'s); nothing is measured or judged here. The speed-up and verdict
+cells are coloured by the verdict's level: green a win, red a loss (slower, or outputs below the fidelity
+gate however fast), grey inside the noise; their tooltip gives the full verdict, the interval and the gate.
+The columns that say that (speed-up, verdict, fidelity) come first and are fitted into the table's width.
 """
 from __future__ import annotations
 
 import math
 from typing import Any, Sequence
 
-from PySide6.QtCore import (QAbstractTableModel, QItemSelection, QItemSelectionModel, QModelIndex,
-                            QSortFilterProxyModel, Qt, Signal)
+from PySide6.QtCore import (QAbstractTableModel, QEvent, QItemSelection, QItemSelectionModel, QModelIndex,
+                            QObject, QSize, QSortFilterProxyModel, Qt, Signal)
 from PySide6.QtGui import QAction, QColor, QFont, QKeySequence
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QLineEdit,
-                               QMenu, QMessageBox, QTableView, QVBoxLayout, QWidget)
+                               QMenu, QMessageBox, QStyle, QTableView, QVBoxLayout, QWidget)
 
 from ... import format as fmt
 from ...results.compare import baseline_for, comparison_row
-from ...results.stats import NOISE_RULE
 from ...results.store import ResultsStore, RunRecord
 from .. import plot_style as style
-from .columns import COLUMN_INDEX, COLUMNS, Column
+from ...results.verdict import LOSS, NOISE, WIN
+from .columns import COLUMN_INDEX, COLUMNS, PRIORITY, Column, is_baseline, verdict_tip
 
 SORT_ROLE = Qt.ItemDataRole.UserRole
 RUN_ID_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -98,8 +100,6 @@ class RunsTableModel(QAbstractTableModel):
         row, run = self._rows[index.row()], self._runs[index.row()]
         column = COLUMNS[index.column()]
         if role == Qt.ItemDataRole.DisplayRole:
-            if column.key == "speedup":
-                return self._speedup_text(row)
             return column.text(row, run)
         if role == Qt.ItemDataRole.EditRole:
             return row["name"] or "" if column.key == "name" else column.text(row, run)
@@ -116,7 +116,7 @@ class RunsTableModel(QAbstractTableModel):
             return self._background(row, column)
         if role == Qt.ItemDataRole.ForegroundRole:
             return self._foreground(row, column)
-        if role == Qt.ItemDataRole.FontRole and column.key == "speedup" and self._is_baseline(row):
+        if role == Qt.ItemDataRole.FontRole and column.key == "speedup" and is_baseline(row):
             font = QFont()
             font.setItalic(True)
             return font
@@ -135,19 +135,6 @@ class RunsTableModel(QAbstractTableModel):
         return True
 
     # -- presentation ----------------------------------------------------------------------------
-    @staticmethod
-    def _is_baseline(row: dict) -> bool:
-        return row["chain"] == "baseline" and row["status"] == "done"
-
-    def _speedup_text(self, row: dict) -> str:
-        if row["speedup"] is None:
-            return "baseline" if self._is_baseline(row) else "—"
-        text = fmt.ratio(row["speedup"])
-        ci = row["speedup_ci"]
-        if ci:
-            text += f"  [{ci[0]:.2f}, {ci[1]:.2f}]"
-        return text
-
     def _tooltip(self, row: dict, run: RunRecord, column: Column) -> str | None:
         if run.status in ("failed", "cancelled"):
             reason = run.error or "no reason recorded"
@@ -159,15 +146,11 @@ class RunsTableModel(QAbstractTableModel):
         if run.status == "running":
             return "still running (or interrupted: reopening the app marks stale runs as failed)"
         key = column.key
-        if key == "speedup":
-            if row["speedup"] is None:
-                return ("plugin-free run: the baseline of runs with the same model, runtime, device and batch"
-                        if self._is_baseline(row) else NO_BASELINE_TIP)
-            low, high = row["speedup_ci"]
-            verdict = ("outside the noise: the interval clears 1× and the run-to-run band"
-                       if row["speedup_significant"] else f"inside the noise: {NOISE_RULE}")
-            return (f"speed-up {row['speedup']:.3f}× vs baseline #{row['baseline_id']}\n"
-                    f"95 % interval [{low:.3f}×, {high:.3f}×]\n{verdict}")
+        if key in ("speedup", "verdict"):
+            tip = verdict_tip(row)
+            if row["speedup"] is None and not is_baseline(row):
+                tip += "\n" + NO_BASELINE_TIP
+            return tip
         if key == "p50":
             ci = row["p50_ci_ms"]
             parts = [f"median {fmt.ms(row['p50_ms'])}"]
@@ -184,9 +167,22 @@ class RunsTableModel(QAbstractTableModel):
             return row["model"]
         return column.tip or None
 
+    @staticmethod
+    def _level(row: dict) -> str | None:
+        verdict = row.get("verdict") or {}
+        # a run whose outputs failed the gate is never painted as a win, whatever its level says
+        if verdict.get("fidelity_ok") is False:
+            return LOSS
+        return verdict.get("level")
+
     def _background(self, row: dict, column: Column) -> QColor | None:
-        if column.key == "speedup" and row["speedup_significant"]:
-            return style.good_background() if row["speedup"] > 1 else style.bad_background()
+        if column.key not in ("speedup", "verdict"):
+            return None
+        level = self._level(row)
+        if level == WIN:
+            return style.good_background()
+        if level == LOSS:
+            return style.bad_background()
         return None
 
     def _foreground(self, row: dict, column: Column) -> QColor | None:
@@ -198,7 +194,7 @@ class RunsTableModel(QAbstractTableModel):
                 return style.neutral_foreground()
         if status in ("failed", "cancelled") and column.key != "status":
             return style.neutral_foreground()
-        if column.key == "speedup" and not row["speedup_significant"]:
+        if column.key in ("speedup", "verdict") and self._level(row) == NOISE:
             return style.neutral_foreground()
         return None
 
@@ -234,6 +230,9 @@ class ResultsView(QWidget):
     ``selectionChanged(list[int])`` carries the selected run ids (in table order)."""
 
     selectionChanged = Signal(list)
+    # Elided, in this order, when the first columns do not fit: (column, narrowest width in px).
+    SQUEEZE = (("verdict", 130), ("chain", 80), ("verdict", 70), ("chain", 50))
+    MAX_MIN_WIDTH = 460     # the table's minimum width never exceeds this (small screens)
 
     def __init__(self, store: ResultsStore, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -273,6 +272,12 @@ class ResultsView(QWidget):
         header.setHighlightSections(False)
         header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         header.customContextMenuRequested.connect(self._header_menu)
+        header.sectionResized.connect(self._section_resized)
+        self._sized = False
+        self._fitting = False
+        self._auto_widths = True
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.table.viewport().installEventFilter(self)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
         layout.addWidget(self.table, 1)
@@ -311,19 +316,81 @@ class ResultsView(QWidget):
         self._update_count()
         self._update_actions()
         self._emit_if_changed()
-        if self.model.rowCount() and not getattr(self, "_sized", False):
+        if self.model.rowCount() and (self._auto_widths or not self._sized):
             self._sized = True
-            self.table.resizeColumnsToContents()
-            for i, column in enumerate(COLUMNS):
-                if column.key in ("chain", "name", "model"):
-                    self.table.setColumnWidth(i, min(self.table.columnWidth(i), 260))
+            self.fit_columns()
         elif self.model.rowCount() <= 500:
-            # Numbers arrive after the first sizing (a run finishing): widen, never shrink the user's widths.
+            # The user has set widths: numbers arriving later (a run finishing) widen, never shrink, them.
             for i, column in enumerate(COLUMNS):
-                if column.key not in ("chain", "name", "model", "tags"):
+                if column.max_width is None:
                     wanted = self.table.sizeHintForColumn(i)
                     if wanted > self.table.columnWidth(i):
                         self.table.setColumnWidth(i, wanted)
+
+    def fit_columns(self) -> None:
+        """Columns to their contents, long text capped, then the first columns (speed-up, verdict,
+        fidelity) squeezed into the visible width: the verdict and the chain are elided before any
+        of them scrolls out of sight. Stops once the user drags a column edge."""
+        if not self.model.rowCount() or self.model.rowCount() > 500:
+            return
+        self._fitting = True
+        try:
+            for i in range(len(COLUMNS)):
+                self.table.setColumnWidth(i, self.natural_width(i))
+            shown = self._shown_priority()
+            excess = sum(self.table.columnWidth(i) for i in shown) - self.table.viewport().width()
+            for key, narrowest in self.SQUEEZE:
+                i = COLUMN_INDEX[key]
+                if excess <= 0:
+                    break
+                if i in shown:
+                    cut = min(excess, max(0, self.table.columnWidth(i) - narrowest))
+                    self.table.setColumnWidth(i, self.table.columnWidth(i) - cut)
+                    excess -= cut
+        finally:
+            self._fitting = False
+        self.updateGeometry()     # the splitter reads the new minimum width
+
+    def natural_width(self, column: int) -> int:
+        """Contents and header text, capped at the column's ``max_width``. The sort arrow's room is
+        kept only where the arrow is (Qt reserves it in every header, which cost ~20 px a column)."""
+        header = self.table.horizontalHeader()
+        margin = 2 * self.style().pixelMetric(QStyle.PixelMetric.PM_HeaderMargin) + 10
+        text = header.fontMetrics().horizontalAdvance(COLUMNS[column].header) + margin
+        if header.sortIndicatorSection() == column:
+            text += header.fontMetrics().height()
+        width = max(self.table.sizeHintForColumn(column), text)
+        cap = COLUMNS[column].max_width
+        return min(width, cap) if cap is not None else width
+
+    def priority_width(self, squeezed: bool = False) -> int:
+        """Pixels the first columns need (with verdict and chain at their first squeeze limits if
+        ``squeezed``), plus the frame and a vertical scroll bar."""
+        limits = {key: narrowest for key, narrowest in reversed(self.SQUEEZE[:2])} if squeezed else {}
+        total = 0
+        for i in self._shown_priority():
+            natural = self.natural_width(i) if self.model.rowCount() else self.table.columnWidth(i)
+            total += min(natural, limits.get(COLUMNS[i].key, natural))
+        return total + self.table.verticalScrollBar().sizeHint().width() + 2 * self.table.frameWidth()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+        # never so narrow that the speed-up, the verdict and the fidelity leave the screen
+        hint = super().minimumSizeHint()
+        return QSize(max(hint.width(), min(self.MAX_MIN_WIDTH, self.priority_width(squeezed=True))), hint.height())
+
+    def _shown_priority(self) -> list[int]:
+        return [COLUMN_INDEX[k] for k in PRIORITY if not self.table.isColumnHidden(COLUMN_INDEX[k])]
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
+        if watched is self.table.viewport() and event.type() == QEvent.Type.Resize and self._auto_widths:
+            old, new = event.oldSize().width(), event.size().width()
+            if old != new:
+                self.fit_columns()
+        return super().eventFilter(watched, event)
+
+    def _section_resized(self, *_args: Any) -> None:
+        if not self._fitting:
+            self._auto_widths = False      # the user dragged a column edge: their widths stay
 
     def selected_run_ids(self) -> list[int]:
         rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
@@ -441,8 +508,13 @@ class ResultsView(QWidget):
             action = menu.addAction(column.header)
             action.setCheckable(True)
             action.setChecked(not self.table.isColumnHidden(i))
-            action.toggled.connect(lambda on, col=i: self.table.setColumnHidden(col, not on))
+            action.toggled.connect(lambda on, col=i: self._show_column(col, on))
         menu.exec(self.table.horizontalHeader().mapToGlobal(pos))
+
+    def _show_column(self, column: int, shown: bool) -> None:
+        self.table.setColumnHidden(column, not shown)
+        if self._auto_widths:
+            self.fit_columns()
 
     def _selection_changed(self, *args: Any) -> None:
         self._update_actions()

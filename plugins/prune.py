@@ -314,8 +314,12 @@ class Prune(Plugin):
         Param("ignore", "str", "",
               "module names to leave unpruned, separated by ';' (e.g. features.0.0;features.1.0); "
               "the output layer is always kept"),
-        Param("finetune_epochs", "int", 0,
-              "recovery fine-tune epochs on x_train/y_train after pruning (needs --data)", minimum=0),
+        Param("finetune", "choice", "auto",
+              "recovery fine-tune after pruning on x_train/y_train: auto = when labelled training data "
+              "exists (the demos have it; --data gives it), on = require it, off = never (pruning without "
+              "it can ruin a model: the verdict shows the accuracy it cost)",
+              choices=("auto", "on", "off")),
+        Param("finetune_epochs", "int", 3, "recovery fine-tune epochs (0 = none)", minimum=0),
         Param("lr", "float", 1e-3, "fine-tune learning rate (Adam)", minimum=0.0, exclusive_min=True),
         Param("batch_size", "int", 64, "fine-tune batch size", minimum=1),
     )
@@ -336,9 +340,7 @@ class Prune(Plugin):
         from workbench.plugin_api import count_parameters, model_bytes
 
         p = self.params
-        if p["finetune_epochs"] > 0 and not T.has_split(context.data, "train", labels=True):
-            raise PluginError(f"prune: finetune_epochs={p['finetune_epochs']} needs labelled training "
-                              f"data: {T.DATA_HINT}, or set finetune_epochs=0")
+        self._epochs, skipped_note = self._finetune_epochs(context)
         context.progress(0.0, f"{p['method']} pruning")
         with T.eval_mode(model):
             expected = T.output_shape(model, context.example_inputs)
@@ -353,6 +355,8 @@ class Prune(Plugin):
             report = self._unstructured(pruned, context, ignored)
         else:
             report = self._structured(pruned, context, ignored)
+        if skipped_note:
+            report.notes.append(skipped_note)
         T.check_runs(pruned, context.example_inputs, expected, "prune")
         pruned.eval()
 
@@ -394,9 +398,9 @@ class Prune(Plugin):
         extra: dict[str, Any] = {}
         summary_tail = ""
         try:
-            if p["finetune_epochs"] > 0:
+            if self._epochs > 0:
                 # Masks stay active while fine-tuning, so the pruned weights stay zero.
-                result = T.finetune(model, context, epochs=p["finetune_epochs"], lr=p["lr"],
+                result = T.finetune(model, context, epochs=self._epochs, lr=p["lr"],
                                     batch_size=p["batch_size"], what="prune fine-tune", span=(0.3, 0.95))
                 extra.update(finetune_epochs=result.epochs, finetune_loss_curve=result.epoch_losses)
                 summary_tail = f", fine-tuned {result.epochs} epoch(s)"
@@ -422,6 +426,19 @@ class Prune(Plugin):
                      + summary_tail),
             sparsity=sparsity, layers_changed=layers, notes=notes, extra=extra)
 
+    def _finetune_epochs(self, context: PluginContext) -> tuple[int, str | None]:
+        """How many recovery epochs to run, and a note when 'auto' had to skip them."""
+        p = self.params
+        if p["finetune"] == "off" or p["finetune_epochs"] == 0:
+            return 0, None
+        if T.has_split(context.data, "train", labels=True):
+            return p["finetune_epochs"], None
+        if p["finetune"] == "on":
+            raise PluginError(f"prune: finetune=on needs labelled training data: {T.DATA_HINT}, "
+                              "or set finetune=off")
+        return 0, ("no labelled training data (x_train/y_train), so no recovery fine-tune: accuracy may "
+                   "collapse; give --data to fine-tune")
+
     # -- structured --------------------------------------------------------------------------
     def _structured(self, model: Any, context: PluginContext, ignored: list) -> PluginReport:
         p = self.params
@@ -435,8 +452,8 @@ class Prune(Plugin):
         notes = [f"torch-pruning: {msg}" for msg in caught[:5]]
         extra: dict[str, Any] = {}
         tail = ""
-        if p["finetune_epochs"] > 0:
-            result = T.finetune(model, context, epochs=p["finetune_epochs"], lr=p["lr"],
+        if self._epochs > 0:
+            result = T.finetune(model, context, epochs=self._epochs, lr=p["lr"],
                                 batch_size=p["batch_size"], what="prune fine-tune", span=(0.3, 0.95))
             extra.update(finetune_epochs=result.epochs, finetune_loss_curve=result.epoch_losses)
             tail = f"; fine-tuned {result.epochs} epoch(s)"

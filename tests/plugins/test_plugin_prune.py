@@ -46,7 +46,7 @@ def test_structured_half_removes_channels(cnn, data):
     before_state = {k: v.clone() for k, v in cnn.state_dict().items()}
     convs = _convs(cnn)
     example = torch.randn(BATCH, 1, 8, 8)
-    pruned, report = Prune(method="structured", amount=0.5, importance="l1").run(cnn, _context(data))
+    pruned, report = Prune(method="structured", amount=0.5, importance="l1", finetune="off").run(cnn, _context(data))
 
     after = _convs(pruned)
     assert set(after) == set(convs) and len(convs) >= 3
@@ -134,7 +134,7 @@ def test_amount_out_of_range_is_rejected(bad):
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("scope", ["layer", "global"])
 def test_unstructured_half_sparsity_is_measured(cnn, data, scope):
-    pruned, report = Prune(method="unstructured", amount=0.5, scope=scope).run(cnn, _context(data))
+    pruned, report = Prune(method="unstructured", amount=0.5, scope=scope, finetune="off").run(cnn, _context(data))
     weights = _weights(pruned)
     zeros = sum(int((w == 0).sum()) for w in weights)
     total = sum(w.numel() for w in weights)
@@ -153,7 +153,7 @@ def test_unstructured_half_sparsity_is_measured(cnn, data, scope):
 # Fine-tune
 # ---------------------------------------------------------------------------------------------
 def test_finetune_recovers_accuracy(cnn, data):
-    _, plain = Prune(method="structured", amount=0.5).run(cnn, _context(data))
+    _, plain = Prune(method="structured", amount=0.5, finetune="off").run(cnn, _context(data))
     events: list = []
     tuned_model, tuned = Prune(method="structured", amount=0.5, finetune_epochs=1).run(
         cnn, _context(data, events))
@@ -180,10 +180,20 @@ def test_unstructured_finetune_keeps_zeros_and_is_seeded(cnn, data):
 
 
 @pytest.mark.parametrize("partial", [None, "test_only"])
-def test_finetune_without_training_data_raises(cnn, data, partial):
+def test_finetune_on_without_training_data_raises(cnn, data, partial):
     given = None if partial is None else {"x_test": data["x_test"], "y_test": data["y_test"]}
-    with pytest.raises(PluginError, match=r"finetune_epochs=1 needs labelled training data.*--data"):
-        Prune(method="structured", amount=0.5, finetune_epochs=1).run(cnn, _context(given))
+    with pytest.raises(PluginError, match=r"finetune=on needs labelled training data.*--data"):
+        Prune(method="structured", amount=0.5, finetune="on", finetune_epochs=1).run(cnn, _context(given))
+
+
+def test_default_fine_tunes_when_training_data_exists_and_says_so_when_not(cnn, data):
+    """Structured pruning's defaults must not ruin a model the user has training data for."""
+    _, tuned = Prune(method="structured", amount=0.5).run(cnn, _context(data))
+    assert tuned.extra["finetune_epochs"] == 3
+    test_only = {"x_test": data["x_test"], "y_test": data["y_test"]}
+    _, untuned = Prune(method="structured", amount=0.5).run(cnn, _context(test_only))
+    assert "finetune_epochs" not in untuned.extra
+    assert any("no recovery fine-tune" in note for note in untuned.notes)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -117,6 +117,7 @@ def main() -> int:
                 raise SystemExit(f"bad --variant {text!r}: expected MODEL=PLUGIN[:key=value,...][+PLUGIN...]")
             variants.append((model, [PluginStep.parse(step) for step in chain.split("+")]))
     jobs = [job for model, steps in variants for job in run_pair(model, steps)]
+    pump(0.5)       # the last group's own "select my runs" lands first, then ours
     window.select_runs([j.run_id for j in jobs])
     window.results_dock.raise_()
     if os.environ.get("WB_SPLIT"):

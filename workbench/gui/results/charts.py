@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFontMetrics
+from PySide6.QtGui import QColor, QFontMetrics
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from ... import format as fmt
@@ -30,6 +30,8 @@ MIB = float(1 << 20)
 # Verdict colours, as the reports draw them: green a win, red a loss, grey inside the noise.
 VERDICT_COLORS = {WIN: "#2e8540", LOSS: "#c0392b", NOISE: "#8a949e", BASELINE: "#1f5fa8"}
 FAILED_COLOR = "#8a949e"
+# Run colours (CDF curves) without the greens and reds: here those mean a verdict, never a run.
+RUN_PALETTE = tuple(c for c in style.RUN_COLORS if c.upper() not in ("#009E73", "#D55E00"))
 FIDELITY = "fidelity"     # the fidelity chart's key: accuracy, else top-1 agreement, else cosine
 
 
@@ -162,7 +164,7 @@ class ComparisonCharts(QWidget):
         for row in baselines:
             row["reference_only"] = True
         self.rows = baselines + rows
-        self._colors = {row["id"]: style.run_color(i) for i, row in enumerate(self.rows)}
+        self._colors = {row["id"]: QColor(RUN_PALETTE[i % len(RUN_PALETTE)]) for i, row in enumerate(self.rows)}
         self.placeholders = {}
         self._draw_bars()
         self._draw_key()
@@ -206,7 +208,8 @@ class ComparisonCharts(QWidget):
             plot = self.bar_plots[metric.key]
             plot.clear()
             # short titles (a title's width is its plot's minimum width); the unit is in each value
-            plot.setTitle(f"{title} ({metric.better} is better)", color=style.foreground().name(), size="9pt")
+            arrow = "↓" if metric.better == "lower" else "↑"      # the key says: lower / higher is better
+            plot.setTitle(f"{title} {arrow}", color=style.foreground().name(), size="9pt")
             present = [(i, row) for i, row in enumerate(self.rows) if row.get(key) is not None]
             self.bar_values[metric.key] = {}
             if not present:
@@ -281,6 +284,8 @@ class ComparisonCharts(QWidget):
             if key == "accuracy":
                 text += f" · {values[row['id']] - base:+.1f} pts".replace("-", "−")
             return text
+        if metric.key.endswith("_ms"):
+            return text      # a latency ratio (0.65×) beside the verdict's speed-up (1.53×) only confuses
         return text + f" · {values[row['id']] / base:.2f}×"
 
     def _arrange_bars(self, shown: list[str]) -> None:
@@ -323,7 +328,7 @@ class ComparisonCharts(QWidget):
         lines = [f"<span style='color:{muted}'>Bar colours: the verdict — "
                  + ", ".join(f"<span style='color:{VERDICT_COLORS[level]}'>{word}</span>" for level, word in
                              ((WIN, "win"), (LOSS, "loss"), (NOISE, "noise"), (BASELINE, "baseline")))
-                 + "</span>"]
+                 + "; ↓ lower is better, ↑ higher is better</span>"]
         for row in self.rows:
             note = " · baseline, not selected" if row.get("reference_only") else ""
             name = row["name"] or row["chain"]
@@ -367,7 +372,8 @@ class ComparisonCharts(QWidget):
             return
         # the far tail would squash the rest
         tails = [values[min(len(values) - 1, int(0.995 * len(values)))] for _row, values, _f in cdfs]
-        factor, self.cdf_unit = fmt.latency_axis_unit(tails)    # the unit the table prints these in
+        # the unit the table prints these runs' medians in
+        factor, self.cdf_unit = fmt.latency_axis_unit([values[len(values) // 2] for _row, values, _f in cdfs])
         self.cdf_plot.setLabel("bottom", "latency per iteration", units=self.cdf_unit)
         for row, values, fractions in cdfs:
             curve = self.cdf_plot.plot(values * factor, fractions, pen=pg.mkPen(self._colors[row["id"]], width=2),
@@ -421,7 +427,8 @@ class ComparisonCharts(QWidget):
                 sy = np.repeat(fy, 2)[:-1]
                 plot.plot(sx, sy, pen=pg.mkPen(style.muted(), width=1.5, style=Qt.PenStyle.DashLine))
         on_front = {i for front in fronts.values() for i in front}
-        spots = [{"pos": p, "brush": pg.mkBrush(self._colors[r["id"]]), "size": 13 if i in on_front else 10,
+        # points in their verdict's colour: the trade-off is what the verdict judges
+        spots = [{"pos": p, "brush": pg.mkBrush(verdict_color(r)), "size": 13 if i in on_front else 10,
                   "pen": pg.mkPen(style.foreground(), width=2) if i in on_front else pg.mkPen(None),
                   "data": r["id"]} for i, (r, p) in enumerate(zip(rows, points))]
         scatter = pg.ScatterPlotItem(spots=spots, hoverable=True, tip=self._spot_tip)

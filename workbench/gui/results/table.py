@@ -14,9 +14,10 @@ from typing import Any, Sequence
 
 from PySide6.QtCore import (QAbstractTableModel, QEvent, QItemSelection, QItemSelectionModel, QModelIndex,
                             QObject, QSize, QSortFilterProxyModel, Qt, Signal)
-from PySide6.QtGui import QAction, QColor, QFont, QKeySequence
+from PySide6.QtGui import QAction, QColor, QFont, QKeySequence, QPalette, QPen
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QLineEdit,
-                               QMenu, QMessageBox, QStyle, QTableView, QVBoxLayout, QWidget)
+                               QMenu, QMessageBox, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QTableView,
+                               QVBoxLayout, QWidget)
 
 from ... import format as fmt
 from ...results.compare import baseline_for, comparison_row
@@ -199,6 +200,27 @@ class RunsTableModel(QAbstractTableModel):
         return None
 
 
+class VerdictDelegate(QStyledItemDelegate):
+    """Keeps a verdict's colour visible in selected rows (the selection highlight would paint over
+    it, and comparing means selecting): the cell keeps its colour, the selection shows as lines
+    along the row's top and bottom."""
+
+    def paint(self, painter, option, index) -> None:  # noqa: D102 (Qt API)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        if not selected or index.data(Qt.ItemDataRole.BackgroundRole) is None:
+            super().paint(painter, option, index)
+            return
+        unselected = QStyleOptionViewItem(option)
+        unselected.state &= ~QStyle.StateFlag.State_Selected
+        super().paint(painter, unselected, index)
+        painter.save()
+        painter.setPen(QPen(option.palette.color(QPalette.ColorRole.Highlight), 2))
+        rect = option.rect.adjusted(0, 1, 0, -1)
+        painter.drawLine(rect.topLeft(), rect.topRight())
+        painter.drawLine(rect.bottomLeft(), rect.bottomRight())
+        painter.restore()
+
+
 class RunsSortProxy(QSortFilterProxyModel):
     """Sorts on raw values (``SORT_ROLE``), missing values last in either order; filters on any
     column's text."""
@@ -263,6 +285,9 @@ class ResultsView(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
                                    | QAbstractItemView.EditTrigger.EditKeyPressed)
         self.table.setAlternatingRowColors(True)
+        self.verdict_delegate = VerdictDelegate(self.table)
+        for key in ("speedup", "verdict"):
+            self.table.setItemDelegateForColumn(COLUMN_INDEX[key], self.verdict_delegate)
         self.table.setWordWrap(False)
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 8)

@@ -258,3 +258,136 @@ def test_excepthook_shows_the_dialog_instead_of_crashing(qtbot, catch_errors):
     finally:
         errors.uninstall_excepthook()
     assert sys.excepthook is previous
+
+
+# -- forms that only offer what applies ------------------------------------------------------------
+def _plugin_form(qtbot, name):
+    cls = discover_plugins()[name].cls
+    form = ParamForm(cls.params_schema, plugin_name=name, plugin=cls)
+    qtbot.addWidget(form)
+    form.show()
+    return form
+
+
+def _shown(form):
+    return {name for name, editor in form.editors.items() if editor.isVisible()}
+
+
+def test_a_form_shows_only_the_parameters_of_the_chosen_method(qtbot):
+    fuse = _plugin_form(qtbot, "fuse")
+    assert _shown(fuse) == {"method"}                                  # conv_bn: no mode/freezing/level
+    assert not fuse.labels["mode"].isVisible()
+    fuse.set_values({"method": "torch_compile"})
+    assert _shown(fuse) == {"method", "mode", "freezing"}
+    fuse.set_values({"method": "onnxruntime"})
+    assert _shown(fuse) == {"method", "level"}
+    quantize = _plugin_form(qtbot, "quantize")
+    assert _shown(quantize) == {"method"}                              # dynamic_int8: no samples, no group
+    quantize.editors["method"].setCurrentText("static_int8")
+    assert _shown(quantize) == {"method", "calibration_samples"}
+    quantize.editors["method"].setCurrentText("int4")
+    assert _shown(quantize) == {"method", "group_size"}
+
+
+def test_hidden_values_are_kept_but_never_sent(qtbot):
+    fuse = _plugin_form(qtbot, "fuse")
+    fuse.set_values({"method": "torch_compile", "mode": "max-autotune-no-cudagraphs"})
+    assert fuse.changed_values() == {"method": "torch_compile", "mode": "max-autotune-no-cudagraphs"}
+    fuse.set_values({"method": "conv_bn"})
+    assert fuse.changed_values() == {}                                 # the CLI would refuse mode here
+    assert fuse.values()["mode"] == "max-autotune-no-cudagraphs"      # remembered for later
+    fuse.set_values({"method": "torch_compile"})
+    assert fuse.changed_values()["mode"] == "max-autotune-no-cudagraphs"
+
+
+def test_methods_the_machine_cannot_run_are_greyed_out_with_the_reason(qtbot):
+    quantize = _plugin_form(qtbot, "quantize")
+    combo = quantize.editors["method"]
+    assert all(quantize.method_enabled(m) for m in ("int4", "fp16"))   # not known yet: all offered
+    quantize.set_available_devices(["cpu"])
+    assert not quantize.method_enabled("int4") and not quantize.method_enabled("fp16")
+    assert quantize.method_enabled("dynamic_int8") and quantize.method_enabled("bf16")
+    tip = combo.itemData(combo.findText("fp16"), Qt.ItemDataRole.ToolTipRole)
+    assert tip == "fp16 needs a CUDA GPU; none was found on this machine"
+    assert combo.itemData(combo.findText("bf16"), Qt.ItemDataRole.ToolTipRole) is None
+    quantize.set_available_devices(["cpu", "cuda"])
+    assert quantize.method_enabled("fp16")
+    # a plugin without a method choice is left alone
+    _plugin_form(qtbot, "onnx_export").set_available_devices(["cpu"])
+
+
+def test_the_gpu_probe_result_decides_which_methods_are_offered(make_workbench, qtbot):
+    w = make_workbench()
+    quantize = w.plugin_panel.form("quantize")
+    w.runs._gpus_found({"nvml": "unavailable: NVML Shared Library Not Found", "gpus": []})
+    assert w.run_panel.device_kinds() == ["cpu"]
+    assert not quantize.method_enabled("fp16")
+    assert "No NVIDIA GPU" in w.run_panel.device_note.text()
+    gpu = {"index": 0, "name": "NVIDIA H100", "uuid": "GPU-1", "memory_total_bytes": 80 * 2**30}
+    w.runs._gpus_found({"nvml": "ok", "gpus": [gpu], "cuda_visible_devices": None})
+    assert w.run_panel.device_kinds() == ["cpu", "cuda"]
+    assert quantize.method_enabled("fp16") and quantize.method_enabled("int4")
+
+
+def test_the_plugin_panel_sends_only_what_applies(qtbot):
+    panel = PluginPanel()
+    qtbot.addWidget(panel)
+    panel.set_checked("fuse")
+    panel.form("fuse").set_values({"method": "torch_compile", "mode": "reduce-overhead"})
+    qtbot.waitUntil(lambda: [str(s) for s in panel.steps()] == ["fuse:method=torch_compile,mode=reduce-overhead"])
+    panel.form("fuse").set_values({"method": "onnxruntime", "level": "basic"})
+    qtbot.waitUntil(lambda: [str(s) for s in panel.steps()] == ["fuse:method=onnxruntime,level=basic"])
+
+
+# -- the wheel never changes an input it is not focused on -----------------------------------------------
+def _wheel(widget, steps: int = -3) -> None:
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    center = QPointF(widget.rect().center())
+    event = QWheelEvent(center, QPointF(widget.mapToGlobal(center.toPoint())), QPoint(0, 0),
+                        QPoint(0, 120 * steps), Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+                        Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+
+
+def test_scrolling_over_an_unfocused_input_scrolls_the_dock_instead(qtbot):
+    from PySide6.QtWidgets import QScrollArea
+
+    from workbench.gui.docks.param_form import guard_wheel
+
+    fuse_cls = discover_plugins()["fuse"].cls
+    form = ParamForm(fuse_cls.params_schema, plugin_name="fuse", plugin=fuse_cls)
+    form.set_values({"method": "torch_compile"})
+    form.setMinimumHeight(900)                        # taller than the area: it can scroll
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setWidget(form)
+    area.resize(300, 200)
+    qtbot.addWidget(area)
+    area.show()
+    qtbot.waitExposed(area)
+    assert guard_wheel(area) >= 2                     # the method and mode combo boxes
+    combo = form.editors["mode"]
+    assert combo.focusPolicy() == Qt.FocusPolicy.StrongFocus
+    _wheel(combo)
+    assert combo.currentText() == "default"           # the parameter did not change ...
+    assert area.verticalScrollBar().value() > 0       # ... the dock scrolled
+    combo.setFocus()
+    qtbot.waitUntil(combo.hasFocus)
+    _wheel(combo, steps=-1)
+    assert combo.currentText() != "default"           # clicked into: the wheel is the user's choice
+
+
+def test_every_input_in_the_docks_is_guarded(make_workbench):
+    from PySide6.QtWidgets import QAbstractSpinBox, QComboBox
+
+    w = make_workbench()
+    for dock in w.docks():
+        for widget in dock.widget().findChildren(QAbstractSpinBox) + dock.widget().findChildren(QComboBox):
+            assert widget.focusPolicy() == Qt.FocusPolicy.StrongFocus, (dock.windowTitle(), widget)
+    spin = w.run_panel.iters_spin
+    before = spin.value()
+    _wheel(spin)
+    assert spin.value() == before

@@ -16,9 +16,9 @@ from typing import Any, Iterable
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QValidator
-from PySide6.QtWidgets import (QAbstractSlider, QAbstractSpinBox, QCheckBox, QComboBox, QDoubleSpinBox,
-                               QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QSpinBox,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractScrollArea, QAbstractSlider, QAbstractSpinBox, QApplication, QCheckBox,
+                               QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+                               QScrollBar, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from ...plugin_api import Param, Plugin
 
@@ -32,14 +32,29 @@ NOTE_STYLE = "color: palette(placeholder-text);"
 
 
 class WheelGuard(QObject):
-    """Wheel events over an input that has no keyboard focus go to whatever is around it (the
-    dock's scroll area): scrolling a dock never changes a parameter under the pointer."""
+    """Wheel events over an input that has no keyboard focus scroll the dock around it instead:
+    scrolling a dock never changes a parameter that happens to be under the pointer."""
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
-        if event.type() == QEvent.Type.Wheel and isinstance(watched, QWidget) and not watched.hasFocus():
-            event.ignore()          # ignored + filtered: Qt offers the wheel to the parent instead
-            return True
-        return False
+        if event.type() != QEvent.Type.Wheel or not isinstance(watched, QWidget) or watched.hasFocus():
+            return False
+        area = enclosing_scroll_area(watched)
+        if area is None:
+            event.ignore()          # nothing to scroll: let the parents see it
+        else:
+            # handed over explicitly: Qt would not pass a synthesized wheel event on to the parent
+            QApplication.sendEvent(area.viewport(), event)
+            event.accept()
+        return True
+
+
+def enclosing_scroll_area(widget: QWidget) -> QAbstractScrollArea | None:
+    parent = widget.parentWidget()
+    while parent is not None:
+        if isinstance(parent, QAbstractScrollArea):
+            return parent
+        parent = parent.parentWidget()
+    return None
 
 
 _GUARD = WheelGuard()
@@ -48,7 +63,8 @@ _GUARD = WheelGuard()
 def guard_wheel(root: QWidget) -> int:
     """Apply the wheel policy to every spin box, combo box and slider under ``root`` (and ``root``
     itself): a click or Tab focuses them, the wheel does not. Returns how many were guarded."""
-    widgets = [w for w in [root, *root.findChildren(QWidget)] if isinstance(w, WHEEL_GUARDED)]
+    widgets = [w for w in [root, *root.findChildren(QWidget)]
+               if isinstance(w, WHEEL_GUARDED) and not isinstance(w, QScrollBar)]   # scroll bars are for wheeling
     for widget in widgets:
         # WheelFocus would let the wheel focus the input first and then change it
         widget.setFocusPolicy(Qt.FocusPolicy.StrongFocus)

@@ -27,8 +27,7 @@ JOB_ROLE = Qt.ItemDataRole.UserRole
 DATA_FILTER = "NumPy archives (*.npz);;All files (*)"
 SAVE_FILTER = "TorchScript (*.pt);;torch.export program (*.pt2);;ONNX (*.onnx)"
 NPZ_HOWTO = "write one with np.savez(path, x_test=..., y_test=..., x_train=..., y_train=...)"
-NO_DATA_NOTE = ("none: measured on synthetic inputs; static int8, pruning fine-tune, distillation and "
-                "accuracy need a data file")
+NO_DATA_NOTE = "none: synthetic inputs (no accuracy)"     # the tooltip says what needs data
 
 
 def data_file_problem(path: str) -> str | None:
@@ -127,7 +126,7 @@ class RunPanel(QWidget):
         self.duration_spin.setSuffix(" s")
         self.duration_spin.setValue(PRESETS["quick"]["duration_s"])
         self.duration_spin.setToolTip("Minimum timed duration: the run stops when both minimums are met")
-        self.rigorous_check = QCheckBox("Rigorous preset")
+        self.rigorous_check = QCheckBox("Rigorous")
         self.rigorous_check.setToolTip("≥ 1000 iterations, ≥ 10 s timed, longer warm-up: the preset for "
                                        "numbers you will publish")
         self.rigorous_check.toggled.connect(self._rigorous_toggled)
@@ -160,8 +159,11 @@ class RunPanel(QWidget):
         form.addRow("Batch", self.batch_spin)
         form.addRow("Threads", self.threads_spin)
         form.addRow("Iterations", self.iters_spin)
-        form.addRow("Duration", self.duration_spin)
-        form.addRow(self.rigorous_check)
+        duration_row = QHBoxLayout()          # one row for both: the Run column is short at 720 px
+        duration_row.setContentsMargins(0, 0, 0, 0)
+        duration_row.addWidget(self.duration_spin, 1)
+        duration_row.addWidget(self.rigorous_check)
+        form.addRow("Duration", duration_row)
 
         self.run_button = QPushButton("Run")
         self.run_button.setObjectName("runButton")

@@ -292,7 +292,7 @@ class RunPanel(QWidget):
         """Why the data or save-model field stops a run (None: neither does). Checks the files again."""
         data = self.data_field.recheck()
         if data:
-            return f"data file: {data}"
+            return data if data.startswith("data file") else f"data file: {data}"
         save = self.save_field.recheck()
         return f"save optimized model: {save}" if save else None
 

@@ -125,7 +125,8 @@ class RunControl(QObject):
         if problem:
             raise SpecError(problem)
         record = self.bridge.store.get_run(run_id)
-        for artifact in self.bridge.store.artifacts(run_id):
+        artifacts = self.bridge.store.artifacts(run_id)
+        for artifact in artifacts:
             source = Path(str(artifact.get("path") or ""))
             if source.is_file() and source.suffix.lower() == target.suffix.lower():
                 try:
@@ -146,8 +147,9 @@ class RunControl(QObject):
         label = f"save: {spec.describe_chain()}"
         self.bridge.enqueue([spec], [label], group=f"save-{run_id}")
         self.jobsQueued.emit()
-        self.log.append(f"queued {label} (run #{run_id} kept no saved model): saving to {target}")
-        return f"Run #{run_id} kept no saved model: queued it again (“{label}”) to save it to {target}"
+        kept = f"no {target.suffix} model" if artifacts else "no saved model"
+        self.log.append(f"queued {label} (run #{run_id} kept {kept}): saving to {target}")
+        return f"Run #{run_id} kept {kept}: queued it again (“{label}”) to save it to {target}"
 
     # -- starting and stopping -----------------------------------------------------------------------
     def start(self, mode: str = "run") -> list[Job]:

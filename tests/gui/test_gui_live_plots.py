@@ -294,26 +294,36 @@ def test_a_cancelled_run_shows_its_partial_statistics_marked(plots):
         "median_ms": 1.0, "median_ci_ms": [0.99, 1.01], "p99_ms": None, "n": 300}}})
     plots.handle_event({"type": "run_finished", "run_id": 1, "status": "cancelled", "message": "cancelled by the user"})
     figures = plots.figures_label.text()
-    assert figures.startswith("partial result: p50 1.00 ms")
-    assert "no p99 (300 iterations, needs ≥ 662)" in figures and "300 iterations before the stop" in figures
+    assert figures.startswith("partial result (300 iterations before the stop): p50 1.00 ms")
+    assert figures.endswith("no p99 (needs ≥ 662)")
     assert "cancelled" in plots.status_label.text()
     # the stored result of a stopped run (the session marks its statistics partial)
     plots.reset("#2")
     plots.show_result({"partial": True, "latency": {"median_ms": 2.0, "median_ci_ms": [1.9, 2.1], "p99_ms": 3.0,
                                                     "n": 800, "partial": True}})
-    assert plots.figures_label.text().startswith("partial result: p50 2.00 ms")
+    assert plots.figures_label.text() == "partial result (800 iterations before the stop): p50 2.00 ms [1.90 ms, 2.10 ms], p99 3.00 ms"
 
 
 def test_the_running_figures_say_what_they_are(plots):
     _feed(plots, np.full(100, 1_000_000, dtype=np.int64))
     plots.flush()
     text = plots.figures_label.text()
-    assert "running p50 1.00 ms · p99 1.00 ms of the last 100 measure iterations" in text
-    assert "the final p99 needs ≥ 662" in text
+    assert "running p50 1.00 ms · p99 1.00 ms of the last 100 iterations" in text
+    assert "final p99 needs ≥ 662" in text
     _feed(plots, np.full(2000, 1_000_000, dtype=np.int64))
     plots.flush()
     text = plots.figures_label.text()
-    assert "of the last 1 000 measure iterations" in text and "662" not in text
+    assert "of the last 1 000 iterations" in text and "662" not in text
+
+
+def test_the_workers_cancel_ends_the_running_state(plots):
+    """The worker's error event says the run stopped even if run_finished never reaches the dock."""
+    plots.set_measure_targets(iters=10_000, duration_s=60.0)
+    _feed(plots, np.full(100, 1_000_000, dtype=np.int64))
+    plots.handle_event({"type": "error", "kind": "cancelled", "message": "cancelled by the user"})
+    plots.flush()
+    text = plots.status_label.text()
+    assert "cancelled: cancelled by the user" in text and "phase:" not in text and "left" not in text
 
 
 def test_long_runs_show_the_time_left(plots):
@@ -380,3 +390,13 @@ def test_the_empty_plots_show_a_text_and_no_axes(qtbot):
         assert plot.getAxis("bottom").isVisible()
     assert widget.latency_plot.getAxis("left").isVisible() and not widget.hist_plot.getAxis("left").isVisible()
     assert not widget.latency_plot._workbench_empty_text.isVisible()
+
+
+def test_the_log_line_of_the_telemetry_status_leads_with_words():
+    from workbench.gui.docks.log_dock import describe_event
+    line = describe_event({"type": "telemetry_status", "run_id": 3, "status": {
+        "nvml": "unavailable: nvmlInit failed: NVML Shared Library Not Found", "warnings": []}})
+    assert line == "#3 telemetry: No NVIDIA GPU found (NVML: nvmlInit failed: NVML Shared Library Not Found)"
+    line = describe_event({"type": "telemetry_status", "status": {"nvml": "ok", "gpu_name": "NVIDIA H100",
+                                                                   "warnings": ["another process uses the GPU"]}})
+    assert line == "telemetry: GPU via NVML (NVIDIA H100); ⚠ another process uses the GPU"

@@ -157,11 +157,12 @@ def test_gpu_status_words_hide_nvmls_own():
         reason = raw.split(": ", 1)[-1]
         assert reason not in shown + explanation and reason in details
     assert words.gpu_status(None)[0] == words.BEFORE_RUN
+    assert words.gpu_status("ok")[1] == "Waiting for the first GPU samples…"
     assert words.gpu_status(None, telemetry_seen=True)[0] == words.NO_GPU
 
 
 def test_running_text_says_what_the_window_is():
     assert words.running_text(1.0, 2.0, 100, "measure", 100) == (
-        "running p50 1.00 ms · p99 2.00 ms of the last 100 measure iterations (the final p99 needs ≥ 662)")
+        "running p50 1.00 ms · p99 2.00 ms of the last 100 iterations (final p99 needs ≥ 662)")
     assert words.running_text(1.0, 2.0, 1000, "warmup", 5000) == (
         "running p50 1.00 ms · p99 2.00 ms of the last 1 000 warm-up iterations")

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QPlainTextEdit, QPushButt
                                QWidget)
 
 from ... import format as fmt
+from ..live.status import gpu_status
 
 MAX_LINES = 20_000
 
@@ -65,6 +66,13 @@ def describe_event(event: dict) -> str:
         latency = (event.get("result") or {}).get("latency") or {}
         return (f"{run}result: p50 {fmt.ms(latency.get('median_ms'))}, p99 {fmt.ms(latency.get('p99_ms'))}, "
                 f"{fmt.num(latency.get('throughput_per_s'), '.1f')} samples/s")
+    if kind == "telemetry_status":
+        status = event.get("status") or {}
+        warnings = "".join(f"; ⚠ {w}" for w in status.get("warnings") or [])
+        if status.get("nvml") == "ok":
+            return f"{run}telemetry: GPU via NVML ({status.get('gpu_name') or 'NVIDIA GPU'}){warnings}"
+        headline, _, details = gpu_status(status.get("nvml"))
+        return f"{run}telemetry: {headline}" + (f" ({details})" if details else "") + warnings
     if kind == "run_created":
         return f"{run}run created"
     if kind == "run_finished":

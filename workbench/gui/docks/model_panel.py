@@ -42,9 +42,77 @@ def parse_inputs(text: str) -> list[InputSpec]:
     return [InputSpec.parse(t) for t in items]
 
 
+LAYER_COLUMNS = ["Layer", "Type", "Output shape", "Params", "FLOPs"]
+LAYER_COLUMN_TIPS = [
+    "The layer's name in the model (a torch module path, or an ONNX node name)",
+    "The layer's class (torch) or operator (ONNX)",
+    "The shape of what the layer returns for the example input (one forward pass on zeros in the "
+    "worker, or ONNX shape inference); — when it could not be found",
+    "Parameters the layer holds itself",
+    "Floating-point operations of this layer for the example input (2 per multiply-add); — where "
+    "not counted",
+]
+
+
+def shape_text(shapes: list | None) -> str:
+    """``[[1, 64, 8, 8]]`` -> '1×64×8×8'; several outputs comma-separated; '—' when unknown."""
+    if not shapes:
+        return "—"
+    return ", ".join("×".join(str(d) for d in shape) if shape else "scalar" for shape in shapes)
+
+
+def flops_text(info: dict) -> tuple[str, str]:
+    """The FLOPs line and its tooltip: the count, the batch it assumes, and whether it is partial."""
+    flops, batch = info.get("flops"), info.get("flops_batch")
+    if flops is None:
+        if info.get("format") == "onnx" and info.get("flops_uncounted"):
+            return "— (not counted: the input shape is open)", "Enter a full input shape to count them"
+        return "— (not counted)", "FLOPs need an input shape the model can run (enter it under Inputs)"
+    text = f"{fmt.count(flops)} per forward" + (f" at batch {batch}" if batch else "")
+    tip = ("Floating-point operations of one forward pass on the example input (2 per multiply-add; "
+           "element-wise ops count 0, as torch.utils.flop_counter counts them)")
+    if batch and batch > 1:
+        text += f" ({fmt.count(flops / batch)} per sample)"
+    if info.get("flops_partial"):
+        uncounted = ", ".join(info.get("flops_uncounted") or []) or "some ops"
+        text = f"≥ {text} (partial: {uncounted} not counted)"
+        tip += f". Partial: no FLOP count is known for {uncounted}, so the total is a lower bound."
+    return text, tip
+
+
 def inputs_text(inputs: list[dict] | list[InputSpec]) -> str:
     specs = [i if isinstance(i, InputSpec) else InputSpec(**i) for i in inputs]
     return ", ".join(str(s) for s in specs)
+
+
+class LayerTable(QTreeWidget):
+    """The per-layer table. The layer name keeps at least NAME_MIN pixels; a narrow dock drops
+    the FLOPs column first, then narrows (elides) the type, instead of scrolling sideways. Each
+    row's tooltip always has every number."""
+
+    NAME_MIN = 85          # px the (elided) layer name keeps
+    TYPE_MIN = 80          # "BatchNorm2d" still fits
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        super().resizeEvent(event)
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        header = self.header()
+        header.setStretchLastSection(False)
+        widths = [max(self.sizeHintForColumn(c), header.sectionSizeHint(c)) for c in range(len(LAYER_COLUMNS))]
+        available = self.viewport().width()
+        flops = len(LAYER_COLUMNS) - 1
+        hide_flops = available < self.NAME_MIN + sum(widths[1:])
+        self.setColumnHidden(flops, hide_flops)
+        shown = widths[1:flops] + ([] if hide_flops else [widths[flops]])
+        excess = self.NAME_MIN + sum(shown) - available
+        if excess > 0:
+            widths[1] = max(self.TYPE_MIN, widths[1] - excess)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in range(1, len(LAYER_COLUMNS)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Fixed)
+            header.resizeSection(column, widths[column])
 
 
 class ModelPanel(QWidget):
@@ -135,14 +203,32 @@ class ModelPanel(QWidget):
         self.layers_tree.setRootIsDecorated(False)
         self.layers_tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.layers_tree.header().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
-        self.layers_list = QTreeWidget()
-        self.layers_list.setHeaderLabels(["Layer", "Type", "Params"])
+        # per layer, like Netron's properties but with numbers from running the model
+        self.layers_list = LayerTable()
+        self.layers_list.setObjectName("layersTable")
+        self.layers_list.setHeaderLabels(LAYER_COLUMNS)
         self.layers_list.setRootIsDecorated(False)
-        self.layers_list.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.layers_list.setUniformRowHeights(True)
+        self.layers_list.setAlternatingRowColors(True)
+        self.layers_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)   # keep both ends of a.b.c.d
+        self.layers_list.setMinimumWidth(330)       # name, type, shape and parameters side by side
+        self.layers_list.fit_columns()
+        for column, tip in enumerate(LAYER_COLUMN_TIPS):
+            self.layers_list.headerItem().setToolTip(column, tip)
+        self.layers_caption = QLabel()
+        self.layers_caption.setObjectName("layersCaption")
+        self.layers_caption.setWordWrap(True)
+        self.layers_caption.setStyleSheet("color: palette(placeholder-text);")
+        layers_page = QWidget()
+        layers_layout = QVBoxLayout(layers_page)
+        layers_layout.setContentsMargins(0, 2, 0, 0)
+        layers_layout.setSpacing(2)
+        layers_layout.addWidget(self.layers_list, 1)
+        layers_layout.addWidget(self.layers_caption)
         self.layer_tabs = QTabWidget()
-        self.layer_tabs.addTab(self.layers_tree, "Layer summary")
-        self.layer_tabs.addTab(self.layers_list, "All layers")
-        self.layer_tabs.setMinimumHeight(110)
+        self.layer_tabs.addTab(layers_page, "Layers")
+        self.layer_tabs.addTab(self.layers_tree, "Layer types")
+        self.layer_tabs.setMinimumHeight(180)
         self.layer_tabs.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
         top = QHBoxLayout()
@@ -360,6 +446,8 @@ class ModelPanel(QWidget):
         self.notes_label.hide()
         self.layers_tree.clear()
         self.layers_list.clear()
+        self.layers_caption.hide()
+        self.flops_value.setToolTip("")
         self._inputs_error = None
 
     def _show_info(self, info: dict) -> None:
@@ -367,8 +455,9 @@ class ModelPanel(QWidget):
         self.format_value.setText(f"{info.get('format', '?')} ({kind})")
         self.params_value.setText(f"{fmt.count(info.get('parameters'))} ({info.get('parameters', 0):,})")
         self.size_value.setText(fmt.nbytes(info.get("bytes")))
-        flops = info.get("flops")
-        self.flops_value.setText(f"{fmt.count(flops)} per forward pass" if flops is not None else "— (not counted)")
+        flops_line, flops_tip = flops_text(info)
+        self.flops_value.setText(flops_line)
+        self.flops_value.setToolTip(flops_tip)
         fixed = bool(info.get("input_fixed_by_model"))
         declared = info.get("inputs") or []
         self.inputs_edit.blockSignals(True)
@@ -383,7 +472,7 @@ class ModelPanel(QWidget):
             self._inputs_error = "enter the model's input shape in the Model panel (e.g. 1x3x224x224:float32)"
         else:
             self._hint("editable: the model leaves some dimensions open", error=False)
-        notes = info.get("notes") or []
+        notes = [n for n in info.get("notes") or [] if not _shape_reason([n])]   # (said under the layers)
         self.notes_label.setText("\n".join(f"• {n}" for n in notes))
         self.notes_label.setVisible(bool(notes))
         self.layers_tree.clear()
@@ -391,13 +480,38 @@ class ModelPanel(QWidget):
             item = QTreeWidgetItem([name, str(n)])
             item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.layers_tree.addTopLevelItem(item)
+        self._show_layers(info)
+
+    def _show_layers(self, info: dict) -> None:
         self.layers_list.clear()
         items = []
         for row in info.get("layers") or []:
-            item = QTreeWidgetItem([str(row.get("name")), str(row.get("type")), fmt.count(row.get("params"))])
-            item.setTextAlignment(2, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            flops = row.get("flops")
+            shape = shape_text(row.get("output_shapes"))
+            item = QTreeWidgetItem([str(row.get("name")), str(row.get("type")), shape,
+                                    fmt.count(row.get("params")), fmt.count(flops) if flops else "—"])
+            tip = (f"{row.get('name')} ({row.get('type')}): output {shape}, {fmt.count(row.get('params'))} "
+                   f"parameters" + (f", {fmt.count(flops)} FLOPs" if flops else ""))
+            for column in range(len(LAYER_COLUMNS)):
+                item.setToolTip(column, tip)
+            for column in (3, 4):
+                item.setTextAlignment(column, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             items.append(item)
         self.layers_list.addTopLevelItems(items)
+        self.layers_list.fit_columns()
+        rows, total = len(items), int(info.get("layers_total") or len(items))
+        parts = []
+        if total > rows:
+            parts.append(f"first {rows} of {total} layers")
+        batch = info.get("flops_batch")
+        if info.get("shapes_from"):
+            parts.append(f"shapes and FLOPs at batch {batch}, from {info['shapes_from']}" if batch else
+                         f"shapes from {info['shapes_from']}")
+        elif items:
+            parts.append("output shapes unknown: " + (_shape_reason(info.get("notes") or [])
+                                                      or "the model has no input shape to run"))
+        self.layers_caption.setText("; ".join(parts))
+        self.layers_caption.setVisible(bool(parts))
 
     def _hint(self, text: str, error: bool) -> None:
         self.inputs_hint.setText(text)
@@ -421,3 +535,9 @@ class ModelPanel(QWidget):
     def state(self) -> dict[str, Any]:
         return {"source": self._source, "factory": self.factory(), "trust": False,
                 "inputs": None if self.inputs_edit.isReadOnly() else self.inputs_edit.text()}
+
+
+def _shape_reason(notes: list[str]) -> str:
+    """The describer's note on why there are no layer shapes (e.g. TorchScript), if any."""
+    prefix = "layer output shapes: "
+    return next((note[len(prefix):] for note in notes if note.startswith(prefix)), "")

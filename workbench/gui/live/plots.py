@@ -229,8 +229,7 @@ class LivePlots(QWidget):
         self.latency_plot.setRange(xRange=(0, 10), yRange=(0, 1), padding=0)
         self._drawing = False
         set_title(self.latency_plot, keyed_title("Latency per iteration", (
-            ("latency", "min–max per pixel", False), ("p50", "running p50", False),
-            ("p99", "running p99", True))))
+            ("latency", "min–max", False), ("p50", "running p50", False), ("p99", "p99", True))))
         for plot, (title, _) in self._telemetry_titles.items():
             set_title(plot, title)
             if plot is not self.memory_plot:
@@ -280,6 +279,12 @@ class LivePlots(QWidget):
             self._update_status()
         elif kind == "result":
             self._add_result(event.get("result") or {})
+        elif kind == "error" and not self._finished_status:
+            # the worker stopped (cancelled or failed); run_finished follows with the stored status
+            self._finished_status = "cancelled" if event.get("kind") == "cancelled" else "failed"
+            message = event.get("message")
+            self._finished_text = self._finished_status + (f": {message}" if message else "")
+            self._update_status()
         elif kind == "run_finished":
             self._finished_status = status = event.get("status") or "done"
             message = event.get("message")
@@ -534,7 +539,8 @@ class LivePlots(QWidget):
 
     def _eta_text(self) -> str:
         series = self._latency
-        if series.phase != "measure" or self._measure_started_at is None or self._finished_status:
+        if (series.phase != "measure" or self._measure_started_at is None or self._finished_status
+                or self._result):
             return ""
         elapsed = self.clock() - self._measure_started_at
         if elapsed < self.ETA_AFTER_S:
@@ -545,7 +551,7 @@ class LivePlots(QWidget):
     def _update_status(self) -> None:
         parts = []
         phase = self._phase_label or self._latency.phase
-        if phase and not self._finished_status:
+        if phase and not self._finished_status and not self._result:     # (a result: nothing runs now)
             parts.append(f"phase: {phase}")
         n = len(self._latency)
         if n:

@@ -27,12 +27,13 @@ def phase_name(phase: str | None) -> str:
 
 # -- running figures ---------------------------------------------------------------------------------
 def running_text(p50_ms: float, p99_ms: float, window: int, phase: str | None, phase_iterations: int) -> str:
-    """What the header's running numbers are: a window of the current phase, not the result; and
-    below the final p99's minimum, that the result will not report a p99 yet."""
-    where = f" {phase_name(phase)}" if phase else ""
+    """What the header's running numbers are: a window of the current phase (named unless it is
+    the timed one), not the result; and below the final p99's minimum, that the result will not
+    report a p99 yet."""
+    where = f" {phase_name(phase)}" if phase and phase != "measure" else ""
     text = f"running p50 {fmt.ms(p50_ms)} · p99 {fmt.ms(p99_ms)} of the last {count(window)}{where} iterations"
     if phase_iterations < P99_MIN_SAMPLES:
-        text += f" (the final p99 needs ≥ {P99_MIN_SAMPLES})"
+        text += f" (final p99 needs ≥ {P99_MIN_SAMPLES})"
     return text
 
 
@@ -43,17 +44,18 @@ def result_text(result: dict, cancelled: bool = False) -> str:
     if latency.get("median_ms") is None:
         return ""
     partial = bool(result.get("partial") or latency.get("partial")) or cancelled
+    n = latency.get("n")
+    label = "result"
+    if partial:
+        label = "partial result" + (f" ({count(n)} iterations before the stop)" if n is not None else "")
+    text = f"{label}: p50 {fmt.ms(latency['median_ms'])}"
     ci = latency.get("median_ci_ms")
-    text = ("partial result" if partial else "result") + f": p50 {fmt.ms(latency['median_ms'])}"
     if ci:
         text += f" {fmt.ci(ci)}"
-    n = latency.get("n")
     if latency.get("p99_ms") is not None:
         text += f", p99 {fmt.ms(latency['p99_ms'])}"
     elif n is not None and n < P99_MIN_SAMPLES:
-        text += f", no p99 ({count(n)} iterations, needs ≥ {P99_MIN_SAMPLES})"
-    if n is not None and partial:
-        text += f" from {count(n)} iterations before the stop"
+        text += f", no p99 ({'' if partial else count(n) + ' iterations, '}needs ≥ {P99_MIN_SAMPLES})"
     return text
 
 
@@ -112,6 +114,8 @@ def gpu_status(nvml: str | None, telemetry_seen: bool = False) -> tuple[str, str
     if lower.startswith("disabled"):
         return (CPU_RUN, "This run uses the CPU; GPU power, clocks and temperature are sampled only for a "
                 "cuda device. Memory is shown on the left.", f"NVML: {text}")
+    if lower == "ok":
+        return (BEFORE_RUN, "Waiting for the first GPU samples…", "NVML: ok")
     if lower == "not started":
         return (BEFORE_RUN, "Starting GPU telemetry…", "NVML: not started yet")
     details = f"NVML: {text.split(':', 1)[1].strip() if lower.startswith('unavailable:') else text}"

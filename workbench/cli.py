@@ -217,7 +217,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             extra = f" choices: {'|'.join(p['choices'])}" if p.get("choices") else (
                 f" range {info.cls.params_schema[[q.name for q in info.cls.params_schema].index(p['name'])].range_text()}"
                 if p["minimum"] is not None or p["maximum"] is not None else "")
-            out.text(f"    {p['name']} ({p['type']}, default {p['default']!r}){extra}: {p['help']}")
+            only = f" [{d['method_param']}={'|'.join(p['methods'])} only]" if p.get("methods") else ""
+            out.text(f"    {p['name']} ({p['type']}, default {p['default']!r}){extra}{only}: {p['help']}")
+        needs = {m: devs for m, devs in (d.get("method_devices") or {}).items() if list(devs) != list(d["devices"])}
+        if needs:
+            out.text("  device-bound: " + ", ".join(f"{m} needs {'/'.join(devs)}" for m, devs in needs.items()))
         out.text()
     return EXIT_OK
 

@@ -76,3 +76,13 @@ def test_an_invalid_chain_is_refused_before_anything_is_planned(plan):
 def test_a_plan_needs_a_plugin(plan):
     with pytest.raises(SpecError, match="check at least one plugin"):
         plan(_spec())
+
+
+def test_all_combinations_saves_only_the_whole_chain(tmp_path):
+    from workbench.engine.plan import combinations_plan
+    from workbench.spec import PluginStep, RunSpec
+    target = str(tmp_path / "best.pt")
+    spec = RunSpec(model="demo:digits-cnn", plugins=[PluginStep("fuse", {"method": "conv_bn"}),
+                                                     PluginStep("prune", {"amount": 0.3})], save_model=target)
+    specs, _ = combinations_plan(spec)
+    assert [s.save_model for s in specs] == [None, None, None, target]

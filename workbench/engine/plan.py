@@ -113,6 +113,8 @@ def combinations_plan(spec: RunSpec) -> tuple[list[RunSpec], list[str]]:
     specs, skipped = [baseline_spec(spec)], []
     for step in spec.plugins:
         alone = _with_chain(spec, [step])
+        if len(spec.plugins) > 1:
+            alone.save_model = None     # only the whole chain is the model the user asked to save
         error = chain_error(alone.plugins, alone.model_format, alone.device, alone.runtime)
         if error:
             skipped.append(f"{step.name} alone: invalid plugin chain: {error}")

@@ -3,7 +3,8 @@ keep its output in a capped log, stop it, and end everything it left behind.
 
 The worker runs in a session and process group of its own. Whatever the model starts there
 (threads keep the worker itself alive; child processes keep pipes open) is ended when the worker
-exits, on every path, and said in ``exit_notes``.
+exits, on every path, and said in ``exit_notes``. The process is a spare started ahead
+(``warm.WarmWorkers``) when one with the job's environment is ready, else a fresh one.
 """
 from __future__ import annotations
 
@@ -12,13 +13,12 @@ import json
 import os
 import queue
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 from .. import events as event_kinds
+from .warm import WarmWorkers, job_environment, spawn_worker
 
 CANCEL_GRACE_S = 1.0            # a cooperative cancel gets this long before SIGTERM ...
 KILL_GRACE_S = 2.0              # ... and SIGTERM this long before SIGKILL
@@ -31,15 +31,18 @@ LOG_TAIL_BYTES = 1 << 20        # ... and the last MiB; what is between is count
 class WorkerProcess:
     """One worker: spawn, feed the job, read events on a thread, cancel/kill its process group."""
 
-    def __init__(self, job: dict, log_path: Path) -> None:
-        from ..worker.conditions import worker_environment
-        env = worker_environment(dict(os.environ, PYTHONUNBUFFERED="1"))
+    def __init__(self, job: dict, log_path: Path, warm: WarmWorkers | None = None) -> None:
+        env = job_environment()
+        spare = warm.take(env) if warm is not None else None
+        # How this worker started, recorded with the run (the worker adds its import and idle times).
+        self.start_info: dict = {"prewarmed": spare is not None}
+        if spare is not None:
+            self.start_info["spare_age_s"] = round(time.monotonic() - spare.spawned_at, 3)
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        # A spare's output so far (its imports) waited in the pipe: it goes to this job's log.
         self.log = CappedLog(log_path)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "workbench.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=env, start_new_session=True)  # own group: Ctrl-C is handled by us
+        self.proc = spare.proc if spare is not None else spawn_worker(env)
         self.events: queue.Queue = queue.Queue()
         self.malformed_lines = 0
         self.first_malformed: tuple[str, bytes] | None = None
@@ -47,8 +50,13 @@ class WorkerProcess:
         self.killed_by_us = False
         self._last_line_at = time.monotonic()
         self._exited_at: float | None = None
-        self.proc.stdin.write((json.dumps(job) + "\n").encode())
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write((json.dumps(job) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass    # it died already: the stream ends and the session says how, from its exit code
+        if warm is not None:
+            warm.replenish()    # the next spare (the pool defers it while a run is in progress)
         threading.Thread(target=self._read_events, daemon=True).start()
         self._log_reader = threading.Thread(target=self._read_log, daemon=True)
         self._log_reader.start()
@@ -58,6 +66,14 @@ class WorkerProcess:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def note_started(self, event: dict) -> None:
+        """Keep what a pre-warmed worker says in its ``started`` event: how long it spent importing
+        before it could take a job, and how long it then waited for one (0: the job was waiting)."""
+        for key in ("imports_s", "idle_s"):
+            value = event.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.start_info[key] = round(float(value), 3)
 
     # -- reading ---------------------------------------------------------------------------------
     def _read_events(self) -> None:

@@ -18,22 +18,25 @@ from ..spec import RunSpec, device_kind
 from ..results.store import ResultsStore, RunRecord
 # describe_exit is imported from here too.
 from .process import EXIT_GRACE_S, WorkerProcess, describe_exit  # noqa: F401
+from .warm import WarmWorkers, warm_workers
 
 FLUSH_INTERVAL_S = 0.5          # latencies/events reach the database at least this often
 EventCallback = Callable[[dict], None]
 
 
 class Session:
-    """Runs specs one at a time and records them in ``store``."""
+    """Runs specs one at a time and records them in ``store``. Workers are taken from ``warm``
+    (this process's spares by default) when a spare is ready, else started fresh."""
 
-    def __init__(self, store: ResultsStore) -> None:
+    def __init__(self, store: ResultsStore, warm: WarmWorkers | None = None) -> None:
         self.store = store
+        self.warm = warm_workers if warm is None else warm
 
     # -- inspect ---------------------------------------------------------------------------------
     def inspect(self, spec: RunSpec, timeout_s: float = 300.0, cancel: threading.Event | None = None) -> dict:
         """Load the model in a worker and return its ModelInfo dict (raises WorkbenchError)."""
         log = self.store.artifacts_root / "inspect" / f"{os.getpid()}-{threading.get_ident()}.log"
-        worker = WorkerProcess({"job": "inspect", "spec": spec.to_dict()}, log)
+        worker = WorkerProcess({"job": "inspect", "spec": spec.to_dict()}, log, self.warm)
         deadline = time.monotonic() + timeout_s
         result = error = None
         while True:
@@ -61,6 +64,10 @@ class Session:
     # -- run -------------------------------------------------------------------------------------
     def run(self, spec: RunSpec, on_event: EventCallback | None = None,
             cancel: threading.Event | None = None) -> RunRecord:
+        with self.warm.running():   # no spare starts importing beside a measurement
+            return self._run(spec, on_event, cancel)
+
+    def _run(self, spec: RunSpec, on_event: EventCallback | None, cancel: threading.Event | None) -> RunRecord:
         from .environment import collect_environment
         from ..telemetry.sampler import TelemetrySampler
 
@@ -74,7 +81,7 @@ class Session:
         self.store.update_environment(run_id, environment)
 
         worker = WorkerProcess({"job": "run", "spec": spec.to_dict(), "workdir": str(workdir)},
-                               workdir / "worker.log")
+                               workdir / "worker.log", self.warm)
         gpu_index = _gpu_index(spec.device, (environment.get("gpu") or {}).get("gpus") or [])
         sampler = TelemetrySampler(worker.pid, rate_hz=spec.telemetry_hz, gpu_index=gpu_index,
                                    on_samples=lambda batch: worker.events.put(
@@ -93,6 +100,7 @@ class Session:
         stream_open = True
         code: int | None = None
         store_failure: StoreError | None = None
+        model_inputs: list = []     # the model's declared inputs (a partial run's batch may be fixed there)
         try:
             while stream_open:
                 try:
@@ -130,6 +138,12 @@ class Session:
                             worker.terminate()
                     elif kind == "artifact":
                         self.store.add_artifact(run_id, event)
+                        writer.event(event)
+                    elif kind == "started":
+                        worker.note_started(event)
+                        writer.event(event)
+                    elif kind == "model_info" and event.get("stage") == "original":
+                        model_inputs = event["info"].get("inputs") or []
                         writer.event(event)
                     else:
                         writer.event(event)
@@ -170,11 +184,17 @@ class Session:
             status, message, detail = "failed", error["message"], error.get("traceback")
         else:
             status, message, detail = "failed", describe_exit(code), worker.log_tail(40)
+        environment["worker_start"] = worker.start_info
         if result is not None and status == "done":
             environment.update({"worker": result.pop("worker_env", {})})
+        try:
             self.store.update_environment(run_id, environment)
+        except StoreError:
+            pass    # the result matters more: finish_run below raises if the store cannot be written at all
         if status != "done":
             result = {"telemetry_status": sampler.status, "partial": True}
+            if store_failure is None:
+                result.update(self._partial_statistics(run_id, spec, model_inputs, status))
             if warnings:
                 detail = "\n".join(filter(None, [detail, *warnings]))
         if store_failure is not None:
@@ -185,6 +205,26 @@ class Session:
         emit({"type": "run_finished", "run_id": run_id, "status": status, "message": message,
               "t": time.monotonic()})
         return record
+
+    def _partial_statistics(self, run_id: int, spec: RunSpec, model_inputs: list, status: str) -> dict:
+        """The latency statistics of the iterations a run timed before it stopped (cancelled, timed
+        out, crashed), marked ``partial``; nothing when it stopped before its measure phase."""
+        from ..results.stats import compute_latency_stats
+        try:
+            values = self.store.latencies(run_id, "measure")
+        except StoreError:
+            return {}
+        if not values:
+            return {}
+        batch = _known_batch(spec, model_inputs)
+        latency = compute_latency_stats(values, batch=batch or 1, seed=spec.seed).to_dict()
+        latency["partial"] = True
+        if batch is None:   # the model picks its default batch in the worker, which did not say it
+            latency.update(batch=None, throughput_per_s=None)
+        how = "was cancelled" if status == "cancelled" else "stopped"
+        return {"latency": latency,
+                "notes": [f"partial: statistics of the {len(values)} timed iterations measured before the run "
+                          f"{how}; not comparable with a finished run's"]}
 
     def _worker_warnings(self, worker: WorkerProcess, run_id: int, emit: EventCallback) -> list[str]:
         """What went wrong around the worker without failing the run (leftover processes, a hang at
@@ -235,6 +275,16 @@ class _BufferedWriter:
         self.store.add_events(self.run_id, self.pending_events)
         self.pending_events = []
         self.last_flush = time.monotonic()
+
+
+def _known_batch(spec: RunSpec, model_inputs: list) -> int | None:
+    """The batch a run measured, as far as the parent knows it: the spec's, else a batch the model
+    fixes in its first declared input; None when the model's default was used."""
+    if spec.batch:
+        return spec.batch
+    shape = (model_inputs[0] or {}).get("shape") if model_inputs and isinstance(model_inputs[0], dict) else None
+    first = shape[0] if isinstance(shape, list) and shape else None
+    return first if isinstance(first, int) and not isinstance(first, bool) and first > 0 else None
 
 
 def _gpu_index(device: str, gpus: list[dict]) -> int | None:

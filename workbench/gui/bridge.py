@@ -3,6 +3,9 @@
 thread, and hands every answer back as a Qt signal (queued into the GUI thread).
 
 Signals are emitted from worker threads; Qt delivers them in the thread the bridge lives in.
+
+It asks the engine to keep a spare worker (``engine.warm``) shortly after start, and again when a
+run starts, so a Run click does not wait for a fresh Python to import torch; the spare dies with it.
 """
 from __future__ import annotations
 
@@ -13,15 +16,19 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from ..engine.plan import plan_runs
 from ..engine.queue import Job, JobQueue
+from ..engine.warm import warm_workers
 from ..errors import WorkbenchError
 from ..results.store import ResultsStore
 from ..spec import RunSpec
 
 __all__ = ["Job", "SessionBridge"]
+
+# The first spare starts once the window is up: its imports would compete with the GUI's startup.
+PREWARM_AFTER_START_MS = 1500
 
 
 class SessionBridge(QObject):
@@ -42,13 +49,18 @@ class SessionBridge(QObject):
         self.store = ResultsStore(db)
         self.db_path = self.store.path
         self.queue = JobQueue(self.db_path, on_event=lambda e: self._emit("eventReceived", e),
-                              on_started=lambda job: self._emit("jobStarted", job),
+                              on_started=self._job_started,
                               on_finished=lambda job: self._emit("jobFinished", job),
                               on_changed=lambda: self._emit("queueChanged"),
                               on_busy=lambda busy: self._emit("busyChanged", busy))
         self._tokens = itertools.count(1)
         self._inspect_cancel: threading.Event | None = None
         self._inspect_threads: list[threading.Thread] = []     # joined at shutdown: they run workers
+        self._shut_down = False
+        self._prewarm_timer = QTimer(self)      # owned by the bridge: it dies with it
+        self._prewarm_timer.setSingleShot(True)
+        self._prewarm_timer.timeout.connect(self.prewarm)
+        self._prewarm_timer.start(PREWARM_AFTER_START_MS)
 
     def _emit(self, name: str, *args: Any) -> None:
         """Emit from any thread; a bridge already deleted (window closed) is not an error."""
@@ -62,6 +74,27 @@ class SessionBridge(QObject):
         thread = threading.Thread(target=work, name=name, daemon=True)
         thread.start()
         return thread
+
+    # -- spare workers (engine.warm) -----------------------------------------------------------------
+    def prewarm(self) -> None:
+        """Ask the engine to keep a spare worker for the next run (off the GUI thread: a fork takes
+        milliseconds; the engine starts it only while no run is in progress)."""
+        if not self._shut_down:
+            self._start("workbench-prewarm", self._prewarm_now)
+
+    def _prewarm_now(self) -> None:
+        try:
+            if not self._shut_down:
+                warm_workers.prewarm()
+        except Exception:   # noqa: BLE001 - a spare is an optimization: the run starts a worker itself
+            pass
+
+    def _job_started(self, job: Job) -> None:
+        self._emit("jobStarted", job)
+        if not self._shut_down:
+            # Runner thread, just before the run: no fork here (it would delay the run); the
+            # engine starts the next spare when this run ends.
+            warm_workers.prewarm(now=False)
 
     # -- the run queue (engine.queue) --------------------------------------------------------------
     def plan(self, spec: RunSpec) -> list[RunSpec]:
@@ -130,6 +163,7 @@ class SessionBridge(QObject):
 
         thread = self._start(f"workbench-inspect-{token}", work)
         self._inspect_threads = [t for t in self._inspect_threads if t.is_alive()] + [thread]
+        self.prewarm()          # e.g. a model restored before the start timer fired
         return token
 
     def cancel_inspect(self) -> None:
@@ -177,8 +211,11 @@ class SessionBridge(QObject):
 
         Returns True when every thread stopped in time."""
         deadline = time.monotonic() + timeout_s
+        self._shut_down = True
+        self._prewarm_timer.stop()
         self.cancel_inspect()
         stopped = self.queue.shutdown(timeout_s)
         for thread in self._inspect_threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        warm_workers.close()    # a spare never outlives the window
         return stopped and not any(t.is_alive() for t in self._inspect_threads)

@@ -60,6 +60,8 @@ def comparison_row(run: RunRecord, baseline: RunRecord | None,
         "gpu_mem_peak_bytes": telemetry.get("gpu_proc_mem_peak_bytes") or telemetry.get("gpu_mem_used_peak_bytes"),
         "torch_peak_allocated_bytes": (result.get("device_memory") or {}).get("torch_peak_allocated_bytes"),
         "baseline_id": baseline.id if baseline else None,
+        # Latency of a run that stopped early (cancelled, timed out): shown, marked, never compared.
+        "partial": run.status != "done" and bool(latency),
         "speedup": None, "speedup_ci": None, "speedup_significant": None, "size_ratio": None,
         "flags": result.get("flags") or [],
         "nonfinite_outputs": fidelity.get("nonfinite_outputs") or 0,
@@ -67,7 +69,7 @@ def comparison_row(run: RunRecord, baseline: RunRecord | None,
         "baseline_accuracy": fidelity.get("reference_accuracy") if fidelity.get("reference_accuracy") is not None
         else (((baseline.result or {}).get("fidelity") or {}).get("accuracy") if baseline else None),
     }
-    if baseline is not None and latency and baseline.result.get("latency"):
+    if baseline is not None and latency and run.status == "done" and baseline.result.get("latency"):
         ratio = ratio_with_ci(baseline.result["latency"], latency)
         row.update(speedup=ratio["speedup"], speedup_ci=ratio["speedup_ci"],
                    speedup_significant=ratio["significant"])
@@ -122,7 +124,8 @@ def comparison_table(rows: list[dict[str, Any]]) -> str:
             "—" if row["speedup"] is None else
             f"{row['speedup']:.2f}× [{row['speedup_ci'][0]:.2f}-{row['speedup_ci'][1]:.2f}]")
         energy = row["energy_j_per_inference"]
-        table.append([str(row["id"]), row["chain"][:48], row["status"], row["device"] or "",
+        status = f"{row['status']} (partial)" if row.get("partial") else row["status"]
+        table.append([str(row["id"]), row["chain"][:48], status, row["device"] or "",
                       fmt.ms(row["p50_ms"]), fmt.ms(row["p99_ms"]), fmt.num(row["throughput"], ".1f"), speed,
                       verdict_text(row) if row["status"] == "done" else (row["error"] or "")[:60],
                       fmt.pct(row["top1_agreement"]), fmt.pct(row["accuracy"]),

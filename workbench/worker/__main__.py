@@ -1,6 +1,11 @@
-"""``python -m workbench.worker``: one worker process. Reads one job (JSON) from stdin, runs it
-(``pipeline``), writes events on the private channel (``channel``), and ends with ``os._exit``
-once its events are out, so threads the model left running cannot keep it alive.
+"""``python -m workbench.worker [--prewarm]``: one worker process. Reads one job (JSON) from
+stdin, runs it (``pipeline``), writes events on the private channel (``channel``), and ends with
+``os._exit`` once its events are out, so threads the model left running cannot keep it alive.
+
+``--prewarm``: a spare started ahead of its job (``engine.warm``). It imports what every run
+imports (``channel.prewarm_imports``) before reading its job line, and does nothing else, so it
+measures under the same conditions as a worker started for the job. Stdin closing before a job
+came means the parent discarded it or is gone: it exits quietly.
 """
 import json
 import os
@@ -8,17 +13,22 @@ import sys
 import traceback
 
 from ..errors import RunCancelled, WorkbenchError
-from .channel import CancelWatcher, EventWriter, exit_now, private_event_channel
+from .channel import CancelWatcher, EventWriter, exit_now, prewarm_imports, private_event_channel, read_job_line
 from .pipeline import Stage, inspect_job, run_job
 
 
 def main() -> int:
     emit = EventWriter(private_event_channel())
-    sys.stdout = sys.stderr
-    job = json.loads(sys.stdin.readline())
+    sys.stdout = sys.stderr     # what imports and the model print goes to the log
+    prewarmed = "--prewarm" in sys.argv[1:]
+    imports_s = prewarm_imports() if prewarmed else None
+    line, idle_s = read_job_line(sys.stdin)
+    if not line.strip():
+        return 0                # no job: a spare nobody took
+    job = json.loads(line)
     cancelled = CancelWatcher(sys.stdin)
     stage = Stage()
-    emit("started", pid=os.getpid())
+    emit("started", pid=os.getpid(), **({"imports_s": imports_s, "idle_s": idle_s} if prewarmed else {}))
     try:
         if job["job"] == "inspect":
             inspect_job(job, emit, stage)
@@ -43,7 +53,6 @@ def main() -> int:
         return 1
     finally:
         emit.close()
-
 
 
 if __name__ == "__main__":

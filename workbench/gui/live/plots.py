@@ -5,10 +5,9 @@ in ``series.py`` (no Qt), their words in ``status.py``; this module draws them.
 Follows pyqtgraph's ``examples/scrollingPlots.py``: events only append to the series' numpy
 buffers (cheap, any rate); ONE ``QTimer`` (40 ms) pushes the buffers to the curves with
 ``setData`` once per tick, and only for series whose data changed. The latency trace is the
-min/max envelope of the visible iterations per pixel column (``PeakPyramid``: every peak kept,
-at most a few thousand vertices, read from block extremes, not from the points), drawn as a
-translucent band under the running p50/p99; zoomed in far enough it is the points themselves.
-Antialiasing is off and the finite check is skipped (latencies are finite integers). Running
+min/max of the visible iterations per pixel column (``PeakPyramid``: every peak kept, read from
+block extremes, not the points), a translucent band under the running p50/p99; zoomed in, the
+points themselves. Antialiasing is off, the finite check skipped (latencies are finite). Running
 p50/p99, the histogram and the y range (from the running p99 in view, not the max) are computed
 once per tick, never per event.
 """
@@ -30,8 +29,8 @@ from .. import plot_style as style
 from . import status as words
 from .gpu_panel import GpuPanel
 from .series import GrowingBuffer, LatencySeries
-from .widgets import (CurveSeries, ElidedLabel, PhaseMarkers, curve, keyed_title, make_plot, set_empty_text,
-                      set_title)
+from .widgets import (CurveSeries, ElidedLabel, PhaseMarkers, curve, draw_histogram, keyed_title, make_plot,
+                      set_empty_text, set_latency_unit, set_title)
 
 NO_RUN_TEXT = "Latency per iteration appears here while a run is timed"
 WAITING_TEXT = "Waiting for the first timed iterations…"
@@ -125,6 +124,7 @@ class LivePlots(QWidget):
         self.hist_plot.hideAxis("left")
         self.hist_plot.setYLink(self.latency_plot)
         self.hist_plot.setDownsampling(auto=False)
+        self.hist_plot.enableAutoRange(x=False)
         self.hist_bars = pg.BarGraphItem(x0=[], y0=[], width=[], height=[], pen=None,
                                          brush=pg.mkBrush(style.SERIES["histogram"]))
         self.hist_plot.addItem(self.hist_bars)
@@ -225,13 +225,11 @@ class LivePlots(QWidget):
         self.p99_curve.setData([], [])
         self.hist_bars.setOpts(x0=[], y0=[], width=[], height=[])
         self.latency_plot.enableAutoRange(x=False, y=False)
-        self._drawing = True
         self.latency_plot.setRange(xRange=(0, 10), yRange=(0, 1), padding=0)
-        self._drawing = False
         set_title(self.latency_plot, keyed_title("Latency per iteration", (
             ("latency", "min–max", False), ("p50", "running p50", False), ("p99", "p99", True))))
-        for plot, (title, _) in self._telemetry_titles.items():
-            set_title(plot, title)
+        for plot, (plot_title, _) in self._telemetry_titles.items():
+            set_title(plot, plot_title)
             if plot is not self.memory_plot:
                 set_empty_text(plot, None)
         for series in list(self._telemetry.values()) + list(self._train.values()):
@@ -324,9 +322,6 @@ class LivePlots(QWidget):
     @property
     def latency_series(self) -> LatencySeries:
         return self._latency
-
-    def latency_values_ms(self):
-        return self._latency.y.data
 
     def running_percentiles(self) -> tuple[float, float] | None:
         """(p50, p99) in ms over the last ``LatencySeries.PERCENTILE_WINDOW`` iterations of the
@@ -459,13 +454,13 @@ class LivePlots(QWidget):
                 self.p99_curve.setData(series.percentile_x.data, series.p99.data, connect="finite",
                                        skipFiniteCheck=False)
             self._draw_trace(x0, x1)
-            counts, edges = series.histogram()
-            self.hist_bars.setOpts(x0=np.zeros(counts.shape[0]), y0=edges[:-1],
-                                   width=counts.astype(np.float64), height=np.diff(edges))
-            # y range: the highest running p99 in view plus headroom (spikes beyond are clipped,
-            # the cold first call does not squash the plot); the user's own zoom wins.
+            # y range: the running p99 in view plus headroom (rarer spikes are clipped, the cold
+            # first call does not squash the plot); the user's own zoom wins.
             if self._y_follow:
                 self.latency_plot.setYRange(0, series.y_top(x0, x1), padding=0)
+            top = self.latency_plot.getViewBox().viewRange()[1][1]
+            set_latency_unit(self.latency_plot, top)
+            draw_histogram(self.hist_plot, self.hist_bars, *series.histogram(top=top))
             self._draw_phase_markers()
         finally:
             self._drawing = False

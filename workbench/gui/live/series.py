@@ -203,7 +203,8 @@ class LatencySeries:
     HISTOGRAM_BINS = 60
     NO_RUNNING_PHASES = ("cold",)  # one call: a value, not a distribution (no running p50/p99)
     RANGE_MIN_PHASE = 20       # phases shorter than this (the one cold call) do not set the y range
-    Y_HEADROOM = 1.25          # y range top = this x the highest running p99 in view
+    RANGE_SAMPLE = 20_000      # iterations read for the y range's p99
+    Y_HEADROOM = 1.25          # y range top = this x the p99 of the iterations in view
 
     def __init__(self) -> None:
         self.x = GrowingBuffer(4096, dtype=np.int64)       # iteration index
@@ -295,13 +296,16 @@ class LatencySeries:
         """How many iterations the running p50/p99 cover now."""
         return min(self.PERCENTILE_WINDOW, len(self.y) - self.phase_start)
 
-    def histogram(self) -> tuple[np.ndarray, np.ndarray]:
+    def histogram(self, top: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(counts, edges)`` of the last HISTOGRAM_WINDOW iterations of the current phase, from
-        their minimum to their 99.9th percentile (one outlier must not squash the bars)."""
+        their minimum to their 99.9th percentile (one outlier must not squash the bars), or to
+        ``top`` (the plot's y range, which the histogram shares) if lower: every bin is visible."""
         n = len(self.y)
         recent = self.y.data[max(self.phase_start, n - self.HISTOGRAM_WINDOW):n]
         lo = float(recent.min())
         hi = float(np.percentile(recent, 99.9)) if recent.shape[0] > 20 else float(recent.max())
+        if top is not None and lo < top < hi:
+            hi = top
         if hi <= lo:
             hi = lo + max(1e-6, abs(lo) * 1e-3)
         return np.histogram(recent, bins=self.HISTOGRAM_BINS, range=(lo, hi))
@@ -325,23 +329,28 @@ class LatencySeries:
         return self.peaks.envelope(self.y.data, math.floor(x0), math.ceil(x1) + 1, columns)
 
     def y_top(self, x0: float, x1: float) -> float:
-        """Top of the y range for the iterations in ``[x0, x1]``: Y_HEADROOM x the highest running
-        p99 in view (a robust percentile, so the p99 line always fits and one spike does not
-        squash the plot; higher spikes are clipped). Phases shorter than RANGE_MIN_PHASE (the cold
-        call) count only when nothing else is in view."""
-        xs, p99 = self.percentile_x.data, self.p99.data
-        if xs.shape[0]:
-            margin = self.PERCENTILE_STRIDE        # the points nearest a narrow view count too
-            near = (xs >= x0 - margin) & (xs <= x1 + margin) & np.isfinite(p99)
-            if not near.any():
-                near = np.isfinite(p99)
-            short = np.zeros(xs.shape[0], dtype=bool)
-            for _, start, count in self.phase_spans():
-                if count < self.RANGE_MIN_PHASE:
-                    short |= (xs >= start - 0.5) & (xs < start + count)
-            chosen = near & ~short if (near & ~short).any() else near
-            if chosen.any():
-                return float(p99[chosen].max()) * self.Y_HEADROOM
-        if len(self.y):
-            return float(self.y.data[-min(len(self.y), 1000):].max()) * self.Y_HEADROOM
-        return 1.0
+        """Top of the y range for the iterations in ``[x0, x1]``: Y_HEADROOM x their 99th
+        percentile (from a fixed random sample of RANGE_SAMPLE of them: no scan of all points),
+        or x the newest running p99 if that is higher. A robust percentile, not the max: the p99
+        fits, the bulk is not squashed to the bottom by spikes or by the one cold call (phases
+        shorter than RANGE_MIN_PHASE are left out while anything else is in view); higher
+        values, and the p99 of a window that caught a stall, are clipped."""
+        n = len(self.y)
+        first, last = max(0, math.floor(x0)), min(n, math.ceil(x1) + 1)
+        if last <= first:
+            first, last = 0, n
+        if last <= first:
+            return 1.0
+        if last - first <= self.RANGE_SAMPLE:
+            index = np.arange(first, last)
+        else:   # random, not strided: a strided sample can alias with periodic spikes (GC every N calls)
+            index = np.random.default_rng(0).integers(first, last, self.RANGE_SAMPLE)
+        keep = np.ones(index.shape[0], dtype=bool)
+        for _, start, count in self.phase_spans():
+            if count < self.RANGE_MIN_PHASE:
+                keep &= (index < start) | (index >= start + count)
+        sample = self.y.data[index[keep] if keep.any() else index]
+        top = float(np.percentile(sample, 99))
+        if self.running is not None and first <= n - 1 < last:
+            top = max(top, self.running[1])
+        return top * self.Y_HEADROOM

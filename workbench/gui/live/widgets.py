@@ -3,13 +3,16 @@ their series, titles with a colour key, the text over an empty plot, phase marke
 never overlap, and a label that elides."""
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import QApplication, QLabel, QSizePolicy, QWidget
 
+from ...format import latency_unit
 from .. import plot_style as style
 from .series import XYSeries
 from .status import group_labels
@@ -95,11 +98,52 @@ def set_empty_text(plot: pg.PlotItem, text: str | None) -> None:
         item = pg.TextItem(anchor=(0.5, 0.5), color=style.muted())
         plot.addItem(item, ignoreBounds=True)
         plot._workbench_empty_text = item
+        plot.getViewBox().sigResized.connect(lambda *_: _place_empty_text(plot))
     item.setText(text)
+    item.setVisible(bool(text))
+    _place_empty_text(plot)
+
+
+def _place_empty_text(plot: pg.PlotItem) -> None:
+    """Centred, and wrapped to the plot's width (a narrow plot must not cut the text off)."""
+    item = plot._workbench_empty_text
+    if not item.isVisible():
+        return
     view = plot.getViewBox()
+    width = view.width()
+    item.textItem.setTextWidth(-1)
+    natural = item.textItem.boundingRect().width()
+    if width > 40 and natural > width - 12:
+        item.textItem.setTextWidth(width - 12)
+        option = item.textItem.document().defaultTextOption()
+        option.setAlignment(Qt.AlignmentFlag.AlignHCenter)
+        item.textItem.document().setDefaultTextOption(option)
     (x0, x1), (y0, y1) = view.viewRange()
     item.setPos((x0 + x1) / 2, (y0 + y1) / 2)
-    item.setVisible(bool(text))
+
+
+def set_latency_unit(plot: pg.PlotItem, top_ms: float) -> None:
+    """µs, ms or s on a latency axis whose values are in ms, as ``format.ms`` writes its top."""
+    factor, unit = latency_unit(top_ms)
+    if getattr(plot, "_workbench_unit", None) != unit:
+        plot._workbench_unit = unit
+        plot.getAxis("left").setScale(factor)
+        plot.setLabel("left", "latency", units=unit)
+
+
+def draw_histogram(plot: pg.PlotItem, bars: pg.BarGraphItem, counts: np.ndarray, edges: np.ndarray) -> None:
+    """Horizontal bars (the plot shares the latency plot's y axis) and two count ticks, 0 and a
+    round number below the tallest bar: a narrow column has no room for more."""
+    bars.setOpts(x0=np.zeros(counts.shape[0]), y0=edges[:-1], width=counts.astype(np.float64),
+                 height=np.diff(edges))
+    tallest = float(counts.max()) if counts.shape[0] else 0.0
+    plot.setXRange(0, max(tallest, 1.0) * 1.08, padding=0)
+    ticks = [(0, "0")]
+    if tallest >= 1:
+        step = 10.0 ** math.floor(math.log10(tallest))
+        tick = math.floor(tallest / step) * step
+        ticks.append((tick, f"{tick / 1000:g}k" if tick >= 1000 else f"{tick:g}"))
+    plot.getAxis("bottom").setTicks([ticks, []])
 
 
 class PhaseMarkers:

@@ -69,6 +69,8 @@ def test_a_ruined_fast_variant_is_red_with_its_verdict(qtbot, verdicts):
     assert ruined["verdict"]["text"] in tip and f"[{low:.3f}×, {high:.3f}×]" in tip
     assert "gate: top-1 agreement ≥ 99 %" in tip and "10.0 %" in tip and "below the gate" in tip
     assert _cell(view, ids["ruined"], "verdict", Qt.ItemDataRole.ToolTipRole) == tip
+    # an elided chain is whole in its tooltip
+    assert _cell(view, ids["ruined"], "chain", Qt.ItemDataRole.ToolTipRole) == ruined["chain"]
 
     # the good one is green and says why
     assert rows[ids["good"]]["verdict"]["level"] == WIN

@@ -117,7 +117,13 @@ class ComparisonCharts(QWidget):
         key_area.setMinimumWidth(150)
         key_area.setMaximumWidth(280)
         self.key_area = key_area
-        metrics_layout.addWidget(self.metrics_view, 3)
+        # too short a pane scrolls the charts instead of piling their labels on top of each other
+        self.metrics_scroll = QScrollArea()
+        self.metrics_scroll.setWidgetResizable(True)
+        self.metrics_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.metrics_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.metrics_scroll.setWidget(self.metrics_view)
+        metrics_layout.addWidget(self.metrics_scroll, 3)
         metrics_layout.addWidget(key_area, 1)
         self.tabs.addTab(metrics_tab, "Metrics")
 
@@ -291,12 +297,16 @@ class ComparisonCharts(QWidget):
     def _arrange_bars(self, shown: list[str]) -> None:
         """Put the shown charts in a grid (two columns up to four charts, else three); redone only
         when the set changes."""
+        columns = 2 if len(shown) <= 4 else 3
+        # each bar's row at least a line of text tall, plus the title: below that, scroll
+        line = QFontMetrics(self.metrics_view.font()).height() + 4
+        per_chart = 2 * line + 12 + max(1, len(self.rows)) * line
+        self.metrics_view.setMinimumHeight(-(-len(shown) // columns) * per_chart)
         if shown == self._bar_layout:
             return
         grid = self.metrics_view.ci
         for key in self._bar_layout:
             grid.removeItem(self.bar_plots[key])
-        columns = 2 if len(shown) <= 4 else 3
         for n, key in enumerate(shown):
             grid.addItem(self.bar_plots[key], row=n // columns, col=n % columns)
         self._bar_layout = list(shown)

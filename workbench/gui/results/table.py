@@ -160,8 +160,8 @@ class RunsTableModel(QAbstractTableModel):
             if row.get("n"):
                 parts.append(f"{row['n']} iterations")
             return ", ".join(parts)
-        if key == "chain" and row["flags"]:
-            return "⚠ " + "\n⚠ ".join(row["flags"])
+        if key == "chain":     # the cell may be elided: the whole chain, then any warnings
+            return row["chain"] + ("\n⚠ " + "\n⚠ ".join(row["flags"]) if row["flags"] else "")
         if key == "tags" and row["tags"]:
             return ", ".join(row["tags"])
         if key in ("model",):

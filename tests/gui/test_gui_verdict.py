@@ -121,6 +121,22 @@ def test_verdict_and_fidelity_columns_are_on_screen(make_workbench, verdicts, qt
     assert table.columnWidth(COLUMN_INDEX["verdict"]) >= metrics.horizontalAdvance("✗ 3.00× faster") + 8
 
 
+def test_columns_refit_when_the_table_widens(qtbot, verdicts):
+    store, ids = verdicts
+    view = ResultsView(store)
+    qtbot.addWidget(view)
+    view.resize(380, 300)
+    view.show()
+    qtbot.waitExposed(view)
+    verdict = COLUMN_INDEX["verdict"]
+    narrow = view.table.columnWidth(verdict)
+    assert narrow < view.natural_width(verdict)            # squeezed to keep the fidelity columns in view
+    view.resize(3000, 300)                                 # wider than all columns: the last one stretches
+    qtbot.waitUntil(lambda: view.table.columnWidth(verdict) == view.natural_width(verdict), timeout=2000)
+    view.resize(380, 300)                                  # and back: squeezed again (no user drag happened)
+    qtbot.waitUntil(lambda: view.table.columnWidth(verdict) == narrow, timeout=2000)
+
+
 def _shown_plots(charts: ComparisonCharts) -> list[pg.PlotItem]:
     return [charts.bar_plots[key] for key in charts.shown_bar_charts()]
 

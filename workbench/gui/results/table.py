@@ -15,9 +15,9 @@ from typing import Any, Sequence
 from PySide6.QtCore import (QAbstractTableModel, QEvent, QItemSelection, QItemSelectionModel, QModelIndex,
                             QObject, QSize, QSortFilterProxyModel, Qt, Signal)
 from PySide6.QtGui import QAction, QColor, QFont, QKeySequence, QPalette, QPen
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QLineEdit,
-                               QMenu, QMessageBox, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QTableView,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QHBoxLayout, QHeaderView, QInputDialog, QLabel,
+                               QLineEdit, QMenu, QMessageBox, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
+                               QTableView, QVBoxLayout, QWidget)
 
 from ... import format as fmt
 from ...results.compare import baseline_for, comparison_row
@@ -414,7 +414,8 @@ class ResultsView(QWidget):
         return super().eventFilter(watched, event)
 
     def _section_resized(self, *_args: Any) -> None:
-        if not self._fitting:
+        # only a drag with the mouse is the user's choice (the stretched last column resizes itself)
+        if not self._fitting and QApplication.mouseButtons() & Qt.MouseButton.LeftButton:
             self._auto_widths = False      # the user dragged a column edge: their widths stay
 
     def selected_run_ids(self) -> list[int]:

@@ -217,10 +217,8 @@ class LatencySeries:
         self.p50 = GrowingBuffer(1024)                     # NaN between phases: the line breaks there
         self.p99 = GrowingBuffer(1024)
         self.running: tuple[float, float] | None = None    # the newest (p50, p99)
-        self.phase_high = 0.0                              # highest newest p50/p99 seen in this phase
         self._percentiles_done = 0
         self.peaks = PeakPyramid()
-        self.phase_ns: dict[str, float] = {}               # summed latency per phase (ns)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -235,8 +233,6 @@ class LatencySeries:
             self.phase = phase
             self.phase_start = start
             self.phase_markers.append((start, phase))
-            self.phase_high = 0.0
-        self.phase_ns[phase] = self.phase_ns.get(phase, 0.0) + float(values.sum())
         values *= 1e-6  # ns -> ms
         self.y.extend(values)
         self.x.extend(np.arange(start, start + n, dtype=np.int64))
@@ -290,7 +286,6 @@ class LatencySeries:
         self.p50.extend(p50s)
         self.p99.extend(p99s)
         self.running = (p50s[-1], p99s[-1])
-        self.phase_high = max(self.phase_high, *self.running)
         return True
 
     def window_size(self) -> int:

@@ -20,6 +20,7 @@ class FakeBridge(QObject):
 
     def inspect(self, spec) -> int:
         self.token += 1
+        self.spec = spec
         return self.token
 
 
@@ -86,6 +87,30 @@ def test_a_capped_table_says_so(panel):
     widget, bridge = panel
     bridge.inspectFinished.emit(bridge.token, dict(CNN_INFO, layers_total=1234))
     assert "first 3 of 1234 layers" in widget.layers_caption.text()
+
+
+def test_entered_inputs_describe_the_layers_at_them(panel):
+    """A model that declares no inputs has no shapes until the user gives one; then its layers are
+    described at it, and what a run sends stays the user's input."""
+    widget, bridge = panel
+    bare = dict(CNN_INFO, source="model.pt", format="state_dict", inputs=[], input_fixed_by_model=False,
+                flops=None, flops_batch=None, shapes_from=None,
+                layers=[{"name": "fc", "type": "Linear", "params": 650, "output_shapes": None, "flops": None}])
+    bridge.inspectFinished.emit(bridge.token, bare)
+    assert _table(widget) == [["fc", "Linear", "—", "650", "—"]]
+    widget.inputs_edit.setText("2x64")
+    widget.inputs_edit.editingFinished.emit()
+    assert [str(s) for s in bridge.spec.inputs] == ["2x64:float32"] and "describing the layers" in widget.layers_caption.text()
+    described = dict(bare, inputs=[{"shape": [2, 64], "dtype": "float32", "name": None}], flops=2 * 2 * 64 * 10,
+                     flops_batch=2, shapes_from="one forward pass on the example input",
+                     layers=[{"name": "fc", "type": "Linear", "params": 650, "output_shapes": [[2, 10]], "flops": 2560}])
+    bridge.inspectFinished.emit(bridge.token, described)
+    assert _table(widget) == [["fc", "Linear", "2×10", "650", "2.56k"]]
+    assert widget.flops_value.text() == "2.56k per forward at batch 2 (1.28k per sample)"
+    assert [str(s) for s in widget.inputs()] == ["2x64:float32"] and widget.info()["inputs"] == []
+    calls = bridge.token
+    widget.inputs_edit.editingFinished.emit()                # the same inputs: nothing to do again
+    assert bridge.token == calls
 
 
 @pytest.mark.slow

@@ -189,6 +189,9 @@ class ModelPanel(QWidget):
         self.inputs_edit.setToolTip("Input spec: [name=]SHAPE[:DTYPE], -1 = dynamic dimension (the batch "
                                     "comes from the Run panel). Editable when the model does not fix it.")
         self.inputs_edit.textChanged.connect(self._inputs_edited)
+        self.inputs_edit.editingFinished.connect(self._describe_at_inputs)
+        self._layers_token: int | None = None      # a describe at the entered inputs (layers only)
+        self._layers_inputs: str | None = None
         self.inputs_edit.setAcceptDrops(False)
         self.inputs_hint = QLabel()
         self.inputs_hint.setObjectName("inputsHint")
@@ -272,6 +275,8 @@ class ModelPanel(QWidget):
 
         bridge.inspectFinished.connect(self._inspect_finished)
         bridge.inspectFailed.connect(self._inspect_failed)
+        bridge.inspectFinished.connect(self._layers_described)
+        bridge.inspectFailed.connect(self._layers_failed)
 
     # -- demos -----------------------------------------------------------------------------------
     def set_demos(self, demos: list[tuple[str, str]]) -> None:
@@ -411,6 +416,45 @@ class ModelPanel(QWidget):
         self._set_busy(False)
         self._fail(message, details)
 
+    def _describe_at_inputs(self) -> None:
+        """Inputs entered for a model that leaves them open: describe its layers again at them
+        (output shapes and FLOPs need a shape to run). Only the layers and FLOPs change; the
+        inputs the model declares, and so what a run sends, stay as they are."""
+        text = self.inputs_edit.text().strip()
+        if (self._info is None or self.inputs_edit.isReadOnly() or self._inputs_error or not text
+                or self.is_busy() or text == self._layers_inputs):
+            return
+        try:
+            spec = RunSpec(model=self._source or "", factory=self.factory(), trust_pickle=self.trust(),
+                           inputs=parse_inputs(text))
+            spec.validate()
+        except SpecError:
+            return
+        self._layers_inputs = text
+        self._layers_token = self.bridge.inspect(spec)
+        self.layers_caption.setText(f"describing the layers at {text}…")
+        self.layers_caption.show()
+
+    def _layers_described(self, token: int, info: dict) -> None:
+        if token != self._layers_token or self._info is None:
+            return
+        self._layers_token = None
+        keys = ("flops", "flops_batch", "flops_partial", "flops_uncounted", "layers", "layers_total",
+                "shapes_from", "layer_counts")
+        self._info = dict(self._info, **{key: info.get(key) for key in keys})
+        self._info["notes"] = [n for n in self._info.get("notes") or [] if not _shape_reason([n])] + \
+            [n for n in info.get("notes") or [] if _shape_reason([n])]
+        self.flops_value.setText(flops_text(self._info)[0])
+        self.flops_value.setToolTip(flops_text(self._info)[1])
+        self._show_layers(self._info)
+
+    def _layers_failed(self, token: int, message: str, details: str) -> None:
+        if token != self._layers_token:
+            return
+        self._layers_token = None
+        self.layers_caption.setText(f"could not describe the layers at {self._layers_inputs}: {message}")
+        self.layers_caption.show()
+
     def _fail(self, message: str, details: str) -> None:
         self._load_error = message
         self.error_label.setText(f"Could not load the model: {message}")
@@ -436,6 +480,7 @@ class ModelPanel(QWidget):
 
     def _clear_info(self) -> None:
         self._info = None
+        self._layers_token = self._layers_inputs = None
         for label in (self.format_value, self.params_value, self.size_value, self.flops_value):
             label.setText("—")
         self.inputs_edit.blockSignals(True)

@@ -194,7 +194,7 @@ class Session:
         if status != "done":
             result = {"telemetry_status": sampler.status, "partial": True}
             if store_failure is None:
-                result.update(self._partial_statistics(run_id, spec, model_inputs, status))
+                result.update(self._partial_statistics(run_id, spec, model_inputs, message))
             if warnings:
                 detail = "\n".join(filter(None, [detail, *warnings]))
         if store_failure is not None:
@@ -206,7 +206,7 @@ class Session:
               "t": time.monotonic()})
         return record
 
-    def _partial_statistics(self, run_id: int, spec: RunSpec, model_inputs: list, status: str) -> dict:
+    def _partial_statistics(self, run_id: int, spec: RunSpec, model_inputs: list, why: str | None) -> dict:
         """The latency statistics of the iterations a run timed before it stopped (cancelled, timed
         out, crashed), marked ``partial``; nothing when it stopped before its measure phase."""
         from ..results.stats import compute_latency_stats
@@ -221,7 +221,7 @@ class Session:
         latency["partial"] = True
         if batch is None:   # the model picks its default batch in the worker, which did not say it
             latency.update(batch=None, throughput_per_s=None)
-        how = "was cancelled" if status == "cancelled" else "stopped"
+        how = "was cancelled" if (why or "").startswith("cancelled") else "stopped"
         return {"latency": latency,
                 "notes": [f"partial: statistics of the {len(values)} timed iterations measured before the run "
                           f"{how}; not comparable with a finished run's"]}

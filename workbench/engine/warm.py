@@ -39,6 +39,13 @@ def job_environment() -> dict[str, str]:
     return worker_environment(dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:     # the folder was deleted under us: no spare can be known to match
+        return None
+
+
 def worker_command(prewarm: bool) -> list[str]:
     return [sys.executable, "-m", "workbench.worker", *(["--prewarm"] if prewarm else [])]
 
@@ -54,7 +61,7 @@ def spawn_worker(env: dict[str, str], prewarm: bool = False) -> subprocess.Popen
 class Spare:
     proc: subprocess.Popen
     env: dict[str, str] = field(repr=False)
-    cwd: str
+    cwd: str | None
     spawned_at: float        # time.monotonic()
 
     def alive(self) -> bool:
@@ -121,7 +128,7 @@ class WarmWorkers:
             spare, self._spare = self._spare, None
         if spare is None:
             return None
-        if spare.alive() and spare.env == env and spare.cwd == os.getcwd():
+        if spare.alive() and spare.env == env and spare.cwd is not None and spare.cwd == _cwd():
             return spare
         self.discarded += 1
         spare.discard()     # stale (e.g. CUDA_VISIBLE_DEVICES or a MALLOC_ variable changed), or dead
@@ -161,7 +168,7 @@ class WarmWorkers:
     # -- internals (called with the lock held) -------------------------------------------------------
     def _spawn(self) -> None:
         env = job_environment()
-        self._spare = Spare(spawn_worker(env, prewarm=True), env, os.getcwd(), time.monotonic())
+        self._spare = Spare(spawn_worker(env, prewarm=True), env, _cwd(), time.monotonic())
         self.spawned += 1
         if not self._atexit_registered:
             atexit.register(self.close)

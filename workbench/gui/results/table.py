@@ -253,7 +253,7 @@ class ResultsView(QWidget):
 
     selectionChanged = Signal(list)
     # Elided, in this order, when the first columns do not fit: (column, narrowest width in px).
-    SQUEEZE = (("verdict", 130), ("chain", 80), ("verdict", 70), ("chain", 50))
+    SQUEEZE = (("chain", 100), ("verdict", 130), ("chain", 70), ("verdict", 70), ("chain", 50))
     MAX_MIN_WIDTH = 460     # the table's minimum width never exceeds this (small screens)
 
     def __init__(self, store: ResultsStore, parent: QWidget | None = None) -> None:

@@ -153,6 +153,10 @@ def test_fidelity_beside_speed_and_titles_clear_of_values(qtbot, verdicts, size)
     qtbot.wait(20)
     shown = charts.shown_bar_charts()
     assert shown[:2] == ["p50_ms", FIDELITY]
+    # side by side: the fidelity chart in the latency chart's row, both fully in view
+    speed, fidelity = (charts.bar_plots[k].sceneBoundingRect() for k in shown[:2])
+    assert speed.top() == pytest.approx(fidelity.top()) and speed.right() <= fidelity.left() + 1
+    assert fidelity.right() <= charts.metrics_view.width() + 1
     assert charts.fidelity_metric == "accuracy"
     assert charts.bar_values[FIDELITY][ids["ruined"]] == pytest.approx(10.0)      # %
     assert "−89.7 pts" in charts.bar_labels[FIDELITY][ids["ruined"]]

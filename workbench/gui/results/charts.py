@@ -13,9 +13,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QColor, QFontMetrics
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QBoxLayout, QFrame, QHBoxLayout, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from ... import format as fmt
 from ...results.compare import compare_runs, verdict_text
@@ -72,6 +72,9 @@ class ComparisonCharts(QWidget):
     latency vs fidelity with the Pareto front."""
 
     MAX_CDF_POINTS = 2000
+    MIN_BAR_WIDTH = 70      # px a bar chart keeps for its bars beside its labels
+    KEY_BESIDE_FROM = 640   # px of charts area from which the key sits beside the charts, not below
+    KEY_WIDTH = 260
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -102,29 +105,30 @@ class ComparisonCharts(QWidget):
             plot.layout.addItem(plot.titleLabel, 0, 0, 1, 3)
             self.bar_plots[metric.key] = plot
         self._bar_layout: list[str] = []
-        # The key: a wrapping rich-text label beside the charts (a chart cell would clip long verdicts).
+        self._bar_columns = 0
+        self._label_widths: dict[str, int] = {}    # px of a chart's left + right labels
+        # The key: a wrapping rich-text label beside the charts (a chart cell would clip long verdicts),
+        # below them where the pane is narrow (the fidelity chart stays beside the latency one).
         self.key_label = QLabel()
         self.key_label.setObjectName("chartsKey")
         self.key_label.setWordWrap(True)
         self.key_label.setTextFormat(Qt.TextFormat.RichText)
         self.key_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.key_label.setContentsMargins(6, 4, 6, 4)
-        key_area = QScrollArea()
-        key_area.setWidgetResizable(True)
-        key_area.setFrameShape(QFrame.Shape.NoFrame)
-        key_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        key_area.setWidget(self.key_label)
-        key_area.setMinimumWidth(150)
-        key_area.setMaximumWidth(280)
-        self.key_area = key_area
         # too short a pane scrolls the charts instead of piling their labels on top of each other
         self.metrics_scroll = QScrollArea()
         self.metrics_scroll.setWidgetResizable(True)
         self.metrics_scroll.setFrameShape(QFrame.Shape.NoFrame)
         self.metrics_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.metrics_scroll.setWidget(self.metrics_view)
-        metrics_layout.addWidget(self.metrics_scroll, 3)
-        metrics_layout.addWidget(key_area, 1)
+        content = QWidget()
+        self.metrics_box = QBoxLayout(QBoxLayout.Direction.LeftToRight, content)
+        self.metrics_box.setContentsMargins(0, 0, 0, 0)
+        self.metrics_box.setSpacing(0)
+        self.metrics_box.addWidget(self.metrics_view, 1)
+        self.metrics_box.addWidget(self.key_label)
+        self.metrics_scroll.setWidget(content)
+        self.metrics_scroll.viewport().installEventFilter(self)
+        metrics_layout.addWidget(self.metrics_scroll)
         self.tabs.addTab(metrics_tab, "Metrics")
 
         self.dist_view = pg.GraphicsLayoutWidget()
@@ -261,12 +265,15 @@ class ComparisonCharts(QWidget):
         if reference is not None:
             plot.addItem(pg.InfiniteLine(pos=reference, angle=90, movable=False,
                                          pen=pg.mkPen(style.foreground(), width=1, style=Qt.PenStyle.DashLine)))
+        self._label_widths[metric.key] = 0
         for side, texts in (("left", {r["id"]: self._label(r) for r in self.rows}), ("right", labels)):
             axis = plot.getAxis(side)
             axis.setTicks([[(ys[run_id], text) for run_id, text in texts.items()]])
             # as wide as its longest label now (pyqtgraph would widen it only after a first, clipped paint)
             metrics = QFontMetrics(axis.style["tickFont"] or axis.font())
-            axis.setWidth(max(metrics.horizontalAdvance(t) for t in texts.values()) + axis.style["tickTextOffset"][0] + 4)
+            width = max(metrics.horizontalAdvance(t) for t in texts.values()) + axis.style["tickTextOffset"][0] + 4
+            axis.setWidth(width)
+            self._label_widths[metric.key] += width
         if metric.key == FIDELITY:
             # the whole scale, so a collapse looks like one
             low = min(0.0, min(values.values()))
@@ -295,21 +302,34 @@ class ComparisonCharts(QWidget):
         return text + f" · {values[row['id']] / base:.2f}×"
 
     def _arrange_bars(self, shown: list[str]) -> None:
-        """Put the shown charts in a grid (two columns up to four charts, else three); redone only
-        when the set changes."""
-        columns = 2 if len(shown) <= 4 else 3
+        """Put the shown charts in a grid: two columns up to four charts, else three, and fewer
+        where a chart would not keep room for its bars beside its labels; redone only on change."""
+        width = self.metrics_scroll.viewport().width()
+        key_beside = width >= self.KEY_BESIDE_FROM
+        self.metrics_box.setDirection(QBoxLayout.Direction.LeftToRight if key_beside
+                                      else QBoxLayout.Direction.TopToBottom)
+        key_width = min(self.KEY_WIDTH, width // 4) if key_beside else width
+        self.key_label.setFixedWidth(max(1, key_width))
+        widest = max([self._label_widths.get(key, 0) for key in shown] or [0]) + self.MIN_BAR_WIDTH
+        room = max(1, (width - (key_width if key_beside else 0)) // max(1, widest))
+        columns = max(1, min(2 if len(shown) <= 4 else 3, room))
         # each bar's row at least a line of text tall, plus the title: below that, scroll
         line = QFontMetrics(self.metrics_view.font()).height() + 4
         per_chart = 2 * line + 12 + max(1, len(self.rows)) * line
         self.metrics_view.setMinimumHeight(-(-len(shown) // columns) * per_chart)
-        if shown == self._bar_layout:
+        if shown == self._bar_layout and columns == self._bar_columns:
             return
         grid = self.metrics_view.ci
         for key in self._bar_layout:
             grid.removeItem(self.bar_plots[key])
         for n, key in enumerate(shown):
             grid.addItem(self.bar_plots[key], row=n // columns, col=n % columns)
-        self._bar_layout = list(shown)
+        self._bar_layout, self._bar_columns = list(shown), columns
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
+        if watched is self.metrics_scroll.viewport() and event.type() == QEvent.Type.Resize:
+            self._arrange_bars(self._bar_layout)       # as many columns as now fit
+        return super().eventFilter(watched, event)
 
     def _error_bars(self, plot: pg.PlotItem, present: list[tuple[int, dict]], ys: dict[int, float]) -> float:
         """The median's 95 % interval as whiskers; returns the rightmost whisker end."""

@@ -94,7 +94,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     records = []
     for planned_spec in planned:
         records.append(_run_one(session, planned_spec, args))
-        if records[-1].status == "cancelled":
+        if records[-1].status == "cancelled" or args.stop.is_set():
             break   # the user asked to stop: do not start the next run
     rows = [comparison_row(r, baseline_for(store, r, records), args.min_fidelity) for r in records]
     if args.all_combinations:
@@ -238,8 +238,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         out.json(info)
         return EXIT_OK
     out.text(f"{info['source']}  ({info['format']})")
-    out.text(f"  parameters {fmt.count(info['parameters'])}, size {fmt.nbytes(info['bytes'])}, FLOPs/forward "
-             f"{fmt.count(info['flops'])}")
+    flops = fmt.count(info["flops"])
+    if info.get("flops_partial"):
+        flops = f">= {flops} (partial: {', '.join(info.get('flops_uncounted') or [])} not counted)"
+    batch = f" at batch {info['flops_batch']}" if info.get("flops_batch") else ""
+    out.text(f"  parameters {fmt.count(info['parameters'])}, size {fmt.nbytes(info['bytes'])}, FLOPs per forward"
+             f"{batch} {flops}")
     out.text(f"  inputs     {', '.join(str(InputSpec(**i)) for i in info['inputs']) or 'not declared (give --input)'}")
     out.text(f"  layers     {', '.join(f'{k}×{v}' for k, v in sorted(info['layer_counts'].items(), key=lambda kv: -kv[1]))}")
     for note in info.get("notes", []):
@@ -292,14 +296,20 @@ COMMANDS = {"bench": cmd_bench, "runs": cmd_runs, "show": cmd_show, "compare": c
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(with_default_command(list(sys.argv[1:] if argv is None else argv)))
-    _configure_logging(args)
-    args.stop = StopRequest()
+    stop = StopRequest()
+    with stop_on_signals(stop):      # first: a signal during start-up is a clean stop too
+        parser = build_parser()
+        args = parser.parse_args(with_default_command(list(sys.argv[1:] if argv is None else argv)))
+        _configure_logging(args)
+        args.stop = stop
+        return _run_command(args)
+
+
+def _run_command(args: argparse.Namespace) -> int:
     try:
-        with stop_on_signals(args.stop):
-            code = COMMANDS[args.command](args)
-        return code
+        if args.stop.is_set():
+            raise KeyboardInterrupt
+        return COMMANDS[args.command](args)
     except (UsageError, SpecError) as exc:
         _error(args, exc, "usage")
         return EXIT_USAGE

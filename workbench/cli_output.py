@@ -120,6 +120,10 @@ def render_run(run, row: dict | None) -> str:
     lines = [f"run #{run.id}  {run.model}  [{run.chain}]  {run.runtime} on {run.device}  → {run.status}"]
     if run.status != "done":
         lines.append(f"  reason: {run.error}")
+        partial = (run.result or {}).get("latency") or {}
+        if partial.get("n"):   # what was measured before the stop: shown, and never compared
+            lines.append(f"  partial   median {fmt.ms(partial['median_ms'])} (95% CI {fmt.ci(partial['median_ci_ms'])}) "
+                         f"over the {partial['n']} iterations timed before the run stopped; no speed-up or verdict")
         return "\n".join(lines)
     r = run.result
     lat = r["latency"]

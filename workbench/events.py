@@ -39,7 +39,8 @@ class EventKind:
 
 
 _KINDS = (
-    EventKind("started", WORKER, "the worker process is up", {"pid": "int"}),
+    EventKind("started", WORKER, "the worker process is up (a spare says how long it imported and waited)",
+              {"pid": "int"}, {"imports_s": "number", "idle_s": "number"}),
     EventKind("phase", WORKER, "a phase begins: load, reference, optimize, save, prepare, cold, warmup, "
               "measure, fidelity", {"phase": "str"}, {"message": "str"}),
     EventKind("progress", WORKER, "progress within a phase (0..1)", {"phase": "str", "fraction": "number"},

@@ -134,7 +134,7 @@ def test_cancel_stops_a_long_run_within_seconds_and_keeps_data(store, tiny):
     asked = time.monotonic()
     cancel.set()
     thread.join(30)
-    assert not thread.isprocess_alive()
+    assert not thread.is_alive()
     assert time.monotonic() - asked < 3.0
     record = box["r"]
     assert record.status == "cancelled" and "cancelled by the user" in record.error

@@ -45,6 +45,7 @@ class RunControl(QObject):
         self.gpu_env: dict = {"nvml": "not checked yet", "gpus": []}
         self.closing = False            # no more error dialogs: the window is going away
         self._groups: dict[str, list[Job]] = {}
+        self._shown_job_id: int | None = None     # the job the Live dock is showing
 
         model_panel.modelChanged.connect(self.update_state)
         plugin_panel.chainChanged.connect(self.update_state)
@@ -206,8 +207,9 @@ class RunControl(QObject):
 
     # -- the bridge's answers ------------------------------------------------------------------------
     def _on_event(self, event: dict) -> None:
-        current = self.bridge.current()
-        if current is not None and event.get("job_id") == current.id:
+        # Routed by the job the Live dock shows, not by the bridge's current job: events arrive
+        # queued, and the last ones (run_finished) come after the bridge has moved on.
+        if event.get("job_id") is not None and event.get("job_id") == self._shown_job_id:
             self.live.handle_event(event)
             self.run_panel.handle_event(event)
         self.log.append_event(event)
@@ -218,7 +220,8 @@ class RunControl(QObject):
             self._queue_changed()
 
     def _job_started(self, job: Job) -> None:
-        self.live.reset(f"{job.label} — {job.spec.model} on {job.spec.device}")
+        self._shown_job_id = job.id
+        self.live.reset(f"{job.label} — {job.spec.model} on {job.spec.device}", job.spec)
         self.live.set_telemetry_status(self._expected_telemetry(job.spec.device))
         self.run_panel.job_started(job)
         self.log.append(f"started: {job.label} ({job.spec.describe_chain()}, {job.spec.device})")
@@ -234,6 +237,11 @@ class RunControl(QObject):
             status = (record.result or {}).get("telemetry_status")
             if status:
                 self.live.set_telemetry_status(status)
+        if record is not None and job.id == self._shown_job_id:
+            # The stored result (a cancelled run's partial statistics travel in no event) and the
+            # ending, in case its run_finished event was dropped with a job the bridge left.
+            self.live.show_result(record.result)
+            self.live.handle_event({"type": "run_finished", "status": job.status, "message": job.message})
         summary = summarize_record(record) if record is not None else ""
         self.run_panel.job_finished(job, summary)
         self.runsChanged.emit(True)

@@ -125,7 +125,13 @@ class ComparisonCharts(QWidget):
         self.metrics_box.setContentsMargins(0, 0, 0, 0)
         self.metrics_box.setSpacing(0)
         self.metrics_box.addWidget(self.metrics_view, 1)
-        self.metrics_box.addWidget(self.key_label)
+        # beside the charts the key scrolls on its own (a long key must not stretch the charts)
+        self.key_scroll = QScrollArea()
+        self.key_scroll.setWidgetResizable(True)
+        self.key_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.key_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.key_scroll.setWidget(self.key_label)
+        self.metrics_box.addWidget(self.key_scroll)
         self.metrics_scroll.setWidget(content)
         self.metrics_scroll.viewport().installEventFilter(self)
         metrics_layout.addWidget(self.metrics_scroll)
@@ -144,6 +150,10 @@ class ComparisonCharts(QWidget):
         self.scatter_plot.getAxis("left").enableAutoSIPrefix(False)
         self.dist_view.addItem(self.cdf_plot, row=0, col=0)
         self.dist_view.addItem(self.scatter_plot, row=0, col=1)
+        for column, plot in enumerate((self.cdf_plot, self.scatter_plot)):
+            # equal halves: a long title's preferred width must not squeeze the other chart
+            self.dist_view.ci.layout.setColumnStretchFactor(column, 1)
+            plot.setPreferredWidth(1)
         self.tabs.addTab(self.dist_view, "Distribution && trade-off")
 
         self.rows: list[dict] = []
@@ -309,7 +319,8 @@ class ComparisonCharts(QWidget):
         self.metrics_box.setDirection(QBoxLayout.Direction.LeftToRight if key_beside
                                       else QBoxLayout.Direction.TopToBottom)
         key_width = min(self.KEY_WIDTH, width // 4) if key_beside else width
-        self.key_label.setFixedWidth(max(1, key_width))
+        self.key_scroll.setFixedWidth(max(1, key_width))
+        self._fit_key()
         widest = max([self._label_widths.get(key, 0) for key in shown] or [0]) + self.MIN_BAR_WIDTH
         room = max(1, (width - (key_width if key_beside else 0)) // max(1, widest))
         columns = max(1, min(2 if len(shown) <= 4 else 3, room))
@@ -348,7 +359,21 @@ class ComparisonCharts(QWidget):
                                      right=np.array(highs), beam=0.2, pen=pg.mkPen(style.foreground())))
         return float(max(x + h for x, h in zip(xs, highs)))
 
+    def _fit_key(self) -> None:
+        """Below the charts the key is as tall as its text (the page scrolls); beside them it takes
+        the charts' height and scrolls itself."""
+        if self.metrics_box.direction() == QBoxLayout.Direction.TopToBottom:
+            width = max(1, self.key_scroll.width())
+            self.key_scroll.setFixedHeight(self.key_label.heightForWidth(width) + 2)
+        else:
+            self.key_scroll.setMinimumHeight(0)
+            self.key_scroll.setMaximumHeight(16777215)
+
     def _draw_key(self) -> None:
+        self._write_key()
+        self._fit_key()
+
+    def _write_key(self) -> None:
         if not self.rows:
             self.key_label.setText(f"<span style='color:{style.muted().name()}'>Select runs in the table to "
                                    "compare them: speed and fidelity side by side, bars in the colour of "
@@ -359,14 +384,19 @@ class ComparisonCharts(QWidget):
                  + ", ".join(f"<span style='color:{VERDICT_COLORS[level]}'>{word}</span>" for level, word in
                              ((WIN, "win"), (LOSS, "loss"), (NOISE, "noise"), (BASELINE, "baseline")))
                  + "; ↓ lower is better, ↑ higher is better</span>"]
+        several_models = len({r["model"] for r in self.rows}) > 1
+        several_devices = len({r["device"] for r in self.rows}) > 1
         for row in self.rows:
-            note = " · baseline, not selected" if row.get("reference_only") else ""
+            # where it ran only when the runs differ in it: the key stays short
+            where = [model_name(row["model"])] if several_models else []
+            where += [row["device"] or "?"] if several_devices else []
+            where += ["baseline, not selected"] if row.get("reference_only") else []
+            context = f" <span style='color:{muted}'>({_html(', '.join(where))})</span>" if where else ""
             name = row["name"] or row["chain"]
             verdict = verdict_text(row) if row["status"] == "done" else f"✗ {row['status']}: {row['error'] or ''}"
-            lines.append(f"<span style='color:{verdict_color(row)}'>■</span> <b>#{row['id']}</b> {_html(name)} "
-                         f"<span style='color:{muted}'>({_html(model_name(row['model']))}, "
-                         f"{_html(row['device'] or '?')}{_html(note)})</span><br>"
-                         f"&nbsp;&nbsp;&nbsp;<span style='color:{verdict_color(row)}'>{_html(verdict)}</span>")
+            lines.append(f"<span style='color:{verdict_color(row)}'>■</span> <b>#{row['id']}</b> {_html(name)}"
+                         f"{context}<br>&nbsp;&nbsp;&nbsp;<span style='color:{verdict_color(row)}'>"
+                         f"{_html(verdict)}</span>")
         baseline = self._baseline_row()
         dashed = [f"baseline #{baseline['id']}"] if baseline is not None else []
         if self.fidelity_metric in ("top1_agreement", "cosine"):
@@ -407,7 +437,7 @@ class ComparisonCharts(QWidget):
         self.cdf_plot.setLabel("bottom", "latency per iteration", units=self.cdf_unit)
         for row, values, fractions in cdfs:
             curve = self.cdf_plot.plot(values * factor, fractions, pen=pg.mkPen(self._colors[row["id"]], width=2),
-                                       name=f"#{row['id']} {row['name'] or row['chain']}")
+                                       name=_short(f"#{row['id']} {row['name'] or row['chain']}"))
             self.cdf_curves.append(curve)
         lo, hi = min(values[0] for _r, values, _f in cdfs) * factor, max(tails) * factor
         pad = (hi - lo) * 0.05 or hi * 0.05 or 1.0
@@ -430,7 +460,7 @@ class ComparisonCharts(QWidget):
             key = None
         self.scatter_metric = key
         if key is None:
-            plot.setTitle("Latency vs fidelity (╌ Pareto front)", color=style.foreground().name(), size="9pt")
+            plot.setTitle("Latency vs fidelity (╌ Pareto)", color=style.foreground().name(), size="9pt")
             plot.setLabel("left", "fidelity")
             self._placeholder(plot, "no fidelity data in the selected runs" if self.rows else
                               "select runs in the table", "scatter")
@@ -444,8 +474,8 @@ class ComparisonCharts(QWidget):
         points = [(r["p50_ms"] * factor, r[key] * scale) for r in rows]
         # one front per model: fidelity is agreement with each model's own unoptimized output
         fronts = pareto_fronts(points, [r["model"] for r in rows])
-        per_model = " per model" if len(fronts) > 1 else ""
-        plot.setTitle(f"Latency vs fidelity (╌ Pareto front{per_model})", color=style.foreground().name(),
+        per_model = ", per model" if len(fronts) > 1 else ""
+        plot.setTitle(f"Latency vs fidelity (╌ Pareto{per_model})", color=style.foreground().name(),
                       size="9pt")
         self.pareto_ids = [rows[i]["id"] for front in fronts.values() for i in front]
         for front in fronts.values():
@@ -467,14 +497,15 @@ class ComparisonCharts(QWidget):
         for row, (x, y) in zip(rows, points):     # coincident points share one label
             labels.setdefault((x, y), []).append(f"#{row['id']}")
         for (x, y), names in labels.items():
-            text = pg.TextItem(", ".join(names), color=style.foreground(), anchor=(-0.15, 1.0))
+            # right of the point, centred on it: a label above the top point was cut off
+            text = pg.TextItem(", ".join(names), color=style.foreground(), anchor=(-0.2, 0.5))
             text.setPos(x, y)
             plot.addItem(text)
         xs = [p[0] for p in points]
         ys = [p[1] for p in points]
         xpad = (max(xs) - min(xs)) * 0.15 or max(xs) * 0.1 or 1.0
         ypad = (max(ys) - min(ys)) * 0.15 or (abs(max(ys)) * 0.01 or 1.0)
-        plot.setXRange(max(0.0, min(xs) - xpad), max(xs) + xpad, padding=0)
+        plot.setXRange(max(0.0, min(xs) - xpad), max(xs) + 2 * xpad, padding=0)   # room for the labels
         plot.setYRange(min(ys) - ypad, max(ys) + ypad, padding=0)
 
     def _spot_tip(self, x: float, y: float, data: Any) -> str:
@@ -495,6 +526,11 @@ class ComparisonCharts(QWidget):
         plot.setXRange(0, 1, padding=0)
         plot.setYRange(0, 1, padding=0)
         item.setPos(0.5, 0.5)
+
+
+def _short(text: str, width: int = 22) -> str:
+    """A legend entry cut to ``width`` characters (the table has the whole chain)."""
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def _html(text: str) -> str:

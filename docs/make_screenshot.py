@@ -9,10 +9,12 @@ selects both rows (the comparison charts fill in) and saves ``QWidget.grab()`` o
 
 ``--variant MODEL=CHAIN`` (repeatable) runs other comparisons in the same window instead, each
 as "baseline + variant"; CHAIN is the CLI's plugin syntax joined by ``+``. The verdict
-screenshots (a ruined CNN in red beside a good int8 transformer in green)::
+screenshots (a CNN pruned without its recovery fine-tune, in red, beside a good int8 transformer
+in green; one thread keeps a busy 2-core machine's timings steady)::
 
-    xvfb-run -a -s "-screen 0 1920x1080x24" python docs/make_screenshot.py --size 1280x720 \
-        --variant "demo:digits-cnn=prune:method=structured,amount=0.5+fuse" \
+    xvfb-run -a -s "-screen 0 1920x1080x24" python docs/make_screenshot.py --size 1280x720 --threads 1 \
+        --iters 400 --duration 3 \
+        --variant "demo:digits-cnn=prune:method=structured,amount=0.5,finetune=off+fuse" \
         --variant "demo:digits-transformer=quantize:method=dynamic_int8" \
         --output docs/screenshot-verdict-1280.png
 """

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from workbench.plugin_api import Param, Plugin, PluginContext, PluginError, PluginReport, device_kind
+from workbench.plugin_api import (Param, Plugin, PluginContext, PluginError, PluginReport, device_kind,
+                                  format_bytes)
 
 from . import _quant_backend as backend
 
@@ -146,7 +147,7 @@ class Quantize(Plugin):
         verb = "cast" if method in ("fp16", "bf16") else "quantized"
         library = "onnxruntime" if is_onnx else result.backend.split(" ")[0]
         summary = (f"{count} {verb} -> {target} ({method}, {library}): "
-                   f"{bytes_before / 1e6:.2f} MB -> {bytes_after / 1e6:.2f} MB")
+                   f"{format_bytes(bytes_before)} -> {format_bytes(bytes_after)}")
         if "calibration_samples" in extra:
             summary += f", calibrated on {extra['calibration_samples']} samples"
         context.progress(1.0, "quantized")

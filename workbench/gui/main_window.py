@@ -208,8 +208,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.model_dock, self.results_dock], [int(height * 0.55), int(height * 0.45)],
                          Qt.Orientation.Vertical)
         # the results pane knows what its table's first columns need (when it says so)
-        default_sizes = getattr(self.results_split, "default_sizes", None)
-        self.results_split.setSizes(default_sizes(rest) if default_sizes else [int(rest * 0.34), int(rest * 0.66)])
+        self.results_split.setSizes(self.results_split.default_sizes(rest))
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)

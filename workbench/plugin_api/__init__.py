@@ -6,6 +6,7 @@
 Importing this package imports neither torch nor Qt (the GUI lists plugins without torch).
 """
 from ..errors import PluginError, RunCancelled
+from ..format import nbytes as format_bytes      # sizes as every face writes them (MiB)
 from ..models.info import count_flops, count_parameters, model_bytes
 from ..models.outputs import first_output
 from ..spec import device_kind
@@ -15,5 +16,5 @@ from .registry import ENTRY_POINT_GROUP, PluginInfo, discover_plugins, get_plugi
 
 __all__ = ["DEVICE_KINDS", "ENTRY_POINT_GROUP", "FORMATS", "ChainStep", "Param", "Plugin", "PluginContext",
            "PluginError", "PluginInfo", "PluginReport", "RunCancelled", "build_chain", "chain_error",
-           "count_flops", "count_parameters", "device_kind", "discover_plugins", "first_output", "get_plugin_class",
+           "count_flops", "count_parameters", "device_kind", "discover_plugins", "first_output", "format_bytes", "get_plugin_class",
            "model_bytes"]

@@ -5,6 +5,7 @@ import io
 from typing import Any
 
 from ..errors import PluginError
+from ..format import nbytes
 from .api import Param, Plugin, PluginContext, PluginReport
 
 
@@ -57,5 +58,5 @@ class OnnxExport(Plugin):
         size = proto.ByteSize()
         context.progress(1.0, "exported")
         return proto, PluginReport(
-            plugin=self.name, summary=f"exported to ONNX opset {self.params['opset']} ({size / 1e6:.2f} MB)",
+            plugin=self.name, summary=f"exported to ONNX opset {self.params['opset']} ({nbytes(size)})",
             bytes_after=size, layers_changed=[], extra={"nodes": len(proto.graph.node)})

@@ -25,6 +25,8 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QSplitter, QVBoxLayout, QW
 
 from ...format import ms as fmt_ms
 from ...telemetry.nvml import GPU_FIELDS
+
+MIB = float(2 ** 20)
 from .. import plot_style as style
 from . import status as words
 from .gpu_panel import GpuPanel
@@ -140,7 +142,7 @@ class LivePlots(QWidget):
         telemetry_row.setChildrenCollapsible(False)
         self.memory_view = pg.GraphicsLayoutWidget()
         style.style_plot_widget(self.memory_view)
-        self.memory_plot = make_plot("Memory", "memory", "B")
+        self.memory_plot = make_plot("Memory", "memory", "MiB", si_prefix=False)   # binary, like every face
         self.memory_view.addItem(self.memory_plot)
         telemetry_row.addWidget(self.memory_view)
         self.gpu_stack = GpuPanel()
@@ -199,7 +201,7 @@ class LivePlots(QWidget):
         }
         self.util_plot.setYRange(0, 100, padding=0.02)
         # A steady reading (clock pinned, temperature flat) must not zoom into its noise.
-        for plot, span in ((self.memory_plot, 64e6), (self.power_plot, 20.0), (self.clock_plot, 200.0),
+        for plot, span in ((self.memory_plot, 64.0), (self.power_plot, 20.0), (self.clock_plot, 200.0),
                            (self.temp_plot, 10.0)):
             plot.getViewBox().setLimits(minYRange=span)
         self.acc_plot.setYRange(0, 1, padding=0.02)
@@ -359,7 +361,10 @@ class LivePlots(QWidget):
                 self._t0 = float(t)
             x = float(t) - self._t0
             for key, field in self._telemetry_fields.items():
-                self._telemetry[key].add(x, sample.get(field))
+                value = sample.get(field)
+                if value is not None and field.endswith("_bytes"):
+                    value = value / MIB
+                self._telemetry[key].add(x, value)
             if not self._gpu_seen and any(sample.get(f) is not None for f in GPU_FIELDS):
                 self._gpu_seen = True
             self._telemetry_count += 1

@@ -10,13 +10,13 @@ import sys
 def test_all_combinations_measures_each_plugin_alone_and_the_chain(tmp_path):
     db = tmp_path / "runs.sqlite"
     proc = subprocess.run([sys.executable, "-m", "workbench", "bench", "demo:digits-cnn", "-p", "fuse:method=conv_bn",
-                           "-p", "prune:method=structured,amount=0.3", "--all-combinations", "--iters", "5",
+                           "-p", "prune:method=structured,amount=0.3,finetune=off", "--all-combinations", "--iters", "5",
                            "--duration", "0.05", "--threads", "1", "--db", str(db), "--json", "-"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     runs = json.loads(proc.stdout)["runs"]
-    assert [r["chain"] for r in runs] == ["baseline", "fuse:method=conv_bn", "prune:method=structured,amount=0.3",
-                                          "fuse:method=conv_bn → prune:method=structured,amount=0.3"]
+    assert [r["chain"] for r in runs] == ["baseline", "fuse:method=conv_bn", "prune:method=structured,amount=0.3,finetune=off",
+                                          "fuse:method=conv_bn → prune:method=structured,amount=0.3,finetune=off"]
     assert all(r["status"] == "done" for r in runs)
     assert {r["comparison"]["baseline_id"] for r in runs[1:]} == {runs[0]["id"]}
     assert "verdict" in proc.stderr and "speed-up [95% CI]" in proc.stderr   # the table, beside the JSON

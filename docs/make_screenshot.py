@@ -1,4 +1,4 @@
-"""Take ``docs/screenshot-main.png``: the main window after a baseline + variant comparison.
+"""Take ``docs/screenshot-verdict-1920.png`` (the README's first picture): the main window after a baseline + variant comparison.
 
 Run under a real X server (Xvfb), e.g.::
 
@@ -42,7 +42,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = library default)")
     parser.add_argument("--size", default="1600x1000")
-    parser.add_argument("--output", default=str(ROOT / "docs" / "screenshot-main.png"))
+    parser.add_argument("--output", default=str(ROOT / "docs" / "screenshot-verdict-1920.png"))
     parser.add_argument("--theme", default=None, help="force light or dark")
     parser.add_argument("--tradeoff-output", default=None,
                         help="also save the window with the 'Distribution & trade-off' charts tab shown")

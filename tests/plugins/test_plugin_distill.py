@@ -13,7 +13,6 @@ from workbench.errors import PluginError, RunCancelled
 from workbench.models.info import count_parameters
 from workbench.plugin_api import PluginContext
 from workbench_plugins.distill import NO_DATA_MESSAGE, Distill
-from plugin_fixtures import demo_module
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH = 16
@@ -27,16 +26,6 @@ def small_data(data) -> dict:
     """A subset for the tests that only check mechanics (fast)."""
     return {"x_train": data["x_train"][:256], "y_train": data["y_train"][:256],
             "x_test": data["x_test"][:128], "y_test": data["y_test"][:128]}
-
-
-@pytest.fixture(scope="module")
-def cnn(data) -> nn.Module:
-    return demo_module("cnn")
-
-
-@pytest.fixture(scope="module")
-def transformer(data) -> nn.Module:
-    return demo_module("transformer")
 
 
 def _context(data, events=None, seed=0, cancelled=None) -> PluginContext:

@@ -19,11 +19,6 @@ BATCH = 16
 # ---------------------------------------------------------------------------------------------
 # The bundled demo models and data
 # ---------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def cnn(data) -> nn.Module:
-    return demo_module("cnn")
-
-
 def _context(data, events=None, seed=0) -> PluginContext:
     return PluginContext(device="cpu", dtype="float32", example_inputs=[torch.randn(BATCH, 1, 8, 8)],
                          data=data, seed=seed, workdir=Path("."),

@@ -15,7 +15,6 @@ from workbench.plugin_api import PluginContext, build_chain, chain_error
 from workbench.spec import PluginStep
 from workbench_plugins import _quant_backend as backend
 from workbench_plugins.quantize import NO_DATA_MESSAGE, Quantize
-from plugin_fixtures import demo_module
 
 BATCH = 64
 
@@ -23,16 +22,6 @@ BATCH = 64
 # ---------------------------------------------------------------------------------------------
 # The bundled demo models and data
 # ---------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def transformer(data) -> nn.Module:
-    return demo_module("transformer")
-
-
-@pytest.fixture(scope="module")
-def cnn(data) -> nn.Module:
-    return demo_module("cnn")
-
-
 def _context(tmp_path: Path, data: dict | None, device: str = "cpu", cancelled=lambda: False) -> PluginContext:
     example = torch.from_numpy(data["x_test"][:BATCH]) if data else torch.rand(BATCH, 1, 8, 8)
     return PluginContext(device=device, dtype="float32", example_inputs=[example], data=data, seed=0,

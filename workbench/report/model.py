@@ -20,6 +20,7 @@ import numpy as np
 from ..results.compare import baseline_for, comparison_row
 from ..results.distribution import latency_cdf
 from ..results.pareto import pareto_fronts
+from .. import format as fmt
 from ..errors import WorkbenchError
 from .command import spec_to_argv
 from ..results.stats import NOISE_RULE
@@ -489,9 +490,9 @@ def _metric_text(metric: str, value: float) -> str:
             return f"{value:.2f}× the baseline's throughput"
         return f"{1 / value:.2f}× faster than its baseline" if value else f"{metric} {value}"
     if metric.endswith("_ms"):
-        return f"{metric[:-3]} {value:.4g} ms"
+        return f"{metric[:-3]} {fmt.ms(value)}"
     if metric == "size_bytes":
-        return f"{value / 1024:.1f} KiB"
+        return fmt.nbytes(value)
     if metric == "throughput_per_s":
         return f"{value:.1f} samples/s"
     if metric == "energy_j_per_inference":

@@ -110,11 +110,9 @@ def test_worker_crashes_are_recorded_and_the_next_run_works(store, tiny, bad_mod
 
 
 def test_hanging_model_times_out(store, bad_models):
-    started = time.monotonic()
     record = Session(store).run(RunSpec(model=str(bad_models), factory="wb_bad_models:hangs",
                                         inputs=[InputSpec.parse("2x4")], timeout_s=6, **QUICK))
     assert record.status == "failed" and "timed out after 6 s" in record.error
-    assert time.monotonic() - started < 20
 
 
 def test_cancel_stops_a_long_run_within_seconds_and_keeps_data(store, tiny):

@@ -231,7 +231,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     out = output(args)
     check_model_source(args.model)
     spec = RunSpec(model=args.model, factory=args.factory, trust_pickle=args.trust_pickle,
-                   inputs=[InputSpec.parse(i) for i in args.input])
+                   inputs=[InputSpec.parse(i) for i in args.input], trust_remote_code=args.trust_remote_code,
+                   task=args.task)
     spec.validate()
     info = Session(open_store(args)).inspect(spec, cancel=args.stop)
     if args.json_out:

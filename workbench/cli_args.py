@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .errors import SpecError, WorkbenchError
-from .spec import MODEL_DTYPES, RUNTIMES, InputSpec, PluginStep, RunSpec
+from .spec import DEFAULT_PROMPT_LEN, MODEL_DTYPES, RUNTIMES, SCENARIOS, TASKS, InputSpec, PluginStep, RunSpec
 
 
 class UsageError(WorkbenchError):
@@ -56,10 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument("model", nargs="?", help="a model file or demo:NAME to open")
 
     bench = command("bench", help="measure a model (optionally optimized by plugins)")
-    bench.add_argument("model", help="model file (.onnx, .pt2, .pt/.pth TorchScript or state_dict, .safetensors) or demo:NAME")
+    bench.add_argument("model", help="model file (.onnx, .pt2, .pt/.pth TorchScript or state_dict, .safetensors), "
+                                     "a Hugging Face folder (config.json + weights), or demo:NAME")
     bench.add_argument("--factory", help="package.module:callable that builds the module for a state_dict")
     bench.add_argument("--trust-pickle", action="store_true",
                        help="allow loading a fully pickled model (executes code from the file!)")
+    _language_model_options(bench)
     bench.add_argument("--plugin", "-p", action="append", default=[], metavar="NAME[:k=v,...]",
                        help="add an optimization step (repeatable, applied in order); see `workbench plugins`")
     bench.add_argument("--runtime", default=SPEC_DEFAULTS.runtime, choices=RUNTIMES)
@@ -110,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--factory")
     inspect.add_argument("--trust-pickle", action="store_true")
     inspect.add_argument("--input", action="append", default=[])
+    inspect.add_argument("--trust-remote-code", action="store_true",
+                         help="allow a Hugging Face folder's own Python code (auto_map) to run")
+    inspect.add_argument("--task", default=SPEC_DEFAULTS.task, choices=TASKS)
 
     rename = command("rename", help="name a run")
     rename.add_argument("run_id", type=int)
@@ -120,6 +125,28 @@ def build_parser() -> argparse.ArgumentParser:
     delete = command("delete", help="delete runs and their data")
     delete.add_argument("run_ids", type=int, nargs="+")
     return parser
+
+
+def _language_model_options(bench: argparse.ArgumentParser) -> None:
+    """Hugging Face folders, text inputs and the generation scenario."""
+    group = bench.add_argument_group("language models and Hugging Face folders")
+    group.add_argument("--trust-remote-code", action="store_true",
+                       help="allow a Hugging Face folder's own Python code (config auto_map) to run")
+    group.add_argument("--task", default=SPEC_DEFAULTS.task, choices=TASKS,
+                       help="how to open a Hugging Face folder (default: from config.json's architectures)")
+    group.add_argument("--scenario", default=SPEC_DEFAULTS.scenario, choices=SCENARIOS,
+                       help="forward: one forward pass per iteration; generate: greedy generation with the KV "
+                            "cache, prefill and every decode step timed (auto: generate for causal LMs)")
+    group.add_argument("--text", help="UTF-8 text file: token inputs, calibration and perplexity "
+                                      "(default for language models: the bundled corpus)")
+    group.add_argument("--prompt", help="the prompt to generate from (generate scenario)")
+    group.add_argument("--seq-len", type=int, help="tokens per sequence for forward runs of token models")
+    group.add_argument("--prompt-len", type=int, help="prompt tokens for the generate scenario "
+                                                       f"(default {DEFAULT_PROMPT_LEN})")
+    group.add_argument("--gen-len", type=int, default=SPEC_DEFAULTS.gen_len,
+                       help=f"new tokens to generate, exactly (EOS ignored; default {SPEC_DEFAULTS.gen_len})")
+    bench.add_argument("--profile", action="store_true",
+                       help="after timing, record a per-op profile (never part of the timed figures)")
 
 
 def _fidelity_gate_option(parser: argparse.ArgumentParser) -> None:
@@ -155,7 +182,9 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
                    device=args.device, dtype=args.dtype, batch=args.batch, threads=args.threads,
                    inputs=[InputSpec.parse(i) for i in args.input], data=args.data, seed=args.seed,
                    timeout_s=args.timeout, telemetry_hz=args.telemetry_hz, label=args.label,
-                   save_model=args.save_model)
+                   save_model=args.save_model, trust_remote_code=args.trust_remote_code, task=args.task,
+                   scenario=args.scenario, text=args.text, prompt=args.prompt, seq_len=args.seq_len,
+                   prompt_len=args.prompt_len, gen_len=args.gen_len, profile=args.profile)
     if args.rigorous:
         spec.apply_preset("rigorous")
     if args.iters is not None:

@@ -19,7 +19,15 @@ from .errors import SpecError
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool")
 MODEL_DTYPES = ("float32", "float16", "bfloat16")
 RUNTIMES = ("auto", "torch", "onnxruntime")
-SAVE_SUFFIXES = (".pt", ".ts", ".torchscript", ".pt2", ".onnx")   # what models.save writes
+SAVE_SUFFIXES = (".pt", ".ts", ".torchscript", ".pt2", ".onnx")   # what models.save writes; no suffix = an HF folder
+# What a run does with the model: one forward pass per timed iteration, or greedy generation
+# (prefill + decode, KV cache on). "auto" = generate for causal language models, forward otherwise.
+SCENARIOS = ("auto", "forward", "generate")
+# Hugging Face tasks a folder can be opened as ("auto": read from config.json's architectures).
+TASKS = ("auto", "causal-lm", "masked-lm", "sequence-classification", "token-classification",
+         "feature-extraction", "image-classification")
+DEFAULT_PROMPT_LEN = 32
+DEFAULT_GEN_LEN = 32
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 def device_kind(device: str) -> str:
@@ -48,11 +56,13 @@ INTEGER_LIMITS = (
     ("batch", 1, _NO_LIMIT), ("iters", 1, _NO_LIMIT), ("warmup_min_iters", 0, _NO_LIMIT),
     ("threads", 1, 1024),            # more would have the thread library try to start millions of threads
     ("seed", 0, 2**63 - 1),          # numpy seeds must be >= 0; torch takes up to 64 bits
+    ("seq_len", 1, 1_000_000), ("prompt_len", 1, 1_000_000), ("gen_len", 1, 1_000_000),
 )
 SECONDS_FIELDS = ("duration_s", "warmup_max_s", "max_duration_s", "timeout_s")   # finite, > 0
-OPTIONAL_NUMBERS = {"batch", "threads", "timeout_s"}
+OPTIONAL_NUMBERS = {"batch", "threads", "timeout_s", "seq_len", "prompt_len"}
 _OPTIONS = {"batch": "--batch", "threads": "--threads", "iters": "--iters", "duration_s": "--duration",
-            "seed": "--seed", "timeout_s": "--timeout", "telemetry_hz": "--telemetry-hz"}
+            "seed": "--seed", "timeout_s": "--timeout", "telemetry_hz": "--telemetry-hz",
+            "seq_len": "--seq-len", "prompt_len": "--prompt-len", "gen_len": "--gen-len"}
 
 
 def _option(name: str) -> str:
@@ -162,6 +172,17 @@ class RunSpec:
     telemetry_hz: float = 10.0
     label: str | None = None
     save_model: str | None = None                 # where to save the optimized model artifact
+    # -- Hugging Face folders and language models ------------------------------------------------
+    trust_remote_code: bool = False               # explicit opt-in to running a folder's own Python code
+    task: str = "auto"                            # TASKS: how an HF folder is opened
+    scenario: str = "auto"                        # SCENARIOS
+    text: str | None = None                       # UTF-8 text file: token inputs, calibration, LM fidelity
+    prompt: str | None = None                     # a prompt given inline (generate; overrides text's first one)
+    seq_len: int | None = None                    # tokens per sequence (forward runs of token models)
+    prompt_len: int | None = None                 # generate: prompt tokens (default DEFAULT_PROMPT_LEN)
+    gen_len: int = DEFAULT_GEN_LEN                # generate: new tokens, exactly (EOS ignored)
+    # -- explain ----------------------------------------------------------------------------------
+    profile: bool = False                         # a per-op profile phase after timing (never timed)
 
     # -- JSON -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -204,6 +225,14 @@ class RunSpec:
         """'onnx' or 'torch', judged from the name (the loader checks the content)."""
         return "onnx" if self.model.lower().endswith(".onnx") else "torch"
 
+    @property
+    def save_model_is_folder(self) -> bool:
+        """--save-model DIR (no suffix, or a trailing slash): a Hugging Face folder."""
+        if self.save_model is None:
+            return False
+        text = self.save_model.rstrip()
+        return text.endswith(("/", "\\")) or "." not in text.replace("\\", "/").rsplit("/", 1)[-1]
+
     def resolved_runtime(self) -> str:
         """The runtime as requested for the model file (a chain that ends in ONNX runs on
         ONNX Runtime; the worker resolves that with the chain's output format)."""
@@ -219,14 +248,22 @@ class RunSpec:
             raise SpecError(f"unknown runtime {self.runtime!r}; choose one of {', '.join(RUNTIMES)}")
         if not _DEVICE_RE.match(self.device):
             raise SpecError(f"bad device {self.device!r}: use cpu, cuda or cuda:N")
+        if self.scenario not in SCENARIOS:
+            raise SpecError(f"unknown scenario {self.scenario!r}; choose one of {', '.join(SCENARIOS)}")
+        if self.task not in TASKS:
+            raise SpecError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        if self.prompt is not None and not self.prompt.strip():
+            raise SpecError("--prompt is empty: give some text, or leave it out to use the bundled corpus")
         if self.dtype not in MODEL_DTYPES:
             raise SpecError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(MODEL_DTYPES)}")
         if self.model_format == "onnx" and self.runtime == "torch":
             raise SpecError("an ONNX model runs on the onnxruntime runtime, not torch")
         self._validate_numbers()
-        if self.save_model is not None and not self.save_model.lower().endswith(SAVE_SUFFIXES):
+        if self.save_model is not None and not self.save_model.lower().endswith(SAVE_SUFFIXES) \
+                and not self.save_model_is_folder:
             raise SpecError(f"cannot save the optimized model as {self.save_model!r}: use one of "
-                            f"{', '.join(SAVE_SUFFIXES)} (TorchScript, torch.export, ONNX)")
+                            f"{', '.join(SAVE_SUFFIXES)} (TorchScript, torch.export, ONNX), or a folder "
+                            "name without a suffix (a Hugging Face folder)")
         if self.factory is not None and ":" not in self.factory:
             raise SpecError(f"bad factory {self.factory!r}: expected package.module:callable")
         for inp in self.inputs:

@@ -44,6 +44,9 @@ class LoadedModel:
     data: dict | None = None            # eval/train arrays shipped with the model (demos)
     default_batch: int | None = None
     notes: list[str] = field(default_factory=list)
+    # A Hugging Face folder (or demo:tiny-lm): ``models.hf.HFModelInfo`` (task, config, tokenizer,
+    # random_weights, the PreTrainedModel inside ``model``); None for every other format.
+    hf: Any = None
 
 
 # What each content kind is, in words, and the suffix a file of that kind should have.

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 
 # Everything in a spec that changes the work one forward pass does: a baseline must match all of it.
-BASELINE_KEYS = ("model", "factory", "device", "runtime", "batch", "dtype", "threads", "inputs", "data")
+BASELINE_KEYS = ("model", "factory", "device", "runtime", "batch", "dtype", "threads", "inputs", "data",
+                 "task", "scenario", "text", "prompt", "seq_len", "prompt_len", "gen_len")
 
 
 def is_baseline_of(candidate: RunRecord, run: RunRecord) -> bool:

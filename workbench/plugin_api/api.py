@@ -167,6 +167,9 @@ class PluginReport:
     seconds: float | None = None
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    # False: the step left the model as it was (e.g. conv_bn found no pair to fold): a no-op, not a
+    # variant. None: the plugin does not say (treated as changed).
+    changed: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -232,6 +232,8 @@ class MainWindow(QMainWindow):
 
         self.open_action = action("&Open model…", self.open_file_dialog, QKeySequence.StandardKey.Open,
                                   "Open a model file (ONNX, TorchScript, .pt2, state_dict, safetensors)")
+        self.open_folder_action = action("Open model &folder…", self.open_folder_dialog, "Ctrl+Shift+O",
+                                         "Open a Hugging Face folder (config.json + safetensors + tokenizer)")
         self.run_action = action("&Run", lambda: self.start("run"), "Ctrl+R",
                                  "Measure the model with the checked plugins")
         self.pair_action = action("Run &baseline + variant", lambda: self.start("pair"), "Ctrl+Shift+R",
@@ -257,6 +259,7 @@ class MainWindow(QMainWindow):
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
         file_menu.addAction(self.open_action)
+        file_menu.addAction(self.open_folder_action)
         self.demo_menu = file_menu.addMenu("Open &demo")
         self.demo_menu.aboutToShow.connect(self._fill_demo_menu)
         self.recent_menu = file_menu.addMenu("Open &recent")
@@ -292,8 +295,15 @@ class MainWindow(QMainWindow):
             self.settings.setValue("dialogs/last_dir", str(Path(path).parent))
             self.open_model(path)
 
+    def open_folder_dialog(self) -> None:
+        start = self.settings.value("dialogs/last_dir", str(Path.home()))
+        path = QFileDialog.getExistingDirectory(self, "Open a Hugging Face model folder", str(start))
+        if path:
+            self.settings.setValue("dialogs/last_dir", str(Path(path).parent))
+            self.open_model(path)
+
     def open_model(self, source: str) -> None:
-        """Open a file (or demo:NAME): checked here, described in a worker process."""
+        """Open a file, a Hugging Face folder (or demo:NAME): checked here, described in a worker process."""
         source = str(source)
         if not source.startswith("demo:"):
             path = Path(source).expanduser()
@@ -301,8 +311,9 @@ class MainWindow(QMainWindow):
                 self.show_error(f"Model file not found: {path}")
                 self.recent.remove(str(path))
                 return
-            if path.is_dir():
-                self.show_error(f"{path} is a folder, not a model file")
+            if path.is_dir() and not (path / "config.json").is_file():
+                self.show_error(f"{path} is a folder without config.json: open a model file, or a Hugging Face "
+                                "folder (config.json + weights)")
                 return
             self.recent.add(str(path))
         self.model_panel.open_source(source)

@@ -84,6 +84,7 @@ class RunControl(QObject):
 
     def update_state(self) -> None:
         self.run_panel.set_model_source(self.model_panel.source())
+        self.run_panel.lm_options.set_model_info(self.model_panel.info())
         self.plugin_panel.set_context(self.model_panel.model_format(), self.run_panel.device(),
                                       self.run_panel.runtime())
         chain = self.plugin_panel.checked()
@@ -98,6 +99,7 @@ class RunControl(QObject):
             raise SpecError(problem)
         spec = RunSpec(model=self.model_panel.source(), factory=self.model_panel.factory(),
                        trust_pickle=self.model_panel.trust(),
+                       trust_remote_code=self.model_panel.trust_remote_code(),
                        plugins=list(self.plugin_panel.steps() if plugins is None else plugins),
                        inputs=self.model_panel.inputs())
         problem = self.run_panel.files_problem()

@@ -18,4 +18,6 @@ STATE_DICT_SUFFIXES = (".pt", ".pth", ".safetensors", ".bin", ".ckpt")
 
 
 def is_model_file(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in MODEL_SUFFIXES
+    """A model file by its suffix, or a Hugging Face folder (one with a config.json)."""
+    path = Path(path)
+    return path.suffix.lower() in MODEL_SUFFIXES or (path / "config.json").is_file()

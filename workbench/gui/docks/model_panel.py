@@ -317,6 +317,10 @@ class ModelPanel(QWidget):
     def trust(self) -> bool:
         return self.trust_check.isChecked()
 
+    def trust_remote_code(self) -> bool:
+        """For a Hugging Face folder the one trust box also lets the folder's own code run (auto_map)."""
+        return self.trust() and bool(self._source) and Path(self._source).is_dir()
+
     def model_format(self) -> str:
         if self._source and self._source.lower().endswith(".onnx"):
             return "onnx"
@@ -385,7 +389,8 @@ class ModelPanel(QWidget):
         self._load_error = None
         self.error_label.hide()
         try:
-            spec = RunSpec(model=self._source, factory=self.factory(), trust_pickle=self.trust())
+            spec = RunSpec(model=self._source, factory=self.factory(), trust_pickle=self.trust(),
+                           trust_remote_code=self.trust_remote_code())
             spec.validate()
         except SpecError as exc:
             self._fail(str(exc), "")
@@ -461,7 +466,8 @@ class ModelPanel(QWidget):
         self.error_label.show()
         # Offer the factory / trust widgets only when the loader asked for one of them, never
         # for a file it did not identify as weights or as a pickle of code.
-        if FACTORY_HINT in message or TRUST_HINT in message or "factory" in message.lower():
+        if FACTORY_HINT in message or TRUST_HINT in message or "factory" in message.lower() \
+                or "--trust-remote-code" in message:
             self._show_factory(True)
         self.modelChanged.emit()
         self.errorOccurred.emit(f"Could not load {Path(self._source or '').name or 'the model'}: {message}",

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
 from ... import format as fmt
 from ...models import demos
 from ...spec import MODEL_DTYPES, PRESETS, RUNTIMES, SAVE_SUFFIXES, RunSpec, device_kind
+from .lm_options import LanguageModelOptions
 from .param_form import PathField
 
 PHASES = (("load", "Load"), ("optimize", "Optimize"), ("warmup", "Warm-up"), ("measure", "Measure"))
@@ -164,6 +165,8 @@ class RunPanel(QWidget):
         duration_row.addWidget(self.duration_spin, 1)
         duration_row.addWidget(self.rigorous_check)
         form.addRow("Duration", duration_row)
+        self.lm_options = LanguageModelOptions()      # shown for models that take token ids
+        self.lm_options.changed.connect(self.settingsChanged)
 
         self.run_button = QPushButton("Run")
         self.run_button.setObjectName("runButton")
@@ -237,6 +240,7 @@ class RunPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addLayout(form)
+        layout.addWidget(self.lm_options)
         layout.addLayout(buttons)
         layout.addWidget(self.problem_label)
         layout.addLayout(grid)
@@ -294,7 +298,7 @@ class RunPanel(QWidget):
         if data:
             return data if data.startswith("data file") else f"data file: {data}"
         save = self.save_field.recheck()
-        return f"save optimized model: {save}" if save else None
+        return f"save optimized model: {save}" if save else self.lm_options.problem()
 
     def set_device(self, device: str) -> bool:
         index = self.device_combo.findData(device)
@@ -314,6 +318,7 @@ class RunPanel(QWidget):
         spec.threads = self.threads_spin.value() or None
         spec.data = absolute(self.data_field.path())
         spec.save_model = absolute(self.save_field.path())
+        self.lm_options.fill(spec)
         if self.rigorous_check.isChecked():
             spec.apply_preset("rigorous")
         else:
@@ -330,7 +335,8 @@ class RunPanel(QWidget):
         return {"device": self.device(), "runtime": self.runtime(), "dtype": self.dtype_combo.currentData(),
                 "batch": self.batch_spin.value(), "threads": self.threads_spin.value(),
                 "iters": self.iters_spin.value(), "duration": self.duration_spin.value(),
-                "rigorous": self.rigorous_check.isChecked(), "data": self.data_field.path()}
+                "rigorous": self.rigorous_check.isChecked(), "data": self.data_field.path(),
+                "lm": self.lm_options.state()}
 
     def restore_state(self, state: dict[str, Any]) -> None:
         def pick(combo: QComboBox, value: Any) -> None:
@@ -354,6 +360,8 @@ class RunPanel(QWidget):
         self.rigorous_check.setChecked(str(state.get("rigorous")).lower() in ("true", "1"))
         if isinstance(state.get("data"), str):
             self.data_field.set_path(state["data"])
+        if isinstance(state.get("lm"), dict):
+            self.lm_options.restore_state(state["lm"])
 
     # -- enabling ----------------------------------------------------------------------------------
     def set_problem(self, problem: str | None, chain_len: int, chain_ok: bool) -> None:

@@ -45,6 +45,14 @@ def _throughput(value: float | None) -> str:
     return "—" if value is None else f"{fmt.count(value)}/s"
 
 
+def _perplexity_text(row: dict) -> str:
+    ppl = row.get("perplexity")
+    if ppl is None:
+        return "—"
+    delta = row.get("perplexity_delta_pct")
+    return f"{ppl:.4g}" + (f" ({delta:+.1f} %)" if delta is not None and row["chain"] != "baseline" else "")
+
+
 # Sorting the verdict column: wins first, then noise, losses, baselines, failures.
 VERDICT_RANK = {WIN: 0, NOISE: 1, LOSS: 2, BASELINE: 3, FAILED: 4}
 
@@ -159,13 +167,26 @@ COLUMNS: list[Column] = [
        "Accuracy on the labelled evaluation data, when the data has labels"),
     _c("cosine", "Cosine", lambda r, run: fmt.num(r.get("cosine"), ".4f"), lambda r, run: r.get("cosine"), True,
        "Cosine similarity of the outputs to the unoptimized model's (the gate when there are no classes)"),
+    # Language models (generate scenario): time to first token, decode speed, perplexity.
+    _c("ttft", "TTFT", lambda r, run: fmt.ms(r.get("ttft_ms")), lambda r, run: r.get("ttft_ms"), True,
+       "Time to first token: the prefill of the prompt (generate scenario)"),
+    _c("tok_s", "Decode tok/s", lambda r, run: fmt.num(r.get("decode_tok_s"), ".4g"),
+       lambda r, run: r.get("decode_tok_s"), True, "Tokens per second while decoding (KV cache on)"),
+    _c("ppl", "Perplexity", lambda r, run: _perplexity_text(r), lambda r, run: r.get("perplexity"), True,
+       "Perplexity on held-out text (Δ vs the unoptimized model); lower is better"),
+    _c("next_tok", "Next-token", lambda r, run: fmt.pct(r.get("next_token_agreement")),
+       lambda r, run: r.get("next_token_agreement"), True,
+       "Next-token agreement: the fraction of positions where the variant predicts the unoptimized model's token"),
     _c("tags", "Tags", lambda r, run: ", ".join(r["tags"] or ()), lambda r, run: ", ".join(r["tags"] or ()),
        max_width=160),
 ]
 # What tells the truth at a glance comes first and fits a narrow table (speed-up, its verdict, what it
 # cost in fidelity); the numbers behind it follow, context columns last.
-PRIORITY = ("id", "chain", "speedup", "verdict", "top1", "accuracy")
-_ORDER = PRIORITY + ("p50", "p99", "throughput", "size", "name", "status", "cosine", "rss", "gpu_mem", "power",
+PRIORITY = ("id", "chain", "speedup", "verdict", "top1", "accuracy", "ppl", "next_tok")
+_ORDER = PRIORITY + ("p50", "p99", "throughput", "ttft", "tok_s", "size", "name", "status", "cosine", "rss", "gpu_mem", "power",
                      "energy", "model", "device", "runtime", "duration", "tags")
 COLUMNS.sort(key=lambda c: _ORDER.index(c.key) if c.key in _ORDER else len(_ORDER))
 COLUMN_INDEX = {c.key: i for i, c in enumerate(COLUMNS)}
+# Shown once some run has the figure (comparison-row field), hidden otherwise.
+LANGUAGE_MODEL_COLUMNS = {"ttft": "ttft_ms", "tok_s": "decode_tok_s", "ppl": "perplexity",
+                          "next_tok": "next_token_agreement"}

@@ -24,7 +24,7 @@ from ...results.compare import baseline_for, comparison_row
 from ...results.store import ResultsStore, RunRecord
 from .. import plot_style as style
 from ...results.verdict import LOSS, NOISE, WIN
-from .columns import COLUMN_INDEX, COLUMNS, PRIORITY, Column, is_baseline, verdict_tip
+from .columns import COLUMN_INDEX, COLUMNS, LANGUAGE_MODEL_COLUMNS, PRIORITY, Column, is_baseline, verdict_tip
 
 SORT_ROLE = Qt.ItemDataRole.UserRole
 RUN_ID_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -324,6 +324,7 @@ class ResultsView(QWidget):
             self.table.addAction(action)
 
         self._last_selection: list[int] = []
+        self._user_columns: set[str] = set()
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         self.refresh()
 
@@ -338,6 +339,7 @@ class ResultsView(QWidget):
                 self.select_runs(keep, emit=False)
         finally:
             self.table.selectionModel().blockSignals(blocker)
+        self._show_language_model_columns()
         self._update_count()
         self._update_actions()
         self._emit_if_changed()
@@ -537,7 +539,17 @@ class ResultsView(QWidget):
             action.toggled.connect(lambda on, col=i: self._show_column(col, on))
         menu.exec(self.table.horizontalHeader().mapToGlobal(pos))
 
+    def _show_language_model_columns(self) -> None:
+        """The generation and perplexity columns appear once a stored run has those figures."""
+        rows = [self.model.comparison(i) for i in range(self.model.rowCount())]
+        for key, field in LANGUAGE_MODEL_COLUMNS.items():
+            column = COLUMN_INDEX[key]
+            has = any(row.get(field) is not None for row in rows)
+            if has != (not self.table.isColumnHidden(column)) and key not in self._user_columns:
+                self.table.setColumnHidden(column, not has)
+
     def _show_column(self, column: int, shown: bool) -> None:
+        self._user_columns.add(COLUMNS[column].key)     # the user's choice outlasts the automatic one
         self.table.setColumnHidden(column, not shown)
         if self._auto_widths:
             self.fit_columns()

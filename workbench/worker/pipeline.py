@@ -43,7 +43,8 @@ def inspect_job(job: dict, emit, stage: Stage) -> None:
     spec = RunSpec.from_dict(job["spec"])
     stage.phase("load")
     emit("phase", phase="load", message=f"loading {spec.model}")
-    loaded = load_model(spec.model, spec.factory, spec.trust_pickle, on_step=stage.step)
+    loaded = load_model(spec.model, spec.factory, spec.trust_pickle, on_step=stage.step,
+                        trust_remote_code=spec.trust_remote_code, task=spec.task)
     stage.step(DESCRIBING)
     info = describe_model(loaded, spec)
     emit("result", result={"model_info": info.to_dict()})
@@ -79,7 +80,8 @@ def run_job(job: dict, emit, cancelled, stage: Stage) -> None:
 
     # -- load ----------------------------------------------------------------------------------
     phase("load", f"loading {spec.model}")
-    loaded = load_model(spec.model, spec.factory, spec.trust_pickle, on_step=stage.step)
+    loaded = load_model(spec.model, spec.factory, spec.trust_pickle, on_step=stage.step,
+                        trust_remote_code=spec.trust_remote_code, task=spec.task)
     notes += loaded.notes
     batch = spec.batch or loaded.default_batch
     specs = resolve_specs(spec.inputs, loaded.inputs, batch)

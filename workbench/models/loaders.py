@@ -2,8 +2,9 @@
 
 Formats: TorchScript archives, ``torch.export`` programs (.pt2), ONNX, a state_dict
 (.pt/.pth/.safetensors) plus a ``package.module:callable`` factory, a fully pickled
-``nn.Module`` (only with ``trust_pickle``), and ``demo:NAME``. Nothing is unpickled with code
-execution unless the user opted in: ``torch.load`` always runs with ``weights_only=True`` first.
+``nn.Module`` (only with ``trust_pickle``), a Hugging Face folder (``hf_load.py``), and
+``demo:NAME``. Nothing is unpickled with code execution unless the user opted in: ``torch.load``
+always runs with ``weights_only=True`` first.
 
 A file is identified by its content before it is loaded (``identify_file``), so a message says
 what the file really is. Advice to trust a pickle is only given for a file that parses as a
@@ -26,12 +27,13 @@ from typing import Any, Callable
 from ..errors import ModelLoadError
 from ..spec import InputSpec
 from .formats import TORCH_SUFFIXES
+from .hf_load import hf_folder_of, load_hf_folder
 
 TRUST_HINT = ("Loading it would execute code from the file. If you trust it, re-run with "
               "--trust-pickle (GUI: tick 'Trust this file (runs code from it)').")
 FACTORY_HINT = "Pass --factory package.module:callable that builds the module to load them into"
 SUPPORTED = ("TorchScript (.pt/.ts), torch.export (.pt2), ONNX (.onnx), state_dict (.pt/.pth/.safetensors) "
-             "with --factory, pickled nn.Module with --trust-pickle, demo:NAME")
+             "with --factory, pickled nn.Module with --trust-pickle, a Hugging Face folder, demo:NAME")
 
 
 @dataclass
@@ -64,12 +66,17 @@ KINDS = {
 
 
 def load_model(source: str, factory: str | None = None, trust_pickle: bool = False,
-               on_step: Callable[[str], None] | None = None) -> LoadedModel:
+               on_step: Callable[[str], None] | None = None, *, trust_remote_code: bool = False,
+               task: str = "auto") -> LoadedModel:
     """Load ``source``; ``on_step(words)`` hears which step runs code from the model (e.g.
-    'importing the factory pkg.mod:fn'), so a failure without context can say where it happened."""
+    'importing the factory pkg.mod:fn'), so a failure without context can say where it happened.
+    A folder (or its config.json) is a Hugging Face model: ``hf_load`` opens it as ``task``."""
     if source.startswith("demo:"):
         return _load_demo(source[5:])
     path = Path(source).expanduser()
+    folder = hf_folder_of(path)
+    if folder is not None:
+        return load_hf_folder(folder, trust_pickle, trust_remote_code, task, on_step)
     _check_readable(path)
     suffix = path.suffix.lower()
     kind = identify_file(path)
@@ -162,7 +169,7 @@ def _sniff(path: Path) -> str:
 def _check_readable(path: Path) -> None:
     if not path.exists():
         raise ModelLoadError(f"model file not found: {path}")
-    if path.is_dir():
+    if path.is_dir():   # not reached from load_model (folders are HF models); kept for direct callers
         raise ModelLoadError(f"{path} is a folder, not a model file")
     if not os.access(path, os.R_OK):
         raise ModelLoadError(f"cannot read {path}: permission denied")

@@ -8,12 +8,15 @@ Plugin modules must not import torch at module level: the GUI lists plugins with
 """
 from __future__ import annotations
 
+import difflib
+import fnmatch
 import math
 import numbers
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterable
 
 from ..errors import PluginError, RunCancelled
 
@@ -184,7 +187,10 @@ class Plugin:
     A plugin with several methods names its choice parameter in ``method_param``; parameters
     declare the methods they apply to (``Param.methods``) and ``method_devices`` lists the device
     kinds a method needs when they are fewer than ``devices`` (e.g. ``{"fp16": ("cuda",)}``).
-    Override ``supported_devices`` / ``output_format`` / ``check`` when they depend on params.
+    ``method_caveats`` says where a method runs but is known to be slow (``{"weight_only_int8":
+    {"cpu": "why"}}``): forms show it, the chain check warns (``caveats``), nothing is refused.
+    Override ``supported_devices`` / ``output_format`` / ``check`` when they depend on params, and
+    ``check_model`` to refuse a model the plugin would leave unchanged.
     """
 
     name: ClassVar[str] = ""
@@ -195,6 +201,7 @@ class Plugin:
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
     method_param: ClassVar[str] = "method"
     method_devices: ClassVar[dict[str, tuple[str, ...]]] = {}
+    method_caveats: ClassVar[dict[str, dict[str, str]]] = {}
 
     def __init__(self, **params: Any) -> None:
         self.params = self.resolve_params(params)
@@ -210,9 +217,10 @@ class Plugin:
             if strays:
                 raise TypeError(f"{cls.__name__}: Param {param.name!r} names method(s) {', '.join(strays)} "
                                 f"that {cls.method_param!r} does not offer")
-        strays = sorted(set(cls.method_devices) - methods)
-        if strays:
-            raise TypeError(f"{cls.__name__}: method_devices names unknown method(s) {', '.join(strays)}")
+        for declared in ("method_devices", "method_caveats"):
+            strays = sorted(set(getattr(cls, declared)) - methods)
+            if strays:
+                raise TypeError(f"{cls.__name__}: {declared} names unknown method(s) {', '.join(strays)}")
 
     @classmethod
     def method_choice(cls) -> Param | None:
@@ -264,6 +272,22 @@ class Plugin:
     def check(self, model_format: str, device: str) -> None:
         """Extra, params-dependent validation before anything runs. Raise PluginError."""
 
+    def check_model(self, model: Any, model_format: str) -> None:
+        """Refuse, before anything runs, a model this step would leave unchanged: raise PluginError
+        saying what the plugin looked for (e.g. "no nn.Linear or Conv1D layer"). Called by
+        ``build_chain`` when it is given the loaded model, and by plugins at the start of ``apply``."""
+
+    def caveats(self, model_format: str, device: str, batch: int | None = None,
+                compiled_after: bool = False) -> list[str]:
+        """Why this step may make the model slower here (warnings, not refusals): by default the
+        ``method_caveats`` entry for the chosen method and device kind. ``compiled_after``: a later
+        step compiles the model (some caveats are about eager execution only)."""
+        choice = self.method_choice()
+        if choice is None:
+            return []
+        why = self.method_caveats.get(self.params[choice.name], {}).get(device.split(":", 1)[0])
+        return [why] if why else []
+
     def onnx_export_blocker(self, input_format: str) -> str | None:
         """Why the torch model this step produces cannot be exported to ONNX (None: it can).
         ``build_chain`` refuses a chain that would auto-export such a model, before anything runs."""
@@ -281,6 +305,7 @@ class Plugin:
             "params": [p.to_dict() for p in cls.params_schema],
             "method_param": choice.name if choice is not None else None,
             "method_devices": {m: list(cls.devices_for(m)) for m in (choice.choices if choice else ())},
+            "method_caveats": {m: dict(c) for m, c in cls.method_caveats.items()},
         }
 
     def run(self, model: Any, context: PluginContext) -> tuple[Any, PluginReport]:
@@ -290,3 +315,28 @@ class Plugin:
         report.seconds = time.perf_counter() - started
         report.params = dict(self.params)
         return model, report
+
+
+# ---------------------------------------------------------------------------------------------
+# Layers chosen by module-name pattern (a ``skip`` parameter: quantize, prune)
+# ---------------------------------------------------------------------------------------------
+def split_patterns(text: str | None) -> list[str]:
+    """``"a.b;c.*"`` -> ``["a.b", "c.*"]``. Patterns are separated by ``;``, ``|`` or spaces: a comma
+    already separates plugin parameters on the command line (``-p quantize:method=…,skip=…``)."""
+    return [p for p in re.split(r"[;|\s]+", text or "") if p]
+
+
+def match_patterns(names: Iterable[str], patterns: list[str], where: str) -> set[str]:
+    """The names a pattern (``fnmatch``) selects, with everything under a selected name (``model.h.0``
+    selects ``model.h.0.attn.c_attn``). A pattern that matches no name is a PluginError naming the
+    closest names, so a typo never silently leaves the model as it was."""
+    names = [n for n in names if n]
+    chosen: set[str] = set()
+    for pattern in patterns:
+        hits = {n for n in names if fnmatch.fnmatchcase(n, pattern)}
+        if not hits:
+            close = difflib.get_close_matches(pattern, names, n=3, cutoff=0.4) or names[:3]
+            raise PluginError(f"{where}: pattern {pattern!r} matches no module; closest names: "
+                              f"{', '.join(close) or 'none (the model has no named modules)'}")
+        chosen |= hits
+    return {n for n in names if n in chosen or any(n.startswith(c + ".") for c in chosen)}

@@ -491,9 +491,18 @@ _UNSAFE_ADVICE = re.compile(r"weights_only|allow_pickle|trusted source|arbitrary
 
 
 def error_detail(exc: BaseException) -> str:
-    """The first line of a library's error, without any sentence advising to switch a safety off."""
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else ""
+    """A library's error in one line, without terminal colour codes or any sentence advising to
+    switch a safety off. Its first line; when that line only announces a list ("Error(s) in loading
+    state_dict for Net:"), the indented lines of the list follow (the missing/unexpected key names)."""
+    text = re.sub(r"\x1b\[[0-9;?]*[ -/]*[@-~]", "", str(exc)).strip()
+    lines = text.splitlines()
+    line = lines[0] if lines else ""
+    if line.rstrip().endswith(":"):
+        for more in lines[1:]:
+            if more.strip() and not more[:1].isspace():
+                break
+            line += " " + more.strip()
     kept = [s for s in re.split(r"(?<=[.!?])\s+", line) if not _UNSAFE_ADVICE.search(s)]
-    line = " ".join(kept).strip()
-    return line[:300] if line else type(exc).__name__
+    line = " ".join(" ".join(kept).split())
+    limit = 600
+    return (line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " …") if line else type(exc).__name__

@@ -50,9 +50,15 @@ _KINDS = (
     EventKind("plugin_report", WORKER, "what one plugin step changed", {"report": "dict"}),
     EventKind("artifact", WORKER, "the optimized model was saved", {"path": "str"},
               {"kind": "str", "bytes": "int", "sha256": "str"}),
-    EventKind("latency_batch", WORKER, "timed iterations of the cold, warmup or measure phase",
+    EventKind("latency_batch", WORKER, "timed iterations of the cold, warmup or measure phase (generate: "
+              "per-token decode latencies; the cold call's prefill)",
               {"phase": "str", "values_ns": "int list"}),
-    EventKind("measure_window", WORKER, "the timed window on the shared monotonic clock",
+    EventKind("generation", WORKER, "one greedy generation (generate scenario, cold, warmup or measure): its "
+              "prefill (time to first token) and every decode step's latency",
+              {"phase": "str", "repetition": "int", "prefill_ns": "int", "decode_ns": "int list"},
+              {"batch": "int", "prompt_tokens": "int"}),
+    EventKind("measure_window", WORKER, "the timed window on the shared monotonic clock (generate: from the "
+              "first timed decode step to the last; iterations = decode steps)",
               {"t_start": "number", "t_end": "number", "iterations": "int", "batch": "int"}),
     EventKind("result", WORKER, "statistics, fidelity, reports: the run's result", {"result": "dict"}),
     EventKind("error", WORKER, "why the run failed or was cancelled", {"kind": "str", "message": "str"},

@@ -126,3 +126,27 @@ def ratio_with_ci(baseline: LatencyStats | dict, variant: LatencyStats | dict,
     low, high = b_lo / v_hi, b_hi / v_lo
     significant = low > 1.0 + noise_floor or high < 1.0 / (1.0 + noise_floor)
     return {"speedup": speedup, "speedup_ci": (low, high), "significant": significant, "noise_floor": noise_floor}
+
+
+def rate_summary(values: list[float], seed: int = 0) -> dict:
+    """A rate measured once per repetition (tokens/s of one generation): median with its 95 % CI,
+    mean ± sd (llama-bench's way of reporting tokens/s), min, max and how many."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0:
+        raise ValueError("no rates")
+    low, high, method = median_ci(array, seed=seed)
+    return {"median": float(np.median(array)), "median_ci": (low, high), "ci_method": method,
+            "mean": float(array.mean()), "std": float(array.std(ddof=1)) if array.size > 1 else 0.0,
+            "min": float(array.min()), "max": float(array.max()), "n": int(array.size)}
+
+
+def per_token_energy(energy: dict | None, window: dict, new_tokens: int) -> float | None:
+    """Joules per generated token over the decode phase: the window spans the timed generations'
+    decode steps (with the prefills between them), so its energy is scaled by the share of the
+    window spent decoding before dividing by the tokens those steps produced."""
+    joules = (energy or {}).get("joules")
+    span = (window.get("t_end") or 0) - (window.get("t_start") or 0)
+    decode_s = window.get("decode_s")
+    if joules is None or not span > 0 or not decode_s or not new_tokens:
+        return None
+    return joules * min(1.0, decode_s / span) / new_tokens

@@ -47,10 +47,15 @@ def _shape(shape: tuple) -> str:
     return "x".join(map(str, shape)) or "a scalar"
 
 
+# Tasks whose (N, k) outputs are not class scores: an embedding's largest component means nothing.
+NOT_CLASS_SCORES = ("feature-extraction",)
+
+
 def compare_outputs(reference: np.ndarray, outputs: np.ndarray, labels: np.ndarray | None = None,
-                    optimized: bool = True) -> Fidelity:
+                    optimized: bool = True, task: str | None = None) -> Fidelity:
     """Compare two batches of outputs shaped (N, ...) produced from the same inputs; ``optimized``
-    says whether ``outputs`` come from an optimized model or from the same model called again."""
+    says whether ``outputs`` come from an optimized model or from the same model called again.
+    ``task`` (a Hugging Face model's) keeps embeddings from being read as classifier logits."""
     ref = np.asarray(reference, dtype=np.float64)
     out = np.asarray(outputs, dtype=np.float64)
     if ref.shape != out.shape:
@@ -72,7 +77,7 @@ def compare_outputs(reference: np.ndarray, outputs: np.ndarray, labels: np.ndarr
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = np.where(norms > 0, dots / norms, np.where(np.all(ref2 == out2, axis=1), 1.0, 0.0))
     top1 = acc = ref_acc = None
-    if ref.ndim == 2 and ref.shape[1] > 1:   # classifier logits
+    if ref.ndim == 2 and ref.shape[1] > 1 and task not in NOT_CLASS_SCORES:   # classifier logits
         ref_cls, out_cls = ref.argmax(1), out.argmax(1)
         top1 = float(np.mean(ref_cls == out_cls))
         if labels is not None and len(labels) == n:

@@ -54,15 +54,16 @@ def run_job(job: dict, emit, cancelled, stage: Stage) -> None:
     import torch
 
     from .fidelity import collect_outputs, compare_outputs
+    from .generate import check_chain_generates, resolve_scenario
     from .inputs import build_inputs, load_npz, resolve_specs
-    from .measure import MeasureSettings, measure
+    from .lm_fidelity import compare as compare_lm
+    from .lm_phases import is_causal_lm, lm_scan, measure_generate, plugin_data, token_inputs
     from ..models.describe import describe_model
     from ..models.loaders import load_model
     from ..models.save import save_model
     from ..plugin_api import PluginContext, build_chain
     from .runtimes import create_runtime
     from .runtimes.base import model_call_error
-    from ..results.stats import compute_latency_stats
 
     spec = RunSpec.from_dict(job["spec"])
     workdir = Path(job["workdir"])
@@ -83,25 +84,48 @@ def run_job(job: dict, emit, cancelled, stage: Stage) -> None:
     loaded = load_model(spec.model, spec.factory, spec.trust_pickle, on_step=stage.step,
                         trust_remote_code=spec.trust_remote_code, task=spec.task)
     notes += loaded.notes
+    scenario = resolve_scenario(spec.scenario, loaded)
+    causal_lm = is_causal_lm(loaded)
     batch = spec.batch or loaded.default_batch
-    specs = resolve_specs(spec.inputs, loaded.inputs, batch)
-    data = load_npz(spec.data) if spec.data else loaded.data
-    inputs = build_inputs(specs, data, spec.seed)
+    tokens = token_inputs(spec, loaded, batch, scenario)
+    flags: list[str] = []
+    if tokens is not None:           # a Hugging Face text model: inputs from text (or flagged synthetic ids)
+        specs, inputs, data = tokens.specs, tokens.run_inputs(), plugin_data(tokens)
+        flags += tokens.flags
+    else:
+        specs = resolve_specs(spec.inputs, loaded.inputs, batch)
+        data = load_npz(spec.data) if spec.data else loaded.data
+        inputs = build_inputs(specs, data, spec.seed)
+    run_batch = specs[0].shape[0]
     stage.step(DESCRIBING)
     original_info = describe_model(loaded, spec, specs)
     emit("model_info", stage="original", info=original_info.to_dict())
+    # The chain is checked before anything runs: a generate run refuses a chain that cannot decode.
+    chain = build_chain(spec.plugins, loaded.kind, spec.device, spec.runtime, batch=run_batch, model=loaded.model)
+    if scenario == "generate":
+        output_format = loaded.kind
+        for step in chain:
+            output_format = step.plugin.output_format(output_format)
+        check_chain_generates(output_format, [step.name for step in chain])
 
     # -- reference outputs of the unoptimized model (fidelity baseline) --------------------------
     phase("reference", "reference outputs of the unoptimized model")
     ref_runtime_name = resolve_runtime("auto", loaded.kind)
     reference_runtime = create_runtime(ref_runtime_name, spec.device, "float32", threads)
     reference_runtime.prepare(loaded.model, inputs.measure)
-    reference = collect_outputs(reference_runtime, inputs.fidelity, specs[0].shape[0])
+    reference = lm_reference = None
+    if causal_lm:                    # perplexity, next-token predictions, continuations on held-out text
+        lm_reference = lm_scan(reference_runtime, tokens, spec, run_batch)
+    else:
+        reference = collect_outputs(reference_runtime, inputs.fidelity, run_batch)
     del reference_runtime
+
+    # -- explain (issue 15): a --profile run keeps the unoptimized model for its layer comparison --
+    from .explain import explain_run, keep_original
+    kept = keep_original(spec, loaded, original_info, chain)
 
     # -- optimize ------------------------------------------------------------------------------
     model, fmt = loaded.model, loaded.kind
-    chain = build_chain(spec.plugins, fmt, spec.device, spec.runtime)
     reports = []
     if chain:
         example = [torch.from_numpy(a).to(spec.device) for a in inputs.measure]
@@ -146,6 +170,78 @@ def run_job(job: dict, emit, cancelled, stage: Stage) -> None:
     runtime = create_runtime(runtime_name, spec.device, spec.dtype, threads)
     phase("prepare", f"preparing {runtime_name} on {spec.device}")
     runtime.prepare(model, inputs.measure)
+    if scenario == "generate":
+        try:
+            timing = measure_generate(runtime, tokens, spec, emit, cancelled, stage, threads, notes)
+        except WorkbenchError:
+            raise
+        except Exception as exc:
+            raise model_call_error(exc, f"prompt {run_batch}x{tokens.prompt_len} tokens, "
+                                        f"{spec.gen_len} new tokens") from exc
+    else:
+        timing = _measure_forward(runtime, spec, specs, loaded, emit, cancelled, stage, threads, notes)
+
+    # -- fidelity ------------------------------------------------------------------------------
+    phase("fidelity", "comparing outputs with the unoptimized model")
+    lm = None
+    if causal_lm:
+        lm, fidelity = compare_lm(lm_reference, lm_scan(runtime, tokens, spec, run_batch, lm_reference))
+        if lm["continuation_agreement"] is None and lm_reference.continuations is not None:
+            notes.append("continuation agreement not measured: the optimized model cannot generate "
+                         f"on {runtime_name} (no KV cache interface)")
+        reference_finite = lm_reference.nonfinite == 0
+    else:
+        with runtime.timing_context()():
+            outputs = collect_outputs(runtime, inputs.fidelity, run_batch)
+        fidelity = compare_outputs(reference, outputs, inputs.labels, optimized=bool(chain),
+                                   task=getattr(loaded.hf, "task", None))
+        reference_finite = bool(np.all(np.isfinite(reference)))
+    if fidelity.nonfinite_outputs:
+        flags.append(f"model outputs contain NaN/Inf ({fidelity.nonfinite_outputs} values)")
+    if not reference_finite:
+        flags.append("the unoptimized model's own outputs contain NaN/Inf")
+
+    # -- explain (issue 15): --profile's per-op profile and per-layer comparison, after timing -------
+    explained = {}
+    if spec.profile:
+        explained = explain_run(spec, runtime, model, fmt, inputs, run_batch, kept, original_info,
+                                optimized_info if chain else None, workdir, timing, phase, emit, cancelled)
+
+    lingering = [t.name for t in threading.enumerate()
+                 if t.is_alive() and not t.daemon and t is not threading.main_thread()]
+    if lingering:
+        notes.append(f"the model left {len(lingering)} thread{'s' if len(lingering) > 1 else ''} running "
+                     f"({', '.join(lingering[:5])}); the worker ended {'them' if len(lingering) > 1 else 'it'} "
+                     "by exiting after the measurement")
+    emit("result", result={
+        **timing,
+        "scenario": scenario,
+        "task": getattr(loaded.hf, "task", None),
+        "generation": timing.get("generation"),
+        "lm_fidelity": lm,
+        "fidelity": fidelity.to_dict(),
+        "fidelity_inputs": inputs.source,
+        "inputs": [str(s) for s in specs],
+        "model_info": original_info.to_dict(),
+        "optimized_model_info": optimized_info.to_dict() if chain else None,
+        "plugin_reports": reports,
+        "runtime": runtime.info(),
+        "runtime_name": runtime_name,
+        "device_memory": runtime.memory(),
+        "artifact": artifact,
+        "notes": notes,
+        "flags": flags,
+        **explained,        # issue 15: "profile" and "layers" (with --profile)
+        "worker_env": _worker_environment(),
+    })
+
+
+def _measure_forward(runtime, spec: RunSpec, specs, loaded, emit, cancelled, stage: Stage, threads: int,
+                     notes: list[str]) -> dict:
+    """The forward scenario: one model call per timed iteration (``measure.measure``)."""
+    from .measure import MeasureSettings, measure
+    from .runtimes.base import model_call_error
+    from ..results.stats import compute_latency_stats
     settings = MeasureSettings.from_spec(spec)
     if device_kind(spec.device) == "cuda" and settings.min_duration_s < 3.0:
         # The NVML energy counter needs a window of seconds to give a per-inference figure.
@@ -184,49 +280,18 @@ def run_job(job: dict, emit, cancelled, stage: Stage) -> None:
         notes.append(threads_note)
     if cancelled():
         raise RunCancelled("cancelled by the user")
-    emit("measure_window", t_start=result.t_start, t_end=result.t_end, iterations=result.iterations,
-         batch=specs[0].shape[0])
+    batch = specs[0].shape[0]
+    emit("measure_window", t_start=result.t_start, t_end=result.t_end, iterations=result.iterations, batch=batch)
     notes += result.notes
-
-    # -- fidelity ------------------------------------------------------------------------------
-    phase("fidelity", "comparing outputs with the unoptimized model")
-    with runtime.timing_context()():
-        outputs = collect_outputs(runtime, inputs.fidelity, specs[0].shape[0])
-    fidelity = compare_outputs(reference, outputs, inputs.labels, optimized=bool(chain))
-    flags = []
-    if fidelity.nonfinite_outputs:
-        flags.append(f"model outputs contain NaN/Inf ({fidelity.nonfinite_outputs} values)")
-    if not np.all(np.isfinite(reference)):
-        flags.append("the unoptimized model's own outputs contain NaN/Inf")
-
-    stats = compute_latency_stats(result.latencies_ns, batch=specs[0].shape[0], seed=spec.seed)
-    lingering = [t.name for t in threading.enumerate()
-                 if t.is_alive() and not t.daemon and t is not threading.main_thread()]
-    if lingering:
-        notes.append(f"the model left {len(lingering)} thread{'s' if len(lingering) > 1 else ''} running "
-                     f"({', '.join(lingering[:5])}); the worker ended {'them' if len(lingering) > 1 else 'it'} "
-                     "by exiting after the measurement")
-    emit("result", result={
+    stats = compute_latency_stats(result.latencies_ns, batch=batch, seed=spec.seed)
+    return {
         "latency": stats.to_dict(),
         "cold_ms": result.cold_ns / 1e6,
         "warmup": {"iterations": result.warmup_iters, "stable": result.warmup_stable},
         "window": {"t_start": result.t_start, "t_end": result.t_end, "iterations": result.iterations},
         "gc_disabled_while_timing": result.gc_disabled,
-        "fidelity": fidelity.to_dict(),
-        "fidelity_inputs": inputs.source,
-        "inputs": [str(s) for s in specs],
-        "model_info": original_info.to_dict(),
-        "optimized_model_info": optimized_info.to_dict() if chain else None,
-        "plugin_reports": reports,
-        "runtime": runtime.info(),
-        "runtime_name": runtime_name,
-        "device_memory": runtime.memory(),
         "threads": threads_while_timing[-1] if threads_while_timing else threads,
-        "artifact": artifact,
-        "notes": notes,
-        "flags": flags,
-        "worker_env": _worker_environment(),
-    })
+    }
 
 
 def _threads_note(asked: int, in_force: list[int]) -> str | None:

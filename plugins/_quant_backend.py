@@ -7,13 +7,13 @@ backend moves, only this file changes; the plugin's methods, params and reports 
 
 What runs where, with this stack (torch 2.13, torchao 0.18, onnxruntime 1.32):
 
-* ``dynamic_int8``   torch.ao ``quantize_dynamic`` (nn.Linear / LSTM / GRU / cells), eager int8
-                     kernels of the host engine (``x86`` = fbgemm + oneDNN, ``qnnpack`` on ARM). CPU only.
-* ``static_int8``    torch.ao FX ``prepare_fx`` / ``convert_fx`` with the x86 QConfigMapping: real
-                     int8 modules (QuantizedConvReLU2d, QuantizedLinear) that are fast in eager.
-                     PT2E (torchao ``prepare_pt2e`` / ``convert_pt2e`` + ``X86InductorQuantizer``) is the
-                     fallback for models FX cannot trace: its output is a Q/DQ graph that is only
-                     fast once ``torch.compile``'d, so it is not the default. CPU only.
+* ``dynamic_int8``   torch.ao ``quantize_dynamic`` (nn.Linear / LSTM / GRU / cells, by module name),
+                     eager int8 kernels of the host engine (``x86`` = fbgemm + oneDNN, ``qnnpack`` on
+                     ARM). CPU only.
+* ``static_int8``    (in ``_quant_pt2e``) torch.ao FX ``prepare_fx`` / ``convert_fx`` with the x86
+                     QConfigMapping: real int8 modules that are fast in eager. PT2E (torchao
+                     ``prepare_pt2e`` / ``convert_pt2e`` + ``X86InductorQuantizer``) for models FX cannot
+                     trace and for .pt2 programs: a Q/DQ graph, fast only once ``torch.compile``'d. CPU only.
 * ``weight_only_int8`` torchao ``quantize_(model, Int8WeightOnlyConfig())``: CPU and CUDA.
 * ``int4``           torchao ``Int4WeightOnlyConfig`` (tile_packed_to_4d / tinygemm, bf16): CUDA only —
                      every int4 packing format in torchao 0.18 needs CUDA (or the mslk package).
@@ -33,9 +33,11 @@ import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from workbench.plugin_api import PluginError, device_kind
+
+from ._quant_layers import LayerPlan, conv1d_to_linear
 
 # torch module types that dynamic int8 quantization replaces (by name: no torch import here).
 DYNAMIC_TYPES = ("Linear", "LSTM", "GRU", "LSTMCell", "GRUCell", "RNNCell")
@@ -110,7 +112,7 @@ def host_engine() -> str:
     raise PluginError(f"this torch build has no int8 CPU engine (engines: {', '.join(engines) or 'none'})")
 
 
-def _use_engine() -> tuple[str, str]:
+def use_engine() -> tuple[str, str]:
     import torch
     engine = host_engine()
     torch.backends.quantized.engine = engine
@@ -137,7 +139,7 @@ class _LibraryChatterFilter(logging.Filter):
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet():
     """Silence torch.ao's deprecation warnings and onnxruntime's hints for the duration of one call.
 
     Warnings are caught only inside the call (``warnings.catch_warnings``). Log records are
@@ -158,6 +160,9 @@ def _quiet():
     finally:
         for logger in loggers:
             logger.removeFilter(chatter)
+
+
+_quiet = quiet
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,9 +215,9 @@ def count_weight_elements(model: Any) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# torch models
+# torch models (static int8 and exported graphs: _quant_pt2e)
 # ---------------------------------------------------------------------------------------------
-def _require_float32(model: Any, method: str) -> None:
+def require_float32(model: Any, method: str) -> None:
     import torch
     for p in model.parameters():
         if p.is_floating_point() and p.dtype != torch.float32:
@@ -220,125 +225,36 @@ def _require_float32(model: Any, method: str) -> None:
                               "put quantize before any fp16/bf16 step")
 
 
-def dynamic_int8(model: Any) -> QuantResult:
-    """Weights int8 ahead of time, activations quantized per batch at run time (CPU)."""
+def _eval(model: Any) -> Any:
+    try:
+        return model.eval()
+    except NotImplementedError:   # torch.export graphs (.pt2) refuse eval(): inference graphs already
+        return model
+
+
+def dynamic_int8(model: Any, plan: LayerPlan) -> QuantResult:
+    """Weights int8 ahead of time, activations quantized per batch at run time (CPU): the layers of
+    ``plan.targets`` only (GPT-2's Conv1D converted to Linear first; tied and skipped layers stay)."""
     import torch
-    from torch import nn
-    _require_float32(model, "dynamic_int8")
-    engine, note = _use_engine()
-    targets = {getattr(nn, name) for name in DYNAMIC_TYPES}
-    model = model.eval()
+    require_float32(model, "dynamic_int8")
+    engine, note = use_engine()
+    model = _eval(copy.deepcopy(model))
+    conv1d_to_linear(model, plan.conv1d_targets())
+    qconfig = torch.ao.quantization.default_dynamic_qconfig
     with _quiet():
-        quantized = torch.ao.quantization.quantize_dynamic(model, targets, dtype=torch.qint8, inplace=False)
+        quantized = torch.ao.quantization.quantize_dynamic(model, {name: qconfig for name in plan.targets},
+                                                           dtype=torch.qint8, inplace=True)
     return QuantResult(quantized, quantized_layer_names(quantized),
                        f"torch.ao.quantization.quantize_dynamic (engine {engine})", [note])
 
 
-def static_int8(model: Any, example_inputs: list, batches: Iterable[list],
-                on_batch: Callable[[int], None] = lambda n: None) -> QuantResult:
-    """Weights and activations int8, activation ranges from calibration batches (CPU).
-
-    FX graph mode first (fast eager int8 modules); PT2E when FX cannot trace the model.
-    """
-    _require_float32(model, "static_int8")
-    engine, note = _use_engine()
-    model = copy.deepcopy(model).eval()
-    batches = list(batches)
-    fx_error = None
-    try:
-        from torch.ao.quantization import get_default_qconfig_mapping
-        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-        with _quiet():
-            prepared = prepare_fx(model, get_default_qconfig_mapping(engine), tuple(example_inputs))
-    except Exception as exc:  # not symbolically traceable: PT2E below
-        fx_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        prepared = None
-    if prepared is not None:
-        _calibrate(prepared, batches, on_batch)
-        with _quiet():
-            quantized = convert_fx(prepared)
-        return QuantResult(quantized, quantized_layer_names(quantized),
-                           f"torch.ao FX prepare_fx/convert_fx, x86 QConfigMapping (engine {engine})", [note])
-    try:
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
-        with _quiet():
-            exported = _export_for_quantization(model, example_inputs)
-            quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config())
-            prepared = prepare_pt2e(exported, quantizer)
-        _calibrate(prepared, batches, on_batch)
-        with _quiet():
-            quantized = convert_pt2e(prepared)
-    except PluginError:
-        raise
-    except Exception as exc:
-        raise PluginError(f"static int8 quantization failed: FX could not trace the model ({fx_error}) and "
-                          f"PT2E failed too ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                          "use method=dynamic_int8 or weight_only_int8") from exc
-    # Like any torch.export graph, the result refuses .eval()/.train() (NotImplementedError), which
-    # the torch runtime and the fuse plugin handle.
-    _drop_unused_attributes(quantized)
-    layers = _pt2e_quantized_layers(quantized)
-    notes = [note, f"FX could not trace the model ({fx_error}): used PT2E. Its output is a "
-             "quantize/dequantize graph, slower than fp32 in eager; add `fuse method=torch_compile` (freezing on, "
-             "the default) after this step: Inductor then lowers it to oneDNN int8 kernels"]
-    return QuantResult(quantized, layers, "torchao PT2E prepare_pt2e/convert_pt2e, X86InductorQuantizer", notes)
-
-
-def _export_for_quantization(model: Any, example_inputs: list) -> Any:
-    """torch.export with a dynamic batch dimension when the model allows it (else static shapes)."""
-    import torch
-    args = tuple(example_inputs)
-    try:
-        dims = tuple({0: torch.export.Dim.AUTO} if getattr(t, "dim", lambda: 0)() > 0 else None for t in args)
-        return torch.export.export(model, args, dynamic_shapes=dims).module()
-    except Exception:
-        return torch.export.export(model, args).module()
-
-
-def _calibrate(prepared: Any, batches: list, on_batch: Callable[[int], None]) -> None:
-    import torch
-    with torch.no_grad():
-        for index, batch in enumerate(batches):
-            on_batch(index)
-            prepared(*batch)
-
-
-def _pt2e_quantized_layers(graph_module: Any) -> list[str]:
-    """Original module names of the ops whose weight input is dequantized from int8 (PT2E graph)."""
-    names: list[str] = []
-    for node in graph_module.graph.nodes:
-        if node.op != "call_function" or "dequantize_per_channel" not in str(node.target):
-            continue
-        for user in node.users:
-            stack = user.meta.get("nn_module_stack") or {}
-            name = list(stack.values())[-1][0] if stack else user.name
-            if name not in names:
-                names.append(name)
-    return names
-
-
-def _drop_unused_attributes(graph_module: Any) -> None:
-    """convert_pt2e keeps the original fp32 weights registered next to the int8 copies: drop them."""
-    used = {str(node.target) for node in graph_module.graph.nodes if node.op == "get_attr"}
-    for name in [n for n, _ in graph_module.named_parameters()] + [n for n, _ in graph_module.named_buffers()]:
-        if name in used:
-            continue
-        owner_name, _, attr = name.rpartition(".")
-        owner = graph_module.get_submodule(owner_name) if owner_name else graph_module
-        with contextlib.suppress(AttributeError):
-            delattr(owner, attr)
-
-
-def torchao_int4_devices() -> tuple[str, ...]:
-    return ("cuda",)
-
-
-def weight_only(model: Any, bits: int, device: str, group_size: int = 64) -> QuantResult:
+def weight_only(model: Any, bits: int, device: str, plan: LayerPlan, group_size: int = 64) -> QuantResult:
     """torchao ``quantize_``: int8 (per-channel) or int4 (groupwise, bf16 activations) weights."""
     import torch
     from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
-    model = copy.deepcopy(model).eval()
+    model = _eval(copy.deepcopy(model))
+    conv1d_to_linear(model, plan.conv1d_targets())
+    targets = set(plan.targets)
     notes = []
     if bits == 8:
         model = model.to(device)
@@ -356,22 +272,23 @@ def weight_only(model: Any, bits: int, device: str, group_size: int = 64) -> Qua
                                       set_inductor_config=False)
         backend = f"torchao quantize_(Int4WeightOnlyConfig, tile_packed_to_4d, group_size={group_size})"
         notes.append("int4 (tinygemm) needs bf16: the model and its inputs are bfloat16 now")
+        modules = dict(model.named_modules())
+        uneven = [n for n in targets if modules[n].in_features % group_size]
+        if uneven:
+            targets -= set(uneven)
+            notes.append(f"{len(uneven)} Linear layer(s) kept in bf16: in_features not divisible by "
+                         f"group_size={group_size} ({', '.join(sorted(uneven)[:5])}{'...' if len(uneven) > 5 else ''})")
     with _quiet():
-        quantize_(model, config)
-    layers = quantized_layer_names(model)
-    if bits == 4:
-        skipped = [n for n, m in model.named_modules()
-                   if isinstance(m, torch.nn.Linear) and n not in layers]
-        if skipped:
-            notes.append(f"{len(skipped)} Linear layer(s) kept in bf16: in_features not divisible by "
-                         f"group_size={group_size} ({', '.join(skipped[:5])}{'...' if len(skipped) > 5 else ''})")
-    return QuantResult(model, layers, backend, notes)
+        quantize_(model, config, filter_fn=lambda module, fqn: fqn in targets)
+    return QuantResult(model, quantized_layer_names(model), backend, notes)
 
 
 def cast(model: Any, dtype_name: str, device: str) -> QuantResult:
+    """fp16 / bf16: every floating-point weight cast (``Module.to``). torchao has no plain-cast
+    config to prefer: its float8/int configs quantize, they do not cast."""
     import torch
     dtype = getattr(torch, dtype_name)
-    model = copy.deepcopy(model).eval().to(device=device, dtype=dtype)
+    model = _eval(copy.deepcopy(model)).to(device=device, dtype=dtype)
     layers = [name for name, module in model.named_modules()
               if name and any(p.dtype == dtype for p in module.parameters(recurse=False))]
     return QuantResult(model, layers, f"torch Module.to({dtype_name})",
@@ -422,7 +339,13 @@ def onnx_quantized_nodes(proto: Any) -> list[str]:
     return names
 
 
-def onnx_dynamic_int8(proto: Any, workdir: Path) -> QuantResult:
+def onnx_candidates(proto: Any, method: str) -> list[str]:
+    """Node names ONNX Runtime's ``method`` would quantize (MatMul-like ops; static adds Conv)."""
+    ops = _ONNX_DYNAMIC_OPS if method == "dynamic_int8" else _ONNX_WEIGHT_OPS
+    return [node.name or f"{node.op_type}_{i}" for i, node in enumerate(proto.graph.node) if node.op_type in ops]
+
+
+def onnx_dynamic_int8(proto: Any, workdir: Path, exclude: list[str] | None = None) -> QuantResult:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     notes: list[str] = []
@@ -430,7 +353,7 @@ def onnx_dynamic_int8(proto: Any, workdir: Path) -> QuantResult:
     target = workdir / "quantized_dynamic_int8.onnx"
     with _quiet():
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=list(_ONNX_DYNAMIC_OPS))
+                         op_types_to_quantize=list(_ONNX_DYNAMIC_OPS), nodes_to_exclude=list(exclude or []))
     _cleanup(workdir)
     out = onnx.load(str(target))
     notes.append("Conv is left in float: ONNX Runtime's ConvInteger has no fast CPU kernel "
@@ -440,7 +363,7 @@ def onnx_dynamic_int8(proto: Any, workdir: Path) -> QuantResult:
 
 
 def onnx_static_int8(proto: Any, workdir: Path, batches: list,
-                     on_batch: Callable[[int], None] = lambda n: None) -> QuantResult:
+                     on_batch: Callable[[int], None] = lambda n: None, exclude: list[str] | None = None) -> QuantResult:
     import numpy as np
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
@@ -468,7 +391,7 @@ def onnx_static_int8(proto: Any, workdir: Path, batches: list,
     with _quiet(), contextlib.redirect_stdout(io.StringIO()):
         quantize_static(str(source), str(target), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=list(exclude or []))
     _cleanup(workdir)
     out = onnx.load(str(target))
     return QuantResult(out, onnx_quantized_nodes(out),

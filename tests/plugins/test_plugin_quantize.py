@@ -58,7 +58,7 @@ def test_dynamic_int8_transformer_smaller_linears_replaced_outputs_close(transfo
     assert report.extra["layers_quantized"] == len(linears)
     assert sorted(report.layers_changed) == sorted(linears)
     assert report.extra["layer_types"] == {"Linear": len(linears)}
-    assert f"{len(linears)} Linear" in report.summary
+    assert f"{len(linears)} of {len(linears)} matmul layers quantized [{len(linears)} Linear]" in report.summary
     assert not any(type(m) is nn.Linear for m in quantized.modules()), "float Linear layers left"
     assert "quantize_dynamic" in report.extra["backend"]
     assert torch.backends.quantized.engine in report.extra["backend"]
@@ -74,21 +74,23 @@ def test_dynamic_int8_cnn_reports_how_many(cnn, data, tmp_path):
     quantized, report = Quantize(method="dynamic_int8").run(cnn, _context(tmp_path, data))
     assert report.extra["layers_quantized"] == len(_linear_names(cnn)) == 1
     assert report.layers_changed == ["classifier"]
-    assert "1 Linear quantized" in report.summary
+    assert report.summary.startswith("1 of 1 matmul layers quantized [1 Linear] -> int8 (dynamic_int8, torch.ao)")
     x = data["x_test"]
     assert (_predict(quantized, x) == _predict(cnn, x)).mean() >= 0.97
 
 
-def test_dynamic_int8_model_without_quantizable_layers(tmp_path):
+def test_a_model_without_quantizable_layers_is_refused_up_front_saying_what_was_looked_for(tmp_path):
     model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3), nn.ReLU()).eval()
-    quantized, report = Quantize(method="dynamic_int8").run(model, _context(tmp_path, None))
-    assert report.extra["layers_quantized"] == 0
-    assert report.layers_changed == []
-    assert report.summary.startswith("0 layers quantized")
-    assert any("0 layers quantized" in note and "static_int8" in note for note in report.notes)
-    x = torch.rand(2, 1, 8, 8)
-    with torch.no_grad():
-        assert torch.allclose(quantized(x), model(x))
+    plugin = Quantize(method="dynamic_int8")
+    with pytest.raises(PluginError, match=r"found no layer it can quantize: it looks for nn.Linear, transformers "
+                                          r"Conv1D, LSTM/GRU layers and this model has none \(it has 2 Conv2d\)"
+                                          r".*static_int8"):
+        plugin.check_model(model, "torch")
+    # the chain check refuses it too when the worker hands it the loaded model, before anything runs
+    with pytest.raises(PluginError, match="found no layer"):
+        build_chain([PluginStep("quantize", {"method": "dynamic_int8"})], "torch", "cpu", "torch", model=model)
+    with pytest.raises(PluginError, match="found no layer"):
+        plugin.run(model, _context(tmp_path, None))
 
 
 # ---------------------------------------------------------------------------------------------

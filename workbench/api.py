@@ -134,6 +134,18 @@ class Run:
         return self.record.result
 
     @property
+    def generation(self) -> dict | None:
+        """A generate run's figures: ``ttft_ms``, ``prefill`` and ``decode_token`` statistics,
+        ``decode_tokens_per_s``, ``e2e_tokens_per_s``, ``kv_cache_bytes``, ... (None for a forward run)."""
+        return (self.record.result or {}).get("generation")
+
+    @property
+    def lm_fidelity(self) -> dict | None:
+        """A causal LM's fidelity on held-out text: ``perplexity``, ``reference_perplexity``,
+        ``perplexity_delta_pct``, ``next_token_agreement``, ``kl_divergence``, ``continuation_agreement``."""
+        return (self.record.result or {}).get("lm_fidelity")
+
+    @property
     def latencies(self):
         """The measure phase's per-iteration latencies in nanoseconds, as stored (numpy int64 array)."""
         import numpy as np
@@ -169,6 +181,11 @@ class Run:
         if row["speedup"] is not None:
             low, high = row["speedup_ci"]
             text += f", {fmt.ratio(row['speedup'])} [{low:.2f}, {high:.2f}] vs #{row['baseline_id']}"
+        if row.get("next_token_agreement") is not None:
+            if row.get("ttft_ms") is not None:
+                text += f", TTFT {fmt.ms(row['ttft_ms'])}, decode {fmt.num(row['decode_tok_s'], '.1f')} tokens/s"
+            return text + (f", perplexity {fmt.num(row['perplexity'], '.4g')}, next-token agreement "
+                           f"{fmt.pct(row['next_token_agreement'])})")
         return text + f", top-1 agreement {fmt.pct(row['top1_agreement'])})"
 
     def _repr_html_(self) -> str:

@@ -127,6 +127,7 @@ def render_run(run, row: dict | None) -> str:
         return "\n".join(lines)
     r = run.result
     lat = r["latency"]
+    lines += generation_lines(r)
     lines.append(f"  latency   median {fmt.ms(lat['median_ms'])} (95% CI {fmt.ci(lat['median_ci_ms'])}, "
                  f"IQR {fmt.ms(lat['iqr_ms'])}), mean {fmt.ms(lat['mean_ms'])} ± {fmt.ms(lat['std_ms'])}")
     lines.append(f"            min {fmt.ms(lat['min_ms'])}  p90 {fmt.ms(lat['p90_ms'])}  p95 {fmt.ms(lat['p95_ms'])}  "
@@ -154,6 +155,7 @@ def render_run(run, row: dict | None) -> str:
                  f"({fid['samples']} samples, {r['fidelity_inputs']})")
     for rep in r.get("plugin_reports") or []:
         lines.append(f"  plugin    {rep['plugin']}: {rep['summary']} ({rep['seconds']:.2f} s)")
+    lines += lm_fidelity_lines(r)
     if row and row.get("speedup") is not None:
         sig = "" if row["speedup_significant"] else "  (inside the noise)"
         lines.append(f"  vs #{row['baseline_id']}   speed-up {fmt.ratio(row['speedup'])} "
@@ -166,3 +168,42 @@ def render_run(run, row: dict | None) -> str:
     return "\n".join(lines)
 
 
+def generation_lines(result: dict) -> list[str]:
+    """A generate run's figures: TTFT with its CI, per-token decode percentiles, tokens/s, KV cache,
+    peak memory and energy per token (the 'latency' lines below it are the per-token decode stats)."""
+    gen = result.get("generation")
+    if not gen:
+        return []
+    lines = [f"  generate  {gen['prompt_tokens']}-token prompt → {gen['new_tokens']} new tokens (greedy, KV cache on), "
+             f"batch {gen['batch']}, {gen['repetitions']} timed generations"]
+    lines.append(f"  prefill   time to first token {fmt.ms(gen['ttft_ms'])} (95% CI {fmt.ci(gen['ttft_ci_ms'])}), "
+                 f"cold {fmt.ms(gen.get('cold_ttft_ms'))}")
+    decode = gen.get("decode_token")
+    if decode:
+        lines.append(f"  decode    per token p50 {fmt.ms(decode['median_ms'])} (95% CI {fmt.ci(decode['median_ci_ms'])})  "
+                     f"p90 {fmt.ms(decode['p90_ms'])}  p99 {fmt.ms(decode['p99_ms'])}  (n={decode['n']} steps)")
+    lines.append(f"  tokens/s  decode {fmt.num(gen.get('decode_tokens_per_s'), '.1f')}, "
+                 f"end-to-end {fmt.num(gen.get('e2e_tokens_per_s'), '.1f')}"
+                 + (f", energy {gen['energy_j_per_token'] * 1e3:.3f} mJ/token"
+                    if gen.get("energy_j_per_token") is not None else ""))
+    expected = gen.get("kv_cache_expected_bytes")
+    check = "" if expected is None else (" (= the config's arithmetic)" if expected == gen["kv_cache_bytes"]
+                                         else f" (the config's arithmetic says {fmt.nbytes(expected)})")
+    lines.append(f"  KV cache  {fmt.nbytes(gen['kv_cache_bytes'])} for {gen['kv_cache_tokens']} tokens{check}; "
+                 f"peak memory {fmt.nbytes(gen.get('peak_memory_bytes'))} ({gen.get('peak_memory_kind')})")
+    return lines
+
+
+def lm_fidelity_lines(result: dict) -> list[str]:
+    """A causal LM's fidelity on held-out text: perplexity before → after, agreement, KL."""
+    lm = result.get("lm_fidelity")
+    if not lm:
+        return []
+    delta = lm.get("perplexity_delta_pct")
+    change = "" if delta is None else f" ({delta:+.2f} %)".replace("-", "−")
+    line = (f"  LM        perplexity {fmt.num(lm.get('reference_perplexity'), '.4g')} → "
+            f"{fmt.num(lm.get('perplexity'), '.4g')}{change}, next-token agreement "
+            f"{fmt.pct(lm.get('next_token_agreement'))}, KL {fmt.num(lm.get('kl_divergence'), '.3g')} nats")
+    if lm.get("continuation_agreement") is not None:
+        line += f", continuation agreement {fmt.pct(lm['continuation_agreement'])}"
+    return [line + f" ({lm.get('eval_tokens')} held-out tokens)"]

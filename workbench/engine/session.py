@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from ..errors import StoreError, WorkbenchError
 from ..spec import RunSpec, device_kind
+from ..results.generation import attach_energy_per_token
 from ..results.store import ResultsStore, RunRecord
 # describe_exit is imported from here too.
 from .process import EXIT_GRACE_S, WorkerProcess, describe_exit  # noqa: F401
@@ -173,6 +174,7 @@ class Session:
             if code != 0 and not worker.killed_by_us:
                 warnings.append(f"after reporting its result, {describe_exit(code)}; the result is kept")
             result.update(_telemetry_summary(sampler, result))
+            attach_energy_per_token(result)     # generate runs: energy over the decode steps
             result["notes"] = list(result.get("notes") or []) + warnings
         elif error is not None and error.get("kind") == "cancelled":
             status, message = "cancelled", stop_reason or error["message"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .stats import ratio_with_ci
+from .generation import generation_fields
 from .verdict import DEFAULT_MIN_FIDELITY, verdict_for
 from .store import ResultsStore, RunRecord
 
@@ -76,6 +77,7 @@ def comparison_row(run: RunRecord, baseline: RunRecord | None,
                    speedup_significant=ratio["significant"])
     if base_info.get("bytes") and info.get("bytes"):
         row["size_ratio"] = info["bytes"] / base_info["bytes"]
+    row.update(generation_fields(result))
     row["verdict"] = verdict_for(row, min_fidelity).to_dict()
     return row
 

@@ -13,7 +13,11 @@ from typing import Any
 
 from ..errors import SpecError
 
-DEFAULT_MIN_FIDELITY = 0.99     # top-1 agreement for classifiers, else cosine similarity
+DEFAULT_MIN_FIDELITY = 0.99     # next-token agreement for LMs, top-1 agreement for classifiers, else cosine
+# A language model also fails when its perplexity on the held-out text rises by more than this
+# (in %, over the unoptimized model's, measured in the same run): int8 weight-only quantization of
+# a well-trained LM costs well under 1 %, a damaged model tens of %.
+DEFAULT_MAX_PERPLEXITY_INCREASE_PCT = 5.0
 UNCHANGED = 0.9999              # at or above this (agreement and cosine), the outputs did not change
 # Verdict levels, and how every face colours them.
 WIN, LOSS, NOISE, BASELINE, FAILED = "win", "loss", "noise", "baseline", "failed"
@@ -45,12 +49,24 @@ def parse_min_fidelity(text: str | float) -> float:
 
 
 def fidelity_score(row: dict) -> tuple[str | None, float | None]:
-    """(what is gated, its value): top-1 agreement for classifiers, else cosine similarity."""
+    """(what is gated, its value): next-token agreement for language models (with the perplexity
+    bound beside it, ``perplexity_ok``), top-1 agreement for classifiers, else cosine similarity
+    (embeddings: ``worker.fidelity`` gives them no top-1 agreement)."""
+    if row.get("next_token_agreement") is not None:
+        return "next-token agreement", row["next_token_agreement"]
     if row.get("top1_agreement") is not None:
         return "top-1 agreement", row["top1_agreement"]
     if row.get("cosine") is not None:
         return "cosine similarity", row["cosine"]
     return None, None
+
+
+def perplexity_ok(row: dict, max_increase_pct: float = DEFAULT_MAX_PERPLEXITY_INCREASE_PCT) -> bool | None:
+    """A language model's perplexity within the bound (None: no perplexity measured)."""
+    delta = row.get("perplexity_delta_pct")
+    if delta is None:
+        return None if row.get("perplexity") is None or math.isfinite(row["perplexity"]) else False
+    return bool(math.isfinite(delta) and delta <= max_increase_pct)
 
 
 def describe_fidelity(row: dict) -> str:
@@ -60,6 +76,8 @@ def describe_fidelity(row: dict) -> str:
     kind, score = fidelity_score(row)
     if score is None:
         return "fidelity not measured"
+    if kind == "next-token agreement":
+        return _describe_language_model(row, score)
     cosine = row.get("cosine")
     if score >= UNCHANGED and (cosine is None or cosine >= UNCHANGED):
         return "outputs unchanged"
@@ -71,13 +89,23 @@ def describe_fidelity(row: dict) -> str:
     return f"cosine {score:.4f}"
 
 
-def verdict_for(row: dict, min_fidelity: float = DEFAULT_MIN_FIDELITY) -> Verdict:
-    """The verdict on one comparison row (``results.compare.comparison_row``)."""
+def verdict_for(row: dict, min_fidelity: float = DEFAULT_MIN_FIDELITY,
+                max_perplexity_increase_pct: float = DEFAULT_MAX_PERPLEXITY_INCREASE_PCT) -> Verdict:
+    """The verdict on one comparison row (``results.compare.comparison_row``). A language model
+    passes when its next-token agreement clears ``min_fidelity`` and its perplexity rose by at most
+    ``max_perplexity_increase_pct``; the text names the figure that failed, with its gate."""
     if row.get("status") != "done":
         return Verdict(FAILED, row.get("status") or "not measured", None, "")
     fidelity_text = describe_fidelity(row)
-    _kind, score = fidelity_score(row)
+    kind, score = fidelity_score(row)
     fidelity_ok = None if score is None else (score >= min_fidelity and not row.get("nonfinite_outputs"))
+    gate = f" (gate {100 * min_fidelity:g} %)" if "accuracy" not in fidelity_text else ""
+    if kind == "next-token agreement":
+        ppl_ok = perplexity_ok(row, max_perplexity_increase_pct)
+        if ppl_ok is False:
+            fidelity_ok = False
+            if score >= min_fidelity:     # the agreement passed: the perplexity bound is what failed
+                gate = f" (bound +{max_perplexity_increase_pct:g} %)"
     if row.get("nonfinite_outputs"):
         fidelity_ok = False
     speedup = row.get("speedup")
@@ -86,13 +114,26 @@ def verdict_for(row: dict, min_fidelity: float = DEFAULT_MIN_FIDELITY) -> Verdic
             return Verdict(BASELINE, "baseline", fidelity_ok, fidelity_text)
         return Verdict(NOISE, f"no baseline to compare with; {fidelity_text}", fidelity_ok, fidelity_text)
     speed = _speed_words(speedup, row.get("speedup_significant"))
+    if row.get("scenario") == "generate":
+        speed = speed.replace("faster", "faster decode").replace("(slower)", "(slower decode)")
     if fidelity_ok is False:
-        gate = f" (gate {100 * min_fidelity:g} %)" if "accuracy" not in fidelity_text else ""
         return Verdict(LOSS, f"{speed} but {fidelity_text}{gate}", False, fidelity_text)
     if not row.get("speedup_significant"):
         return Verdict(NOISE, f"{speed}, {fidelity_text}", fidelity_ok, fidelity_text)
     level = WIN if speedup > 1 else LOSS
     return Verdict(level, f"{speed}, {fidelity_text}", fidelity_ok, fidelity_text)
+
+
+def _describe_language_model(row: dict, agreement: float) -> str:
+    """'perplexity +0.8 %, next-token agreement 99.1 %' (both gated figures, perplexity first)."""
+    delta = row.get("perplexity_delta_pct")
+    if agreement >= UNCHANGED and (delta is None or abs(delta) < 0.005):
+        return "predictions unchanged"
+    agree = f"next-token agreement {100 * agreement:.1f} %"
+    if delta is None:
+        return agree if row.get("perplexity") is None else f"perplexity not finite, {agree}"
+    ppl = (f"{delta:+.2f}" if abs(delta) < 0.1 else f"{delta:+.1f}").replace("-", "−")
+    return f"perplexity {ppl} %, {agree}"
 
 
 def _speed_words(speedup: float, significant: bool | None) -> str:

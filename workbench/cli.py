@@ -239,6 +239,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         out.json(info)
         return EXIT_OK
     out.text(f"{info['source']}  ({info['format']})")
+    if info.get("hf"):
+        out.text(f"  model      {info['hf']['summary']}")
     flops = fmt.count(info["flops"])
     if info.get("flops_partial"):
         flops = f">= {flops} (partial: {', '.join(info.get('flops_uncounted') or [])} not counted)"

@@ -25,6 +25,9 @@ def check_chain(spec: RunSpec) -> None:
         from ..plugin_api import build_chain
         for step in build_chain(spec.plugins, spec.model_format, spec.device, spec.runtime):
             final_format = step.plugin.output_format(final_format)
+    if spec.save_model_is_folder and not spec.is_demo and not _is_hf_source(spec.model):
+        raise SpecError(f"--save-model {spec.save_model} would write a Hugging Face folder, but {spec.model} is not "
+                        "a Hugging Face model: save it as .pt (TorchScript), .pt2 or .onnx")
     if spec.save_model:
         suffix = "." + spec.save_model.rsplit(".", 1)[-1].lower() if "." in spec.save_model else ""
         if final_format == "onnx" and suffix != ".onnx":
@@ -32,6 +35,11 @@ def check_chain(spec: RunSpec) -> None:
         if final_format != "onnx" and suffix == ".onnx":
             raise SpecError("the optimized model will be a torch model: save it as .pt (TorchScript) or .pt2, "
                             "or add --plugin onnx_export to the chain")
+
+
+def _is_hf_source(model: str) -> bool:
+    from ..models.hf_load import is_hf_folder
+    return is_hf_folder(model)
 
 
 def check_files_exist(spec: RunSpec) -> None:
@@ -55,7 +63,11 @@ def check_model_source(model: str) -> None:
     if not path.exists():
         raise SpecError(f"model file not found: {model}")
     if path.is_dir():
-        raise SpecError(f"{model} is a folder, not a model file")
+        from ..models.hf_load import folder_contents, is_hf_folder
+        if is_hf_folder(path):      # a Hugging Face folder: the worker opens it
+            return
+        raise SpecError(f"{model} is a folder, not a model file (a Hugging Face folder needs a config.json; "
+                        f"{folder_contents(path)})")
     if path.stat().st_size == 0:
         raise SpecError(f"{model} is empty (0 bytes)")
 

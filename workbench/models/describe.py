@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..spec import InputSpec, RunSpec
-from .info import (LAYER_ROWS_LIMIT, LayerRow, ModelInfo, count_parameters, describe_onnx, layer_summary,
-                   layer_type, model_bytes)
+from .info import (LAYER_ROWS_LIMIT, LayerRow, ModelInfo, count_parameters, describe_onnx, hf_description,
+                   layer_summary, layer_type, model_bytes)
 from .loaders import LoadedModel
 
 MAX_OUTPUT_SHAPES = 4          # per layer (a layer returning a long tuple shows its first ones)
@@ -30,7 +30,8 @@ def describe_model(loaded: LoadedModel, spec: RunSpec, concrete: list[InputSpec]
     info = ModelInfo(
         source=spec.model, format=loaded.format, parameters=count_parameters(loaded.model),
         bytes=model_bytes(loaded.model), inputs=list(spec.inputs or loaded.inputs),
-        input_fixed_by_model=loaded.input_fixed_by_model, notes=notes)
+        input_fixed_by_model=loaded.input_fixed_by_model, notes=notes,
+        hf=hf_description(loaded.hf) if loaded.hf is not None else None)
     if loaded.kind == "onnx":
         graph = describe_onnx(loaded.model, [s.shape for s in shapes] if shapes else None)
         info.layer_counts, info.layers, info.layers_total = graph.counts, graph.rows, graph.total_rows
@@ -69,8 +70,10 @@ def _example_specs(spec: RunSpec, loaded: LoadedModel) -> list[InputSpec] | None
 
 
 def _example_tensors(shapes: list[InputSpec]) -> list[Any]:
+    """Zeros; an attention mask of ones (a mask of zeros hides every token)."""
     import torch
-    return [torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in shapes]
+    return [(torch.ones if s.name == "attention_mask" else torch.zeros)(s.shape, dtype=getattr(torch, s.dtype))
+            for s in shapes]
 
 
 def _tensor_shapes(value: Any) -> list[list[int]] | None:

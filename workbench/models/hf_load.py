@@ -44,7 +44,10 @@ def is_hf_folder(source: str | Path) -> bool:
 
 def folder_contents(folder: Path) -> str:
     """What a folder holds, in words, for a message ('it is empty', 'it holds: a, b, c and 4 more')."""
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    try:
+        names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    except OSError as exc:
+        return f"it cannot be listed: {exc.strerror or exc}"
     if not names:
         return "it is empty"
     more = f" and {len(names) - LISTED_NAMES} more" if len(names) > LISTED_NAMES else ""
@@ -162,6 +165,7 @@ def load_hf_folder(folder: Path, trust_pickle: bool = False, trust_remote_code: 
     import transformers
 
     transformers.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()      # its load reports become our notes and errors
     from .hf import AUTO_CLASSES, RANDOM_WEIGHTS_NOTE, HFForward, HFImageForward, HFModelInfo
     if not custom:
         _check_known(raw, named, task, folder, transformers)
@@ -227,7 +231,9 @@ def _from_pretrained(auto: Any, folder: Path, config: Any, options: dict, how: s
     import torch
 
     from .loaders import error_detail
-    kwargs = dict(options, config=config, dtype=torch.float32, output_loading_info=True)
+    # mismatched shapes come back in the loading info (refused below, naming the keys), not as an error
+    kwargs = dict(options, config=config, dtype=torch.float32, output_loading_info=True,
+                  ignore_mismatched_sizes=True)
     try:
         model, loading = auto.from_pretrained(str(folder), weights_only=True, **kwargs)
     except Exception as exc:
@@ -240,7 +246,7 @@ def _from_pretrained(auto: Any, folder: Path, config: Any, options: dict, how: s
         notes.append("loaded with --trust-pickle (code from the weights file was executed)")
     missing = list(loading.get("missing_keys") or [])
     unexpected = list(loading.get("unexpected_keys") or [])
-    mismatched = [f"{k} {tuple(a)} vs {tuple(b)}" for k, a, b in loading.get("mismatched_keys") or []]
+    mismatched = [f"{k} (weights {list(a)}, config {list(b)})" for k, a, b in sorted(loading.get("mismatched_keys") or [])]
     if mismatched:
         raise ModelLoadError(f"the weights in {folder.name} ({how}) do not fit config.json: "
                              f"shapes differ for {_keys(mismatched)}")

@@ -46,9 +46,27 @@ class ModelInfo:
     flops_uncounted: list[str] = field(default_factory=list)   # the op types behind flops_partial
     layers_total: int = 0           # rows before the LAYER_ROWS_LIMIT cap
     shapes_from: str | None = None  # how the output shapes were found (None: not found)
+    # added in issue 14: a Hugging Face model's task, architecture, sizes (``hf_description``); None otherwise
+    hf: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def hf_description(hf: Any) -> dict[str, Any]:
+    """What a ``models.hf.HFModelInfo`` says, as plain data: task, architecture, whether the weights
+    are random, vocabulary, layers, heads (and key/value heads), hidden size, positions, tokenizer."""
+    config = hf.config
+    positions = next((getattr(config, n) for n in ("max_position_embeddings", "n_positions")
+                      if isinstance(getattr(config, n, None), int)), None)
+    return {"task": hf.task, "architecture": hf.architecture, "model_type": getattr(config, "model_type", None),
+            "random_weights": bool(hf.random_weights), "vocab_size": getattr(config, "vocab_size", None),
+            "layers": getattr(config, "num_hidden_layers", None), "heads": getattr(config, "num_attention_heads", None),
+            "kv_heads": getattr(config, "num_key_value_heads", None), "hidden": getattr(config, "hidden_size", None),
+            "max_positions": positions, "tokenizer": hf.tokenizer is not None, "folder": hf.folder,
+            "pooling": getattr(hf, "pooling", None) if hf.task == "feature-extraction" else None,
+            "weights": getattr(hf, "weights", None) or None,
+            "summary": hf.summary() + (" (random weights: speed figures only)" if hf.random_weights else "")}
 
 
 def count_parameters(model: Any) -> int:

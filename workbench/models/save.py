@@ -1,4 +1,5 @@
-"""Save an (optimized) model as a file the core loader can open again."""
+"""Save an (optimized) model as a file the core loader can open again, or, for a Hugging Face
+model and a path without a suffix, as an HF folder (``hf_save.py``)."""
 from __future__ import annotations
 
 import hashlib
@@ -9,7 +10,11 @@ from ..errors import WorkbenchError
 
 
 def save_model(model: Any, fmt: str, path: str, example_inputs: list) -> dict:
-    """ONNX → .onnx; torch → TorchScript (trace) or .pt2 (torch.export) by the file suffix."""
+    """ONNX → .onnx; torch → TorchScript (trace) or .pt2 (torch.export) by the file suffix; no suffix
+    (or a trailing slash) → a Hugging Face folder."""
+    if is_folder_target(path):
+        from .hf_save import save_hf_folder
+        return save_hf_folder(model, fmt, path)
     target = Path(path).expanduser()
     target.parent.mkdir(parents=True, exist_ok=True)
     suffix = target.suffix.lower()
@@ -40,3 +45,10 @@ def save_model(model: Any, fmt: str, path: str, example_inputs: list) -> dict:
     data = target.read_bytes()
     return {"path": str(target.resolve()), "kind": kind, "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def is_folder_target(path: str) -> bool:
+    """A save path naming a folder: a trailing slash, or a last part without a suffix
+    (the rule of ``RunSpec.save_model_is_folder``)."""
+    text = path.rstrip()
+    return text.endswith(("/", "\\")) or "." not in text.replace("\\", "/").rsplit("/", 1)[-1]

@@ -15,7 +15,7 @@ class UsageError(WorkbenchError):
 # The CLI's defaults and choices are RunSpec's (one place: workbench/spec.py).
 SPEC_DEFAULTS = RunSpec(model="-")
 COMMAND_NAMES = ("gui", "bench", "runs", "show", "compare", "report", "plugins", "inspect", "rename", "tag",
-                 "delete")
+                 "delete", "profile", "layers")
 # Global options that take a value: skipped when looking for the command name in argv.
 _VALUED_GLOBALS = ("--db",)
 
@@ -124,7 +124,26 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("tags", nargs="*")
     delete = command("delete", help="delete runs and their data")
     delete.add_argument("run_ids", type=int, nargs="+")
+    _explain_commands(command)
     return parser
+
+
+def _explain_commands(command) -> None:
+    """``profile`` and ``layers`` (workbench/cli_explain.py): why a run is as fast and as faithful as it is."""
+    profile = command("profile", help="a run's per-op profile (recorded by bench --profile), or why it is faster "
+                                      "or slower than another run (--vs)")
+    profile.add_argument("run_id", type=int)
+    profile.add_argument("--vs", type=int, metavar="RUN_A",
+                         help="compare with run RUN_A (same model and device): ops faster, slower, new, gone")
+    profile.add_argument("--trace", metavar="FILE", help="copy the run's Chrome/Perfetto trace (JSON) to FILE")
+    profile.add_argument("--top", type=int, default=15, help="ops to list (default 15)")
+    layers = command("layers", help="per layer vs the unoptimized model: output drift, weight error |w − q(w)| "
+                                    "and ‖Δw‖/‖w‖, parameters and FLOPs; --scan: the fidelity each layer costs")
+    layers.add_argument("run_id", type=int)
+    layers.add_argument("--scan", nargs="?", const="", metavar="PLUGIN[:k=v,...]",
+                        help="apply the plugin to one layer at a time and rank the layers by the fidelity they cost "
+                             "(default: the run's own plugin); suggests which layers to skip")
+    layers.add_argument("--top", type=int, default=40, help="layers to list (default 40)")
 
 
 def _language_model_options(bench: argparse.ArgumentParser) -> None:

@@ -62,6 +62,50 @@ class Session:
             raise WorkbenchError("cancelled")
         raise WorkbenchError(describe_exit(code) + _tail_hint(worker.log_tail()))
 
+    # -- explain a stored run (issue 15) ------------------------------------------------------------
+    def explain(self, job: str, run_id: int, spec: dict, extra: dict | None = None,
+                on_event: EventCallback | None = None, cancel: threading.Event | None = None,
+                timeout_s: float | None = None) -> dict:
+        """Run a ``layers`` or ``scan`` job for stored run ``run_id`` in a worker and return its
+        result dict; progress events go to ``on_event``. Raises WorkbenchError with the worker's
+        reason (RunCancelled when cancelled)."""
+        from ..errors import RunCancelled
+        workdir = self.store.artifacts_root / f"run-{run_id}" / "explain"
+        payload = {"job": job, "spec": spec, "workdir": str(workdir), **(extra or {})}
+        worker = WorkerProcess(payload, workdir / f"{job}.log", self.warm)
+        timeout_s = timeout_s if timeout_s is not None else (spec.get("timeout_s") or 1800.0)
+        deadline = time.monotonic() + timeout_s
+        result = error = None
+        stop_reason = None
+        while True:
+            if stop_reason is None and cancel is not None and cancel.is_set():
+                stop_reason = getattr(cancel, "reason", None) or "cancelled by the user"
+            if stop_reason is None and time.monotonic() > deadline:
+                stop_reason = f"timed out after {timeout_s:g} s"
+            if stop_reason is not None:
+                worker.request_stop()
+            try:
+                event = worker.next_event(timeout=0.1)
+            except queue.Empty:
+                continue
+            if event is None:
+                break
+            event["run_id"] = run_id
+            if event["type"] == "result":
+                result = event["result"]
+            elif event["type"] == "error":
+                error = event
+            if on_event is not None:
+                on_event(event)
+        code = worker.finish()
+        if result is not None and error is None:
+            return result
+        if (error or {}).get("kind") == "cancelled" or (stop_reason or "").startswith("cancelled"):
+            raise RunCancelled(stop_reason or error["message"])
+        if error is not None:
+            raise WorkbenchError(error["message"])
+        raise WorkbenchError((stop_reason or describe_exit(code)) + _tail_hint(worker.log_tail()))
+
     # -- run -------------------------------------------------------------------------------------
     def run(self, spec: RunSpec, on_event: EventCallback | None = None,
             cancel: threading.Event | None = None) -> RunRecord:

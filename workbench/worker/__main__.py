@@ -32,6 +32,9 @@ def main() -> int:
     try:
         if job["job"] == "inspect":
             inspect_job(job, emit, stage)
+        elif job["job"] in ("layers", "scan"):      # explain a stored run (issue 15)
+            from .explain import layers_job, scan_job
+            (layers_job if job["job"] == "layers" else scan_job)(job, emit, cancelled, stage)
         else:
             run_job(job, emit, cancelled, stage)
         return 0

@@ -1,4 +1,5 @@
-"""``fuse``: fewer, bigger kernels — conv+bn folding, ``torch.compile``, ONNX Runtime graph optimization."""
+"""``fuse``: fewer, bigger kernels — conv+bn folding, ``torch.compile``, the attention kernel of a
+Hugging Face model, ONNX Runtime graph optimization."""
 from __future__ import annotations
 
 import time
@@ -6,29 +7,34 @@ from typing import Any
 
 from workbench.plugin_api import Param, Plugin, PluginContext, PluginError, PluginReport, device_kind
 
-METHODS = ("conv_bn", "torch_compile", "onnxruntime")
+METHODS = ("conv_bn", "torch_compile", "attention", "onnxruntime")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 LEVELS = ("basic", "extended", "all")
-_TORCH_METHODS = ("conv_bn", "torch_compile")
-
-# Conv/Linear type -> the BatchNorm type that can be folded into it (by class name: no torch here).
-_FOLDABLE = {"Conv1d": "BatchNorm1d", "Conv2d": "BatchNorm2d", "Conv3d": "BatchNorm3d",
-             "Linear": "BatchNorm1d"}
-_ACTIVATIONS = ("ReLU", "ReLU6", "SiLU", "GELU", "Hardswish", "LeakyReLU")
+ATTENTION = ("sdpa", "eager")
+_TORCH_METHODS = ("torch_compile", "attention")
+# Measured: ResNet-18, CPU, 1 thread: torch_compile 0.74x (slower). Said in the form and the report.
+COMPILE_CPU_NOTE = ("on CPU, and at 1 thread most of all, torch.compile often does not pay off (ResNet-18 ran "
+                    "0.74x at 1 thread): oneDNN already runs the big ops, and Inductor's fused elementwise "
+                    "kernels gain little; measure before keeping it")
 
 
 class Fuse(Plugin):
     name = "fuse"
-    summary = ("Fuse operations: fold BatchNorm into the preceding conv, torch.compile (Inductor), or "
-               "ONNX Runtime graph optimizations saved as an optimized ONNX file.")
+    summary = ("Fuse operations: fold BatchNorm into the preceding conv (torch or ONNX), torch.compile "
+               "(Inductor), switch a Hugging Face model's attention kernel (sdpa/eager), or ONNX Runtime graph "
+               "optimizations saved as an optimized ONNX file.")
     params_schema = (
         Param("method", "choice", "conv_bn",
-              "conv_bn: fold Conv+BatchNorm(+act) pairs into one conv (torch, eval semantics); "
-              "torch_compile: compile with Inductor (torch); onnxruntime: ORT graph optimizations (ONNX)",
+              "conv_bn: fold each BatchNorm into the Conv/Linear that feeds it, found in the model's graph "
+              "(torch.fx, torch.export, a .pt2 program or an ONNX graph; eval semantics); "
+              "torch_compile: compile with Inductor (torch; on CPU at 1 thread it is often slower); "
+              "attention: a Hugging Face model's attention implementation (sdpa or eager); "
+              "onnxruntime: ORT graph optimizations (ONNX)",
               choices=METHODS),
         Param("mode", "choice", "default",
               "torch_compile: default (fast compile), reduce-overhead (CUDA graphs on GPU), "
-              "max-autotune-no-cudagraphs (slow compile, tuned kernels)", choices=COMPILE_MODES,
+              "max-autotune-no-cudagraphs (slow compile, tuned kernels). On CPU at 1 thread compile often "
+              "does not pay off (ResNet-18: 0.74x)", choices=COMPILE_MODES,
               methods=("torch_compile",)),
         Param("freezing", "bool", True,
               "torch_compile: treat the weights as constants (Inductor freezing): folds them and pre-packs "
@@ -37,6 +43,10 @@ class Fuse(Plugin):
         Param("level", "choice", "all",
               "onnxruntime: basic (constant folding, redundant nodes), extended (op fusions), "
               "all (plus layout optimizations; hardware-specific)", choices=LEVELS, methods=("onnxruntime",)),
+        Param("implementation", "choice", "sdpa",
+              "attention: sdpa (torch's scaled_dot_product_attention: fused kernels) or eager (the model's "
+              "own matmul+softmax; slower, but returns attention weights)", choices=ATTENTION,
+              methods=("attention",)),
     )
     accepts = ("torch", "onnx")
     devices = ("cpu", "cuda")
@@ -44,9 +54,8 @@ class Fuse(Plugin):
     def check(self, model_format: str, device: str) -> None:
         method = self.params["method"]
         if method in _TORCH_METHODS and model_format != "torch":
-            hint = (" (ONNX Runtime's basic level folds Conv+BatchNormalization)" if method == "conv_bn" else "")
             raise PluginError(f"fuse method={method} needs a torch model but gets {model_format}: use "
-                              f"method=onnxruntime for ONNX models{hint}, or move fuse before the ONNX export")
+                              "method=onnxruntime or conv_bn for ONNX models, or move fuse before the ONNX export")
         if method == "onnxruntime" and model_format != "onnx":
             raise PluginError("fuse method=onnxruntime needs an ONNX model but gets torch: add onnx_export "
                               "before it (CLI: --plugin onnx_export --plugin fuse:method=onnxruntime), or use "
@@ -61,69 +70,128 @@ class Fuse(Plugin):
             if isinstance(model, torch.jit.ScriptModule):
                 raise PluginError(f"fuse method={method} needs a Python nn.Module, not TorchScript (its modules "
                                   "cannot be replaced, and torch.compile does not take it); load the model from "
-                                  "its state_dict + factory, or export it to ONNX and use method=onnxruntime")
+                                  "its state_dict + factory or .pt2, or export it to ONNX and use "
+                                  "method=conv_bn / onnxruntime on the ONNX model")
         if method == "conv_bn":
-            return self._conv_bn(model, context)
+            return self._conv_bn_onnx(model, context) if is_onnx else self._conv_bn(model, context)
         if method == "torch_compile":
             return self._torch_compile(model, context)
+        if method == "attention":
+            return self._attention(model, context)
         return self._onnxruntime(model, context)
 
     # -- conv + bn folding ------------------------------------------------------------------------
     def _conv_bn(self, model: Any, context: PluginContext) -> tuple[Any, PluginReport]:
         import copy
 
-        from torch import nn
-        from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
-
         from workbench.plugin_api import count_parameters, model_bytes
 
+        from ._fold_bn import count_batchnorms, fold_exported_graph, fold_module, is_exported_graph
+
         notes: list[str] = []
-        if getattr(model, "training", False):
+        exported = is_exported_graph(model)
+        if getattr(model, "training", False) and not exported:
             notes.append("the model was in training mode: switched to eval() — folding uses the BatchNorm "
                          "running statistics (eval semantics), so batch statistics are no longer used")
         model = _eval(copy.deepcopy(model))
         bytes_before, params_before = model_bytes(model), count_parameters(model)
-        context.progress(0.0, "finding Conv+BatchNorm pairs")
-        pairs: list[dict[str, Any]] = []
-        for parent_name, parent in list(model.named_modules()):
-            if not isinstance(parent, nn.Sequential):
-                continue
-            context.check_cancelled()
-            children = list(parent.named_children())
-            for i in range(len(children) - 1):
-                (first_name, first), (second_name, second) = children[i], children[i + 1]
-                want = _FOLDABLE.get(type(first).__name__)
-                if want is None or type(second).__name__ != want or not _foldable(first, second):
-                    continue
-                fold = fuse_linear_bn_eval if isinstance(first, nn.Linear) else fuse_conv_bn_eval
-                fused = fold(first, second)
-                setattr(parent, first_name, fused)
-                setattr(parent, second_name, nn.Identity())
-                prefix = f"{parent_name}." if parent_name else ""
-                pair = {"conv": prefix + first_name, "bn": prefix + second_name}
-                if i + 2 < len(children) and type(children[i + 2][1]).__name__ in _ACTIVATIONS:
-                    pair["activation"] = prefix + children[i + 2][0]
-                pairs.append(pair)
-        skipped = _unfused_batchnorms(model)
-        if skipped:
-            notes.append(f"{len(skipped)} BatchNorm layer(s) left as they are: not directly after a Conv/Linear "
-                         f"in an nn.Sequential ({', '.join(skipped[:5])}{'...' if len(skipped) > 5 else ''})")
-        if not pairs:
-            notes.append("no Conv+BatchNorm pair found: conv_bn folds only pairs that are adjacent children of "
-                         "an nn.Sequential (the order of other modules' children says nothing about data flow)")
+        context.progress(0.0, "reading Conv+BatchNorm pairs from the model's graph")
+        context.check_cancelled()
+        fold = fold_exported_graph(model) if exported else fold_module(model, context.example_inputs)
+        model = fold.model
+        before, left = fold.batchnorms_before, count_batchnorms(model)
+        pairs = fold.pairs
+        if fold.left:
+            shown = "; ".join(f"{name}: {why}" for name, why in list(fold.left.items())[:4])
+            notes.append(f"{len(fold.left)} BatchNorm layer(s) left as they are ({shown}"
+                         f"{'; ...' if len(fold.left) > 4 else ''})")
         if any("activation" in p for p in pairs):
-            notes.append("activations after a folded pair stay separate modules: eager PyTorch has no fused "
+            notes.append("activations after a folded pair stay separate ops: eager PyTorch has no fused "
                          "conv+activation kernel (torch_compile fuses them)")
+        if pairs and _hf_model(model) is not None:
+            model.hf_save_blocker = ("fuse conv_bn removed BatchNorm layers that the model's config still "
+                                     "declares, and gave its convolutions biases: the result is no longer a "
+                                     "Hugging Face model its config can rebuild; save it as .pt2 or .onnx")
+            notes.append("saved as a Hugging Face folder the folded model would not reload (its config still "
+                         "declares the BatchNorm layers): save it as .pt2 or .onnx")
         context.progress(1.0, f"folded {len(pairs)} pair(s)")
-        with_act = sum(1 for p in pairs if "activation" in p)
-        summary = f"folded {len(pairs)} Conv+BatchNorm pair(s)" + (f" ({with_act} followed by an activation)"
-                                                                  if with_act else "")
+        if pairs:
+            with_act = sum(1 for p in pairs if "activation" in p)
+            summary = (f"folded {len(pairs)} Conv+BatchNorm pair(s) (read from the {fold.graph}; "
+                       f"BatchNorm {before} -> {left})" + (f", {with_act} followed by an activation" if with_act else ""))
+        elif before == 0:
+            summary = "no change: the model has no BatchNorm layer to fold"
+        else:
+            first = next(iter(fold.left.values()), "no Conv/Linear feeds it alone")
+            summary = (f"no change: none of the {before} BatchNorm layer(s) can be folded into a Conv/Linear "
+                       f"({first})")
         return model, PluginReport(
             plugin=self.name, summary=summary, params_before=params_before,
             params_after=count_parameters(model), bytes_before=bytes_before, bytes_after=model_bytes(model),
-            layers_changed=[p["conv"] for p in pairs], notes=notes,
-            extra={"method": "conv_bn", "pairs": pairs, "pairs_fused": len(pairs),
-                   "backend": "torch.nn.utils.fusion.fuse_conv_bn_eval"})
+            layers_changed=[p["conv"] for p in pairs], notes=notes, changed=bool(pairs),
+            extra={"method": "conv_bn", "graph": fold.graph, "pairs": pairs, "pairs_fused": len(pairs),
+                   "batchnorms_before": before, "batchnorms_after": left, "left": fold.left,
+                   "backend": "torch.nn.utils.fusion (weights folded where the graph shows a pair)"})
+
+    def _conv_bn_onnx(self, model: Any, context: PluginContext) -> tuple[Any, PluginReport]:
+        from ._fold_bn_onnx import count_batchnorm_nodes, fold_onnx
+
+        context.progress(0.0, "folding BatchNormalization nodes into their Conv")
+        before = count_batchnorm_nodes(model)
+        folded, pairs, left = fold_onnx(model)
+        after = count_batchnorm_nodes(folded)
+        notes = []
+        if left:
+            shown = "; ".join(f"{name}: {why}" for name, why in list(left.items())[:4])
+            notes.append(f"{len(left)} BatchNormalization node(s) left as they are ({shown}"
+                         f"{'; ...' if len(left) > 4 else ''})")
+        if pairs:
+            summary = f"folded {len(pairs)} Conv+BatchNormalization pair(s) in the ONNX graph (BatchNormalization {before} -> {after})"
+        elif before == 0:
+            summary = ("no change: the ONNX graph has no BatchNormalization node (Workbench's ONNX export "
+                       "already folds them into the convolutions)")
+        else:
+            summary = (f"no change: none of the {before} BatchNormalization node(s) follows a Conv it can be "
+                       f"folded into ({next(iter(left.values()))})")
+        context.progress(1.0, f"folded {len(pairs)} pair(s)")
+        return folded if pairs else model, PluginReport(
+            plugin=self.name, summary=summary, bytes_before=model.ByteSize(), bytes_after=folded.ByteSize(),
+            layers_changed=[p["conv"] for p in pairs], notes=notes, changed=bool(pairs),
+            extra={"method": "conv_bn", "graph": "ONNX graph", "pairs": pairs, "pairs_fused": len(pairs),
+                   "batchnorms_before": before, "batchnorms_after": after, "left": left,
+                   "nodes_before": len(model.graph.node), "nodes_after": len(folded.graph.node)})
+
+    # -- attention implementation -------------------------------------------------------------------
+    def _attention(self, model: Any, context: PluginContext) -> tuple[Any, PluginReport]:
+        wanted = self.params["implementation"]
+        hf = _hf_model(model)
+        if hf is None:
+            raise PluginError(f"fuse method=attention switches a Hugging Face transformers model's attention "
+                              f"implementation, but this is a {type(model).__name__}: open the model's HF folder, "
+                              "or use method=torch_compile")
+        current = getattr(hf.config, "_attn_implementation", None)
+        if current == wanted:
+            return model, PluginReport(
+                plugin=self.name, summary=f"no change: the attention implementation is already {wanted}",
+                changed=False, extra={"method": "attention", "before": current, "after": current})
+        context.progress(0.0, f"attention implementation {current} -> {wanted}")
+        try:
+            hf.set_attn_implementation(wanted)
+        except Exception as exc:   # transformers refuses an implementation the architecture lacks
+            raise PluginError(f"{type(hf).__name__} cannot use attention implementation {wanted}: "
+                              f"{_compile_reason(exc)}") from exc
+        after = getattr(hf.config, "_attn_implementation", None)
+        if after != wanted:
+            raise PluginError(f"{type(hf).__name__} does not support switching its attention implementation "
+                              f"at run time (it stays {current}): load it with attn_implementation={wanted} instead")
+        context.progress(1.0, f"attention: {after}")
+        notes = []
+        if wanted == "eager":
+            notes.append("eager attention materializes the (seq x seq) attention matrix: slower and more memory "
+                         "than sdpa at long sequences; use it to compare, or where sdpa is not available")
+        return model, PluginReport(
+            plugin=self.name, summary=f"attention implementation {current} -> {after}", changed=True, notes=notes,
+            extra={"method": "attention", "before": current, "after": after})
 
     # -- torch.compile ----------------------------------------------------------------------------
     def _torch_compile(self, model: Any, context: PluginContext) -> tuple[Any, PluginReport]:
@@ -139,7 +207,17 @@ class Fuse(Plugin):
         context.progress(0.0, f"torch.compile (mode={mode}): compiling on the first call")
         from torch._inductor import config as inductor_config
         freezing = bool(self.params["freezing"])
-        compiled = torch.compile(model, mode=mode, backend="inductor")
+        hf = _hf_model(model)
+        if hf is not None:
+            # In place on the PreTrainedModel: the wrapper keeps ``.model`` a PreTrainedModel (it saves as
+            # an HF folder) and generation, which calls ``.model`` directly, runs the compiled forward too.
+            hf.compile(mode=mode, backend="inductor")
+            compiled = model
+            notes.append("the Hugging Face model is compiled in place (.model stays a PreTrainedModel): generation "
+                         "uses the compiled forward too, and each new decode length recompiles until the sequence "
+                         "dimension turns dynamic")
+        else:
+            compiled = torch.compile(model, mode=mode, backend="inductor")
         started = time.perf_counter()
         try:
             # The runtime times under no_grad: compile for that (grad mode is a guard). Freezing is
@@ -156,14 +234,17 @@ class Fuse(Plugin):
             notes.append("freezing: weights are compile-time constants; changing them later needs a new compile")
         notes.append("compile time is spent here (extra.compile_seconds), not in the timed iterations; "
                      "a new input shape recompiles (batch becomes dynamic after the first change)")
+        if device_kind(context.device) == "cpu":
+            notes.append(COMPILE_CPU_NOTE + f" (this run: {torch.get_num_threads()} thread(s))")
         context.progress(1.0, f"compiled in {compile_seconds:.1f} s")
         from workbench.plugin_api import model_bytes
         size = model_bytes(model)
         return compiled, PluginReport(
             plugin=self.name, summary=f"torch.compile mode={mode} (Inductor): compiled in {compile_seconds:.1f} s",
-            bytes_before=size, bytes_after=size, notes=notes,
+            bytes_before=size, bytes_after=size, notes=notes, changed=True,
             extra={"method": "torch_compile", "mode": mode, "compile_seconds": compile_seconds,
-                   "freezing": freezing,
+                   "freezing": freezing, "compiled": "the transformers model in place" if hf is not None else
+                   "the whole module (torch.compile wrapper)",
                    "backend": "torch.compile(backend='inductor')", "torch": torch.__version__})
 
     # -- ONNX Runtime graph optimization --------------------------------------------------------
@@ -204,9 +285,11 @@ class Fuse(Plugin):
                      "optimization at load time and gives you the optimized graph; do not expect a latency "
                      "gain over an unoptimized ONNX run measured in Workbench")
         context.progress(1.0, f"{before} -> {after} nodes")
+        changed = _op_counts(model) != _op_counts(optimized)
         return optimized, PluginReport(
-            plugin=self.name, summary=f"ONNX Runtime level {level_name}: {before} -> {after} nodes",
-            bytes_before=model.ByteSize(), bytes_after=optimized.ByteSize(), notes=notes,
+            plugin=self.name, summary=("" if changed else "no change: ") +
+            f"ONNX Runtime level {level_name}: {before} -> {after} nodes",
+            bytes_before=model.ByteSize(), bytes_after=optimized.ByteSize(), notes=notes, changed=changed,
             extra={"method": "onnxruntime", "level": level_name, "nodes_before": before, "nodes_after": after,
                    "ops_before": _op_counts(model), "ops_after": _op_counts(optimized),
                    "artifact": str(target), "providers": providers})
@@ -219,16 +302,13 @@ def _eval(model: Any) -> Any:
         return model
 
 
-def _foldable(first: Any, bn: Any) -> bool:
-    """A BatchNorm can be folded when it tracks running stats over the conv's output channels."""
-    if not getattr(bn, "track_running_stats", True) or bn.running_mean is None:
-        return False
-    out = getattr(first, "out_channels", None) or getattr(first, "out_features", None)
-    return out == bn.num_features and not getattr(first, "transposed", False)
-
-
-def _unfused_batchnorms(model: Any) -> list[str]:
-    return [name for name, module in model.named_modules() if type(module).__name__.startswith("BatchNorm")]
+def _hf_model(model: Any) -> Any:
+    """The transformers PreTrainedModel inside an HFForward (or given bare), else None."""
+    inner = getattr(model, "model", None)
+    for candidate in (inner, model):
+        if candidate is not None and hasattr(candidate, "config") and hasattr(candidate, "set_attn_implementation"):
+            return candidate
+    return None
 
 
 def _op_counts(proto: Any) -> dict[str, int]:

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from ..errors import ModelLoadError
 from ..spec import InputSpec
+from .loaded import TRUST_HINT, LoadedModel, error_detail
 
 CONFIG = "config.json"
 SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
@@ -78,17 +79,16 @@ def read_config(folder: Path) -> dict:
 def weights_files(folder: Path, trust_pickle: bool) -> tuple[str, list[Path]]:
     """``(how the weights are stored, in words; the files)``; ``("", [])`` for a config-only folder.
     A shard index naming a missing file, or pickled ``.bin`` weights without ``trust_pickle``, is refused."""
-    from .loaders import TRUST_HINT
     for index_name, single in ((SAFETENSORS_INDEX, SAFETENSORS), (PICKLE_INDEX, PICKLE_BIN)):
         index = folder / index_name
         if index.is_file():
             shards = _shards(index)
             if single == PICKLE_BIN:
-                _refuse_pickle(index_name, trust_pickle, TRUST_HINT)
+                _refuse_pickle(index_name, trust_pickle)
             return f"{len(shards)} {'safetensors' if single == SAFETENSORS else '.bin'} shards", shards
         if (folder / single).is_file():
             if single == PICKLE_BIN:
-                _refuse_pickle(single, trust_pickle, TRUST_HINT)
+                _refuse_pickle(single, trust_pickle)
             return single, [folder / single]
     return "", []
 
@@ -106,10 +106,10 @@ def _shards(index: Path) -> list[Path]:
     return [index.parent / name for name in names]
 
 
-def _refuse_pickle(name: str, trust_pickle: bool, hint: str) -> None:
+def _refuse_pickle(name: str, trust_pickle: bool) -> None:
     if not trust_pickle:
         raise ModelLoadError(f"the weights {name} are a Python pickle (.bin), which can run code when "
-                             f"loaded; a safetensors copy (model.safetensors) needs no trust. {hint}")
+                             f"loaded; a safetensors copy (model.safetensors) needs no trust. {TRUST_HINT}")
 
 
 def sentence_pooling(folder: Path) -> tuple[str, str | None]:
@@ -150,7 +150,6 @@ def choose_task(config: dict, folder: Path, task: str) -> tuple[str, str]:
 def load_hf_folder(folder: Path, trust_pickle: bool = False, trust_remote_code: bool = False, task: str = "auto",
                    on_step: Callable[[str], None] | None = None) -> Any:
     """A ``LoadedModel`` (format "hf") whose model is an ``HFForward``."""
-    from .loaders import LoadedModel, error_detail
     step = on_step or (lambda words: None)
     raw = read_config(folder)
     custom = raw.get("auto_map")
@@ -181,7 +180,7 @@ def load_hf_folder(folder: Path, trust_pickle: bool = False, trust_remote_code: 
     notes = []
     if files:
         step(f"loading the weights ({how})")
-        model = _from_pretrained(auto, folder, config, options, how, task != "auto" and task != _auto_task(named),
+        model = _from_pretrained(auto, folder, config, options, how, task != _auto_task(named),
                                  trust_pickle, notes, transformers.__version__)
     else:
         step("building the model with random weights (config.json only)")
@@ -230,7 +229,6 @@ def _from_pretrained(auto: Any, folder: Path, config: Any, options: dict, how: s
                      trust_pickle: bool, notes: list[str], version: str) -> Any:
     import torch
 
-    from .loaders import error_detail
     # mismatched shapes come back in the loading info (refused below, naming the keys), not as an error
     kwargs = dict(options, config=config, dtype=torch.float32, output_loading_info=True,
                   ignore_mismatched_sizes=True)
@@ -275,13 +273,7 @@ def _is_unpickling_error(exc: BaseException) -> bool:
 
 
 def _weights_error(exc: BaseException, folder: Path, how: str, config: Any, auto: Any, version: str) -> ModelLoadError:
-    from .loaders import error_detail
     text = str(exc)
-    if "size mismatch" in text or "Error(s) in loading state_dict" in text:
-        lines = [line.strip() for line in text.splitlines() if "size mismatch for" in line]
-        detail = "; ".join(lines[:3]) + (f" and {len(lines) - 3} more" if len(lines) > 3 else "") if lines \
-            else error_detail(exc)
-        return ModelLoadError(f"the weights in {folder.name} ({how}) do not fit config.json: {detail}")
     if "Unrecognized configuration class" in text:
         return _not_buildable(exc, config, None, auto, version)
     return ModelLoadError(f"the weights in {folder.name} ({how}) failed to load: {type(exc).__name__}: "
@@ -289,7 +281,6 @@ def _weights_error(exc: BaseException, folder: Path, how: str, config: Any, auto
 
 
 def _not_buildable(exc: BaseException, config: Any, task: str | None, auto: Any, version: str) -> ModelLoadError:
-    from .loaders import error_detail
     if "Unrecognized configuration class" in str(exc):
         return ModelLoadError(f"a {config.model_type} model cannot be opened as {task or auto.__name__}: "
                               f"transformers {version} has no {auto.__name__} for {type(config).__name__}")
@@ -302,7 +293,6 @@ def _tokenizer(folder: Path, options: dict, notes: list[str], step: Callable[[st
     step("loading the tokenizer")
     from transformers import AutoTokenizer
 
-    from .loaders import error_detail
     try:
         return AutoTokenizer.from_pretrained(str(folder), **options)
     except Exception as exc:

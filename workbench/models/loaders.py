@@ -17,10 +17,9 @@ import importlib
 import io
 import os
 import pickletools
-import re
 import struct
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,27 +27,11 @@ from ..errors import ModelLoadError
 from ..spec import InputSpec
 from .formats import TORCH_SUFFIXES
 from .hf_load import hf_folder_of, load_hf_folder
+from .loaded import TRUST_HINT, LoadedModel, error_detail  # noqa: F401 (re-exported)
 
-TRUST_HINT = ("Loading it would execute code from the file. If you trust it, re-run with "
-              "--trust-pickle (GUI: tick 'Trust this file (runs code from it)').")
 FACTORY_HINT = "Pass --factory package.module:callable that builds the module to load them into"
 SUPPORTED = ("TorchScript (.pt/.ts), torch.export (.pt2), ONNX (.onnx), state_dict (.pt/.pth/.safetensors) "
              "with --factory, pickled nn.Module with --trust-pickle, a Hugging Face folder, demo:NAME")
-
-
-@dataclass
-class LoadedModel:
-    model: Any                          # torch nn.Module / ScriptModule, or onnx.ModelProto
-    format: str                         # torchscript | pt2 | onnx | state_dict | pickle | demo
-    kind: str                           # "torch" | "onnx": what runtimes and plugins see
-    inputs: list[InputSpec]             # known input specs (may be empty: the user must give --input)
-    input_fixed_by_model: bool
-    data: dict | None = None            # eval/train arrays shipped with the model (demos)
-    default_batch: int | None = None
-    notes: list[str] = field(default_factory=list)
-    # A Hugging Face folder (or demo:tiny-lm): ``models.hf.HFModelInfo`` (task, config, tokenizer,
-    # random_weights, the PreTrainedModel inside ``model``); None for every other format.
-    hf: Any = None
 
 
 # What each content kind is, in words, and the suffix a file of that kind should have.
@@ -195,6 +178,12 @@ def _load_demo(name: str) -> LoadedModel:
         entry = demos.get_demo(name)
     except (KeyError, ValueError) as exc:
         raise ModelLoadError(str(exc).strip("'\"")) from None
+    if entry.kind == "hf":      # demo:tiny-lm: a Hugging Face folder, opened as any other one
+        try:
+            folder = demos.hf_demo_folder(name)
+        except FileNotFoundError as exc:
+            raise ModelLoadError(str(exc)) from None
+        return load_hf_folder(folder)
     module = demos.build_demo_module(name)
     data = demos.load_eval_data(demos.assets_dir() / entry.data)
     shape = [-1] + list(entry.input_shape[1:])
@@ -484,25 +473,3 @@ def build_from_factory(factory: str, on_step: Callable[[str], None] | None = Non
     if not isinstance(module, torch.nn.Module):
         raise ModelLoadError(f"factory {factory!r} returned {type(module).__name__}, not a torch.nn.Module")
     return module
-
-
-# Sentences in library errors that advise switching a safety off; never shown to the user.
-_UNSAFE_ADVICE = re.compile(r"weights_only|allow_pickle|trusted source|arbitrary code", re.IGNORECASE)
-
-
-def error_detail(exc: BaseException) -> str:
-    """A library's error in one line, without terminal colour codes or any sentence advising to
-    switch a safety off. Its first line; when that line only announces a list ("Error(s) in loading
-    state_dict for Net:"), the indented lines of the list follow (the missing/unexpected key names)."""
-    text = re.sub(r"\x1b\[[0-9;?]*[ -/]*[@-~]", "", str(exc)).strip()
-    lines = text.splitlines()
-    line = lines[0] if lines else ""
-    if line.rstrip().endswith(":"):
-        for more in lines[1:]:
-            if more.strip() and not more[:1].isspace():
-                break
-            line += " " + more.strip()
-    kept = [s for s in re.split(r"(?<=[.!?])\s+", line) if not _UNSAFE_ADVICE.search(s)]
-    line = " ".join(" ".join(kept).split())
-    limit = 600
-    return (line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " …") if line else type(exc).__name__

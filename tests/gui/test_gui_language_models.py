@@ -90,3 +90,25 @@ def test_language_model_columns_appear_with_their_figures(make_workbench, tmp_db
         assert shown[key] == (row.get(field) is not None), key
     assert COLUMNS[COLUMN_INDEX["ppl"]].text(dict(row, perplexity=12.5, perplexity_delta_pct=1.5,
                                                   chain="quantize"), None) == "12.5 (+1.5 %)"
+
+
+def test_live_dock_plots_latency_per_token_with_the_prefill_marked(qtbot):
+    from workbench.gui.live.plots import LivePlots
+    live = LivePlots()
+    qtbot.addWidget(live)
+    live.reset("tiny-lm · generate")
+    assert live.token_view.isHidden()                   # nothing generated yet: no empty panel
+    live.handle_event({"type": "generation", "phase": "warmup", "repetition": 0, "prefill_ns": 9_000_000,
+                       "decode_ns": [50_000_000] * 3})      # a slow warm-up: not in the medians
+    for rep, decode in enumerate(([2_000_000, 3_000_000, 4_000_000], [2_000_000, 5_000_000, 4_000_000])):
+        live.handle_event({"type": "generation", "phase": "measure", "repetition": rep,
+                           "prefill_ns": 6_000_000 + rep * 2_000_000, "decode_ns": decode})
+    live.flush()
+    view = live.token_view
+    assert not view.isHidden() and view.generation_count() == 3
+    prefill, decode = view.medians()
+    assert prefill == 7.0 and list(decode) == [2.0, 4.0, 4.0]
+    assert list(view.median_curve.getData()[0]) == [1, 2, 3]         # decode steps after the prefill at 0
+    assert "prefill 7" in view.prefill_label.toPlainText()
+    live.reset("next run")
+    assert live.token_view.isHidden() and live.token_view.generation_count() == 0

@@ -268,9 +268,9 @@ def test_train_events_populate_the_training_plot(plots):
     plots.flush()
     assert plots.training_visible()
     assert plots.train_point_count() == 40
-    lx, ly = plots._train["loss"].curve.xData, plots._train["loss"].curve.yData
+    lx, ly = plots.train_view.series["loss"].curve.xData, plots.train_view.series["loss"].curve.yData
     assert list(lx[:3]) == [1.0, 2.0, 3.0] and ly[1] == pytest.approx(1.0)
-    ax, ay = plots._train["accuracy"].curve.xData, plots._train["accuracy"].curve.yData
+    ax, ay = plots.train_view.series["accuracy"].curve.xData, plots.train_view.series["accuracy"].curve.yData
     assert list(ax) == [10.0, 20.0, 30.0, 40.0] and ay[-1] == pytest.approx(0.9)
     plots.reset("next")
     assert not plots.training_visible() and plots.train_point_count() == 0

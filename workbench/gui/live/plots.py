@@ -1,5 +1,5 @@
 """Live plots of a running measurement: latency per iteration, memory, GPU power/util/clock/
-temperature, and the distillation training curve. The data and the numbers derived from it live
+temperature, the distillation training curve and a generation's latency per token. The data and the numbers derived from it live
 in ``series.py`` (no Qt), their words in ``status.py``; this module draws them.
 
 Follows pyqtgraph's ``examples/scrollingPlots.py``: events only append to the series' numpy
@@ -31,6 +31,7 @@ from .. import plot_style as style
 from . import status as words
 from .gpu_panel import GpuPanel
 from .series import GrowingBuffer, LatencySeries
+from .side_views import TokenLatencyView, TrainingView
 from .widgets import (CurveSeries, ElidedLabel, PhaseMarkers, curve, draw_histogram, keyed_title, make_plot,
                       set_empty_text, set_latency_unit, set_title)
 
@@ -156,16 +157,12 @@ class LivePlots(QWidget):
         telemetry_row.setMinimumHeight(150)
         splitter.addWidget(telemetry_row)
 
-        # training (distillation / fine-tuning): shown only when train events arrive
-        self.train_view = pg.GraphicsLayoutWidget()
-        style.style_plot_widget(self.train_view)
-        self.loss_plot = make_plot("Training loss", "loss", None, "step", None, si_prefix=False)
-        self.acc_plot = make_plot("Student accuracy", "accuracy", None, "step", None, si_prefix=False)
-        self.acc_plot.setXLink(self.loss_plot)
-        self.train_view.addItem(self.loss_plot, row=0, col=0)
-        self.train_view.addItem(self.acc_plot, row=0, col=1)
-        self.train_view.setMinimumHeight(150)
+        # shown only when their events arrive: training (distillation / fine-tuning), tokens (generate)
+        self.train_view = TrainingView()
+        self.loss_plot, self.acc_plot = self.train_view.loss_plot, self.train_view.acc_plot
         splitter.addWidget(self.train_view)
+        self.token_view = TokenLatencyView()
+        splitter.addWidget(self.token_view)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         splitter.setStretchFactor(2, 2)
@@ -195,16 +192,11 @@ class LivePlots(QWidget):
             self.clock_plot: ("SM clock", [("clock", "", False)]),
             self.temp_plot: ("GPU temperature", [("temperature", "", False)]),
         }
-        self._train = {
-            "loss": CurveSeries(curve(self.loss_plot, "loss")),
-            "accuracy": CurveSeries(curve(self.acc_plot, "accuracy", symbol="o")),
-        }
         self.util_plot.setYRange(0, 100, padding=0.02)
         # A steady reading (clock pinned, temperature flat) must not zoom into its noise.
         for plot, span in ((self.memory_plot, 64.0), (self.power_plot, 20.0), (self.clock_plot, 200.0),
                            (self.temp_plot, 10.0)):
             plot.getViewBox().setLimits(minYRange=span)
-        self.acc_plot.setYRange(0, 1, padding=0.02)
 
     # -- public API --------------------------------------------------------------------------------
     def reset(self, title: str, spec: Any = None) -> None:
@@ -234,7 +226,7 @@ class LivePlots(QWidget):
             set_title(plot, plot_title)
             if plot is not self.memory_plot:
                 set_empty_text(plot, None)
-        for series in list(self._telemetry.values()) + list(self._train.values()):
+        for series in self._telemetry.values():
             series.clear()
         self._t0: float | None = None
         self._telemetry_count = 0
@@ -242,8 +234,8 @@ class LivePlots(QWidget):
         self._gpu_seen = False
         self._nvml_status: str | None = None
         self._telemetry_warnings: list[str] = []
-        self._train_dirty = False
-        self.train_view.hide()
+        self.train_view.reset()
+        self.token_view.reset()
         self.memory_plot.enableAutoRange()
         self._result: dict = {}
         self._finished_status: str | None = None
@@ -273,7 +265,9 @@ class LivePlots(QWidget):
         elif kind == "telemetry_status":
             self.set_telemetry_status(event.get("status"))
         elif kind == "train":
-            self._add_train(event)
+            self.train_view.add(event)
+        elif kind == "generation":
+            self.token_view.add(event)
         elif kind == "phase":
             self._phase_label = event.get("phase")
             self._update_status()
@@ -315,7 +309,7 @@ class LivePlots(QWidget):
         return self._telemetry_count
 
     def train_point_count(self) -> int:
-        return len(self._train["loss"])
+        return self.train_view.point_count()
 
     @property
     def latency_buffer(self) -> GrowingBuffer:
@@ -371,16 +365,6 @@ class LivePlots(QWidget):
             self._telemetry_dirty = True
         self._update_gpu_panel()
 
-    def _add_train(self, event: dict) -> None:
-        step = event.get("step")
-        if step is None:
-            step = len(self._train["loss"]) + 1
-        self._train["loss"].add(float(step), event.get("loss"))
-        self._train["accuracy"].add(float(step), event.get("student_accuracy"))
-        self._train_dirty = True
-        if self.train_view.isHidden():
-            self.train_view.show()
-
     def _add_result(self, result: dict) -> None:
         if (result.get("latency") or {}).get("median_ms") is not None:
             self._result = result
@@ -406,7 +390,8 @@ class LivePlots(QWidget):
         started = time.perf_counter()
         views = (("latency", self._lat_dirty, self._draw_latency),
                  ("telemetry", self._telemetry_dirty, self._draw_telemetry),
-                 ("train", self._train_dirty, self._draw_train))
+                 ("train", self.train_view.dirty, self.train_view.draw),
+                 ("tokens", self.token_view.dirty, self.token_view.draw))
         dirty = [(name, draw) for name, is_dirty, draw in views if is_dirty]
         if not dirty:
             return False
@@ -431,11 +416,6 @@ class LivePlots(QWidget):
                                                       ("rss", "gpu_mem", "gpu_proc_mem"))
                         else "No memory readings in the telemetry")
         self._update_telemetry_titles()
-
-    def _draw_train(self) -> None:
-        self._train_dirty = False
-        for series in self._train.values():
-            series.draw()
 
     def _draw_latency(self) -> None:
         self._lat_dirty = False

@@ -25,7 +25,7 @@ def check_chain(spec: RunSpec) -> None:
         from ..plugin_api import build_chain
         for step in build_chain(spec.plugins, spec.model_format, spec.device, spec.runtime):
             final_format = step.plugin.output_format(final_format)
-    if spec.save_model_is_folder and not spec.is_demo and not _is_hf_source(spec.model):
+    if spec.save_model_is_folder and not _is_hf_source(spec.model):
         raise SpecError(f"--save-model {spec.save_model} would write a Hugging Face folder, but {spec.model} is not "
                         "a Hugging Face model: save it as .pt (TorchScript), .pt2 or .onnx")
     if spec.save_model:
@@ -38,6 +38,12 @@ def check_chain(spec: RunSpec) -> None:
 
 
 def _is_hf_source(model: str) -> bool:
+    """A Hugging Face folder, or a demo that is one (demo:tiny-lm); an unknown demo is left to
+    check_model_source."""
+    if model.startswith("demo:"):
+        from ..models.demos import DEMOS
+        entry = DEMOS.get(model.split(":", 1)[1])
+        return entry is None or getattr(entry, "kind", "module") == "hf"
     from ..models.hf_load import is_hf_folder
     return is_hf_folder(model)
 

@@ -225,3 +225,23 @@ def test_save_as_folder_refuses_a_model_that_is_not_hugging_face(tmp_path):
     onnx_file.write_bytes(b"x")
     with pytest.raises(SpecError, match=r"m.onnx is not a Hugging Face model: save it as .pt"):
         check_chain(RunSpec(model=str(onnx_file), save_model=str(tmp_path / "out")))
+    with pytest.raises(SpecError, match=r"demo:digits-cnn is not a Hugging Face model"):
+        check_chain(RunSpec(model="demo:digits-cnn", save_model=str(tmp_path / "out/")))
+    check_chain(RunSpec(model=str(onnx_file), save_model=str(tmp_path / "out.onnx")))     # files still save
+
+
+def test_workbench_bench_reopens_a_saved_folder_and_saves_it_again(hf_folder, tmp_path):
+    """`workbench bench DIR` on a folder written by --save-model DIR, itself saved again (one worker run)."""
+    import subprocess
+    import sys
+    first = tmp_path / "saved"
+    save_model(load_model(str(hf_folder("gpt2"))).model, "torch", str(first), [])
+    second, out = tmp_path / "saved-again", tmp_path / "run.json"
+    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "--db", str(tmp_path / "db.sqlite"), "bench",
+                           str(first), "--scenario", "forward", "--iters", "5", "--duration", "0.05", "--threads", "1",
+                           "--save-model", str(second), "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    record = json.loads(out.read_text())
+    assert record["status"] == "done" and record["result"]["latency"]["median_ms"] > 0
+    reopened = load_model(str(second))
+    assert reopened.hf.task == "causal-lm" and reopened.hf.tokenizer is not None

@@ -208,14 +208,19 @@ def test_save_as_folder_reopens_with_the_same_outputs(hf_folder, tmp_path):
         torch.testing.assert_close(reopened.model(ids, mask), loaded.model(ids, mask))
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")     # torch.ao's own deprecation
 def test_save_as_folder_refuses_what_safetensors_cannot_hold(hf_folder, tmp_path):
-    loaded = load_model(str(hf_folder("gpt2")))
-    # GPT-2's blocks are Conv1D: torch.ao's dynamic int8 packs the one nn.Linear, the LM head
-    loaded.model.model = torch.ao.quantization.quantize_dynamic(loaded.model.model, {torch.nn.Linear})
-    with pytest.raises(WorkbenchError, match=r"packed quantized parameters \(lm_head\).*safetensors cannot store.*"
-                                             r"save it as .pt2 or .onnx instead$"):
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+    loaded = load_model(str(hf_folder("llama")))
+    quantize_(loaded.model.model, Int8WeightOnlyConfig())          # torchao: tensor subclasses
+    with pytest.raises(WorkbenchError, match=r"holds Int8Tensor tensors \(model.layers.0.self_attn.q_proj.weight\), "
+                                             r"which safetensors cannot store.*save it as .pt2 or .onnx instead$"):
         save_model(loaded.model, "torch", str(tmp_path / "out"), [])
     assert not (tmp_path / "out").exists()
+    loaded = load_model(str(hf_folder("llama")))                   # torch.ao dynamic int8: packed parameters
+    loaded.model.model = torch.ao.quantization.quantize_dynamic(loaded.model.model, {torch.nn.Linear})
+    with pytest.raises(WorkbenchError, match=r"holds packed quantized parameters \(model.layers.0.self_attn.q_proj\)"):
+        save_model(loaded.model, "torch", str(tmp_path / "out"), [])
 
 
 def test_save_as_folder_refuses_a_model_that_is_not_hugging_face(tmp_path):

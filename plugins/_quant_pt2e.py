@@ -76,7 +76,7 @@ def static_int8(model: Any, example_inputs: list, batches: list[list], plan: Lay
         raise PluginError(f"quantize static_int8: FX could not trace the model ({fx_error}) and torch.export "
                           f"failed too ({_first_line(exc)}); use method=dynamic_int8 or weight_only_int8") from exc
     result = pt2e(exported, "static", batches, list(plan.skipped), on_batch)
-    result.notes[:0] = [engine_note, f"FX could not trace the model ({fx_error}): used PT2E; {QDQ_NOTE}"]
+    result.notes.append(f"FX could not trace the model ({fx_error}): used PT2E; {QDQ_NOTE}")
     if export_note:
         result.notes.append(export_note)
     return result
@@ -146,6 +146,10 @@ def pt2e(graph_module: Any, mode: str, batches: list[list], skipped: list[str],
     else:
         for name in targets:
             quantizer.set_module_name_qconfig(name, config)
+    # Unused branches (BERT's pooler when the wrapper returns the hidden states) leave a linear with
+    # no output, which X86InductorQuantizer's pattern matcher cannot handle (IndexError).
+    graph_module.graph.eliminate_dead_code()
+    graph_module.recompile()
     fixed = fixed_batch(graph_module)
     if fixed is not None and any(b[0].shape[0] != fixed for b in batches):
         batches = rebatch(batches, fixed)

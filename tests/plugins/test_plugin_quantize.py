@@ -155,18 +155,91 @@ class _NotFxTraceable(nn.Module):
         return self.fc(torch.cat(parts, 1).flatten(1))
 
 
-def test_static_int8_falls_back_to_pt2e_when_fx_cannot_trace(data, tmp_path):
+def test_static_int8_falls_back_to_pt2e_when_fx_cannot_trace_even_at_batch_1(data, tmp_path):
+    # At batch 1 torch.export used to fix the batch to 1 and calibration in batches of 64 failed
+    # ("Guard failed: x.size()[0] == 1"): the export now keeps the batch dynamic.
     torch.manual_seed(0)
     model = _NotFxTraceable().eval()
-    quantized, report = Quantize(method="static_int8").run(model, _context(tmp_path, data))
+    context = _context(tmp_path, data)
+    context.example_inputs = [context.example_inputs[0][:1]]
+    quantized, report = Quantize(method="static_int8", calibration_samples=100).run(model, context)
     assert "PT2E" in report.extra["backend"] and "X86InductorQuantizer" in report.extra["backend"]
+    assert report.extra["flow"] == "PT2E" and "(static_int8, PT2E flow, torchao)" in report.summary
+    assert report.extra["calibration_samples"] == 100
     assert report.layers_changed == ["conv", "fc"]
     assert any("FX could not trace" in note and "torch_compile" in note for note in report.notes)
     assert report.bytes_after < 0.5 * report.bytes_before   # the fp32 copies of the weights are dropped
     with torch.no_grad():
-        for batch in (BATCH, 7):   # exported with a dynamic batch dimension
+        for batch in (1, BATCH, 7):   # exported with a dynamic batch dimension
             x = torch.from_numpy(data["x_test"][:batch])
             torch.testing.assert_close(quantized(x), model(x), atol=0.05, rtol=0.05)
+
+
+def test_static_int8_on_a_graph_fixed_to_batch_1_calibrates_at_that_batch(data, tmp_path):
+    from workbench_plugins import _quant_pt2e
+    torch.manual_seed(0)
+    fixed = torch.export.export(_NotFxTraceable().eval(), (torch.rand(1, 1, 8, 8),)).module()
+    assert _quant_pt2e.fixed_batch(fixed) == 1
+    quantized, report = Quantize(method="static_int8", calibration_samples=6).run(fixed, _context(tmp_path, data))
+    assert report.extra["flow"] == "PT2E" and report.extra["calibration_samples"] == 6
+    assert any("takes batch 1 only: calibrated in batches of 1" in n for n in report.notes)
+    assert report.layers_changed == ["conv", "fc"]
+    # a batch that does not divide evenly is re-cut; too few samples are repeated to fill one batch
+    cut = _quant_pt2e.rebatch([[torch.zeros(5, 2)], [torch.ones(2, 2)]], 3)
+    assert [b[0][:, 0].tolist() for b in cut] == [[0, 0, 0], [0, 0, 1]]
+    assert _quant_pt2e.rebatch([[torch.arange(2.0)]], 5)[0][0].tolist() == [0, 1, 0, 1, 0]
+
+
+# ---------------------------------------------------------------------------------------------
+# torch.export programs (.pt2): no .eval(), no nn.Linear modules -> PT2E, or a clear refusal
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pt2_program():
+    import io
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 64, 10)).eval()
+    program = torch.export.export(model, (torch.rand(4, 1, 8, 8),), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    buffer.seek(0)
+    loaded = torch.export.load(buffer).module()        # what the .pt2 loader hands the plugins
+    with pytest.raises(NotImplementedError):
+        loaded.eval()
+    return model, loaded
+
+
+@pytest.mark.parametrize("method,quantized_layers", [("dynamic_int8", ["3"]), ("static_int8", ["0", "3"])])
+def test_pt2_programs_are_quantized_with_pt2e(pt2_program, data, tmp_path, method, quantized_layers):
+    model, program = pt2_program
+    params = {"calibration_samples": 64} if method == "static_int8" else {}
+    quantized, report = Quantize(method=method, **params).run(program, _context(tmp_path, data))
+    assert report.extra["flow"] == "PT2E"
+    assert report.layers_changed == quantized_layers
+    total = 1 if method == "dynamic_int8" else 2
+    assert report.summary.startswith(f"{len(quantized_layers)} of {total} ")
+    assert any("a .pt2 program is a graph" in n and "torch_compile" in n for n in report.notes)
+    assert report.bytes_after < 0.5 * report.bytes_before
+    x = torch.from_numpy(data["x_test"][:16])
+    with torch.no_grad():
+        torch.testing.assert_close(quantized(x), model(x), atol=0.05, rtol=0.05)
+
+
+def test_pt2_programs_refuse_torchao_weight_only_saying_why(pt2_program, tmp_path, data):
+    for method in ("weight_only_int8",):
+        with pytest.raises(PluginError, match=r"a \.pt2 program is a flat graph without nn.Linear modules.*"
+                                              r"state_dict \+ factory.*dynamic_int8 / static_int8"):
+            Quantize(method=method).run(pt2_program[1], _context(tmp_path, data))
+
+
+def test_pt2_programs_cast_to_bf16(pt2_program, data, tmp_path):
+    if not backend.cpu_bf16_support()[0]:
+        pytest.skip("no bf16 on this CPU")
+    model, program = pt2_program
+    quantized, report = Quantize(method="bf16").run(program, _context(tmp_path, data))
+    assert all(p.dtype == torch.bfloat16 for p in quantized.parameters())
+    x = torch.from_numpy(data["x_test"][:16])
+    with torch.no_grad():
+        torch.testing.assert_close(quantized(x.bfloat16()).float(), model(x), atol=0.1, rtol=0.1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,3 +385,55 @@ def test_torch_int8_then_onnx_runtime_is_refused_before_anything_runs_with_the_w
     # torchao weight-only tensors cannot be exported either; there the fix is the torch runtime
     message = chain_error([PluginStep("quantize", {"method": "weight_only_int8"})], "torch", "cpu", "onnxruntime")
     assert message is not None and "run it with --runtime torch" in message
+
+
+# ---------------------------------------------------------------------------------------------
+# methods known to be slow where they run: said in the form and in the chain check, never refused
+# ---------------------------------------------------------------------------------------------
+def test_slow_methods_are_named_in_the_form_and_warned_by_the_chain_check():
+    from workbench.plugin_api import chain_warnings
+    method_help = Quantize.method_choice().help
+    assert "slower in eager" in method_help and "dequantizes every call" in method_help
+    described = Quantize.describe()["method_caveats"]
+    assert "dequantizes" in described["weight_only_int8"]["cpu"] and "cuda" not in described["weight_only_int8"]
+
+    weight_only = [PluginStep("quantize", {"method": "weight_only_int8"})]
+    warnings = chain_warnings(weight_only, "torch", "cpu", "torch")
+    assert len(warnings) == 1 and warnings[0].startswith("step 1 (quantize): weight_only_int8 on CPU is usually slower")
+    assert "fuse:method=torch_compile" in warnings[0]
+    assert chain_warnings(weight_only, "torch", "cuda", "torch") == []
+    compiled = weight_only + [PluginStep("fuse", {"method": "torch_compile"})]
+    assert chain_warnings(compiled, "torch", "cpu", "torch") == []          # the compile step fixes it
+    assert build_chain(weight_only, "torch", "cpu", "torch")[0].warnings == warnings_text(warnings)
+
+    static = [PluginStep("quantize", {"method": "static_int8"})]
+    at_batch_1 = chain_warnings(static, "torch", "cpu", "torch", batch=1)
+    assert any("quantize/dequantize graph" in w for w in at_batch_1)
+    assert any("static_int8 at batch 1" in w and "dynamic_int8" in w for w in at_batch_1)
+    assert not any("at batch" in w for w in chain_warnings(static, "torch", "cpu", "torch", batch=64))
+    assert chain_warnings(static, "onnx", "cpu", "onnxruntime", batch=1) == []     # ONNX Runtime's own int8
+    assert chain_warnings([PluginStep("quantize", {"method": "dynamic_int8"})], "torch", "cpu", "torch", 1) == []
+    assert chain_warnings([PluginStep("quantize", {"method": "int4"})], "torch", "cpu", "torch") == []  # invalid
+
+
+def warnings_text(lines: list[str]) -> list[str]:
+    return [line.split(": ", 1)[1] for line in lines]
+
+
+def test_a_chain_whose_every_step_changed_nothing_is_refused():
+    from workbench.plugin_api import require_some_change
+    require_some_change([{"plugin": "fuse", "summary": "0 pairs", "changed": False},
+                         {"plugin": "quantize", "summary": "3 of 3", "changed": True}])
+    require_some_change([{"plugin": "quantize", "summary": "x", "changed": None}])   # not said: changed
+    with pytest.raises(PluginError, match=r"every step of the chain left the model unchanged \(fuse: 0 pairs"):
+        require_some_change([{"plugin": "fuse", "summary": "0 pairs", "changed": False}])
+
+
+def test_skip_applies_to_the_int_methods_and_onnx_nodes(transformer_onnx, data, tmp_path):
+    with pytest.raises(PluginError, match="quantize:skip applies only to method=dynamic_int8/static_int8"):
+        Quantize(method="bf16", skip="fc")
+    nodes = backend.onnx_candidates(transformer_onnx, "dynamic_int8")
+    quantized, report = Quantize(method="dynamic_int8", skip=nodes[0]).run(transformer_onnx, _context(tmp_path, data))
+    assert report.extra["layers_skipped"] == {nodes[0]: "skip pattern"}
+    assert nodes[0] not in report.layers_changed
+    assert report.summary.startswith(f"{len(report.layers_changed)} of {len(nodes)} nodes quantized")

@@ -14,7 +14,9 @@ from workbench.spec import PluginStep
 
 # What each first-party method really reads (from the plugins' code), parameter by parameter.
 APPLIES = {
-    "quantize": {"calibration_samples": {"static_int8"}, "group_size": {"int4"}},
+    "quantize": {"calibration_samples": {"static_int8"}, "group_size": {"int4"},
+                 "skip": {"dynamic_int8", "static_int8", "weight_only_int8", "int4"},
+                 "quantize_tied": {"dynamic_int8", "static_int8", "weight_only_int8", "int4"}},
     "fuse": {"mode": {"torch_compile"}, "freezing": {"torch_compile"}, "level": {"onnxruntime"}},
     "prune": {"importance": {"structured"}, "round_to": {"structured"}},
     "distill": {"width": {"width"}, "inherit": {"width", "depth"}, "depth": {"depth"}, "factory": {"factory"}},

@@ -259,6 +259,35 @@ def test_conv_bn_folds_an_onnx_graph(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# attention implementation (Hugging Face models)
+# ---------------------------------------------------------------------------------------------
+def test_attention_switches_a_hugging_face_model_between_sdpa_and_eager(tmp_path):
+    import transformers
+
+    from workbench.models.hf import HFForward
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                      intermediate_size=64, max_position_embeddings=64, vocab_size=200)
+    model = HFForward(transformers.LlamaForCausalLM(config).eval(), "causal-lm")
+    ids = torch.randint(0, 200, (2, 10), generator=torch.Generator().manual_seed(0))
+    context = _context(tmp_path, ids)
+    with torch.no_grad():
+        before = model(ids)
+    assert model.model.config._attn_implementation == "sdpa"
+    switched, report = Fuse(method="attention", implementation="eager").run(model, context)
+    assert report.changed is True and report.summary == "attention implementation sdpa -> eager"
+    assert switched.model.config._attn_implementation == "eager"     # saved with the folder's config
+    with torch.no_grad():
+        torch.testing.assert_close(switched(ids), before, atol=1e-5, rtol=1e-5)
+    _, report = Fuse(method="attention", implementation="eager").run(switched, context)
+    assert report.changed is False and report.summary == "no change: the attention implementation is already eager"
+    with pytest.raises(PluginError, match="method=attention switches a Hugging Face transformers model's attention"):
+        Fuse(method="attention").run(nn.Linear(2, 2), _context(tmp_path, torch.zeros(1, 2)))
+    with pytest.raises(PluginError, match="fuse:implementation applies only to method=attention"):
+        Fuse(method="conv_bn", implementation="eager")
+
+
+# ---------------------------------------------------------------------------------------------
 # torch_compile
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
@@ -353,6 +382,12 @@ def test_torchscript_models_are_rejected_with_the_fix(tmp_path, x):
     scripted = torch.jit.trace(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)).eval(), x)
     with pytest.raises(PluginError, match="needs a Python nn.Module, not TorchScript.*conv_bn / onnxruntime"):
         Fuse(method="conv_bn").run(scripted, _context(tmp_path, x))
+
+
+def test_compile_says_it_often_does_not_pay_off_on_cpu_at_one_thread():
+    helps = {p["name"]: p["help"] for p in Fuse.describe()["params"]}
+    assert "on CPU at 1 thread it is often slower" in helps["method"]
+    assert "On CPU at 1 thread compile often does not pay off" in helps["mode"]
 
 
 def test_param_schema_errors():

@@ -87,7 +87,7 @@ def add_run(store: ResultsStore, *, model: str = "demo:digits-cnn", plugins: lis
             median_ms: float = 2.0, sigma: float = 0.05, n: int = 700, top1: float = 1.0,
             accuracy: float = 0.97, size_bytes: int = 1_600_000, params: int = 390_000,
             status: str = "done", error: str | None = None, gpu: bool = False, seed: int = 0,
-            label: str | None = None, batch: int = 64, power_w: float = 180.0) -> int:
+            label: str | None = None, batch: int = 64, power_w: float = 180.0, runtime: str = "torch") -> int:
     """Store one run the way Session.run does (create → latencies/samples/events → finish)."""
     from workbench.engine.session import _telemetry_summary
     rng = np.random.default_rng(seed)
@@ -165,7 +165,7 @@ def add_run(store: ResultsStore, *, model: str = "demo:digits-cnn", plugins: lis
         "plugin_reports": reports,
         "runtime": {"runtime": "torch", "torch": "2.13.0+cpu", "threads": 2, "interop_threads": 2,
                     "device": spec.device, "dtype": "float32"},
-        "runtime_name": "torch", "device_memory": {"torch_peak_allocated_bytes": 300 * MIB,
+        "runtime_name": runtime, "device_memory": {"torch_peak_allocated_bytes": 300 * MIB,
                                                    "torch_peak_reserved_bytes": 400 * MIB} if gpu else {},
         "threads": 2, "artifact": None, "notes": [], "flags": [],
     }
@@ -627,3 +627,29 @@ def test_end_to_end_real_runs(tmp_path):
     rows = list(csv.DictReader(io.StringIO(_render(store, ids, tmp_path, ".csv").read_text(), newline="")))
     assert [int(r["id"]) for r in rows] == ids
     store.close()
+
+
+def test_a_cross_runtime_chain_shows_both_ratios_in_every_format(store, tmp_path):
+    """onnx_export → int8 on ONNX Runtime: vs the PyTorch original (what the user came with) and vs the
+    fp32 model on ONNX Runtime (what the quantization did), each with its CI (issue 13 F)."""
+    import jsonschema
+    base = add_run(store, median_ms=4.0, seed=1)
+    fp32 = add_run(store, plugins=["onnx_export"], median_ms=2.0, seed=2, runtime="onnxruntime")
+    int8 = add_run(store, plugins=["onnx_export", "quantize:method=dynamic_int8"], median_ms=1.0, seed=3,
+                   runtime="onnxruntime", top1=0.995)
+    report = build_report(store, [base, fp32, int8])
+    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(json.loads(json.dumps(report)))
+    run = report["runs"][2]
+    comp = run["comparison"]
+    assert run["baseline_id"] == base and run["runtime_baseline_id"] == fp32 and comp["cross_runtime"] is True
+    assert comp["speedup"] == pytest.approx(4.0, rel=0.05) and comp["runtime_speedup"] == pytest.approx(2.0, rel=0.05)
+    assert comp["runtime_speedup_ci"][0] < comp["runtime_speedup"] < comp["runtime_speedup_ci"][1]
+    conversion = report["runs"][1]["comparison"]
+    assert conversion["speedup"] == pytest.approx(2.0, rel=0.05) and conversion["runtime_speedup"] is None
+    html = _render(store, [base, fp32, int8], tmp_path, ".html").read_text(encoding="utf-8")
+    assert f"vs torch; {comp['runtime_speedup']:.2f}×" in html and f"vs fp32 #{fp32} (same runtime)" in html
+    with open(_render(store, [base, fp32, int8], tmp_path, ".csv"), newline="", encoding="utf-8") as handle:
+        row = list(csv.DictReader(handle))[2]
+    assert float(row["runtime_speedup"]) == pytest.approx(comp["runtime_speedup"])
+    assert row["runtime_baseline_id"] == str(fp32) and row["baseline_runtime"] == "torch"
+    assert float(row["runtime_speedup_ci_low"]) == pytest.approx(comp["runtime_speedup_ci"][0])

@@ -146,7 +146,7 @@ def test_store_from_before_owners_had_a_start_time_opens_and_settles_its_orphans
     alive = insert_legacy_run(db, os.getpid())
     no_owner = insert_legacy_run(db, None)     # written before v3 recorded any owner
     store = ResultsStore(db)
-    assert store.schema_version() == SCHEMA_VERSION == 4
+    assert store.schema_version() == SCHEMA_VERSION == 5
     assert store.settle_orphaned_runs() == 2
     assert store.get_run(orphan).status == "failed" and store.get_run(no_owner).status == "failed"
     assert store.get_run(alive).status == "running"

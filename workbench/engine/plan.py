@@ -9,12 +9,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ..results.compare import baseline_for_spec
+from ..results.compare import EXPORT_STEP, planned_baseline
 from ..errors import SpecError
-from ..spec import PluginStep, RunSpec
+from ..spec import PluginStep, RunSpec, resolve_runtime
 from ..results.store import ResultsStore
+from ..worker.conditions import default_threads
 
-__all__ = ["baseline_spec", "check_chain", "check_files_exist", "check_model_source", "combinations_plan", "needs_baseline", "pair_plan", "plan_runs"]
+__all__ = ["baseline_spec", "check_chain", "check_files_exist", "check_model_source", "combinations_plan",
+           "conversion_spec", "final_runtime", "is_cross_runtime", "needs_baseline", "pair_plan", "plan_note",
+           "plan_runs"]
 
 
 def check_chain(spec: RunSpec) -> None:
@@ -78,24 +81,92 @@ def check_model_source(model: str) -> None:
         raise SpecError(f"{model} is empty (0 bytes)")
 
 
+def final_runtime(spec: RunSpec) -> str:
+    """The runtime the chain's output runs on (an ONNX export makes it ONNX Runtime); no torch."""
+    if not spec.plugins:
+        return spec.resolved_runtime()
+    from ..plugin_api import build_chain
+    fmt = spec.model_format
+    for step in build_chain(spec.plugins, spec.model_format, spec.device, spec.runtime):
+        fmt = step.plugin.output_format(fmt)
+    return resolve_runtime(spec.runtime, fmt)
+
+
+def native_runtime(spec: RunSpec) -> str:
+    """The runtime the model file runs on by itself (what the user came with)."""
+    return resolve_runtime("auto", spec.model_format)
+
+
+def is_cross_runtime(spec: RunSpec) -> bool:
+    """The run will measure the model on another runtime than its own (torch → ONNX Runtime)."""
+    return final_runtime(spec) != native_runtime(spec)
+
+
 def baseline_spec(spec: RunSpec) -> RunSpec:
-    """The plain-model twin of ``spec``: same model and settings, no plugins, label or saved model."""
-    return RunSpec.from_dict({**spec.to_dict(), "plugins": [], "label": None, "save_model": None})
+    """The plain-model twin of ``spec``: same model and settings on the model's own runtime, no plugins,
+    label or saved model."""
+    runtime = spec.runtime if spec.resolved_runtime() == native_runtime(spec) else "auto"
+    return RunSpec.from_dict({**spec.to_dict(), "plugins": [], "label": None, "save_model": None,
+                              "runtime": runtime})
+
+
+def conversion_spec(spec: RunSpec) -> RunSpec:
+    """The fp32 model on ``spec``'s runtime and nothing else: the chain's ``onnx_export`` step alone
+    (as given, or the default one the chain inserts), same settings."""
+    export = next((s for s in spec.plugins if s.name == EXPORT_STEP), PluginStep(EXPORT_STEP))
+    return RunSpec.from_dict({**spec.to_dict(), "plugins": [dataclasses.asdict(export)], "label": None,
+                              "save_model": None})
+
+
+def _has_steps_beyond_conversion(spec: RunSpec) -> bool:
+    return any(step.name != EXPORT_STEP for step in spec.plugins)
 
 
 def needs_baseline(store: ResultsStore, spec: RunSpec) -> bool:
-    """True when ``spec`` has plugins and ``store`` holds no baseline its results could be compared with."""
-    return bool(spec.plugins) and baseline_for_spec(store, spec) is None
+    """True when a run of ``spec`` needs a baseline run first (``plan_runs`` would add one)."""
+    return len(plan_runs(store, spec)) > 1
 
 
-def plan_runs(store: ResultsStore, spec: RunSpec, baseline: bool = True) -> list[RunSpec]:
-    """The specs to run, in order: ``[baseline_spec(spec), spec]`` when a baseline is missing, else ``[spec]``.
+def plan_runs(store: ResultsStore, spec: RunSpec, baseline: bool = True, since: float | None = None) -> list[RunSpec]:
+    """The specs to run, in order: the baselines ``spec`` is compared with that must be measured, then ``spec``.
 
-    ``baseline=False`` (the CLI's ``--no-baseline``) never adds the plain run.
+    * a chain on the model's own runtime: the plain model, unless the store holds an exact baseline
+      (same work: ``results.compare.planned_baseline``);
+    * a cross-runtime chain (torch model measured on ONNX Runtime): both references in the same
+      sitting, the plain model on its own runtime and, when the chain does more than convert, the
+      ``onnx_export`` step alone; stored ones count only when created at or after ``since`` (a sweep
+      passes its start time);
+    * ``baseline=False`` (the CLI's ``--no-baseline``: the user asks for the stored baselines) adds
+      nothing; the comparison then uses whatever exact baseline the store holds.
     """
-    if baseline and needs_baseline(store, spec):
-        return [baseline_spec(spec), spec]
-    return [spec]
+    cross = is_cross_runtime(spec)
+    if not baseline or not (spec.plugins or cross):
+        return [spec]
+    threads = spec.threads or default_threads()
+    plain = baseline_spec(spec)
+    planned = []
+    if cross and since is None:
+        planned.append(plain)           # the same sitting: always measured again
+    elif planned_baseline(store, plain, native_runtime(spec), threads, since=since if cross else None) is None:
+        planned.append(plain)
+    if cross and _has_steps_beyond_conversion(spec):
+        conversion = conversion_spec(spec)
+        steps = [dataclasses.asdict(s) for s in conversion.plugins]
+        if since is None or planned_baseline(store, conversion, final_runtime(spec), threads, steps, since) is None:
+            planned.append(conversion)
+    return planned + [spec]
+
+
+def plan_note(spec: RunSpec, planned: list[RunSpec]) -> str | None:
+    """What ``plan_runs`` added and why, in one line (None when it added nothing)."""
+    extra = planned[:-1]
+    if not extra:
+        return None
+    if is_cross_runtime(spec):
+        names = " and ".join("the original model on " + native_runtime(spec) if not s.plugins
+                             else f"{s.describe_chain()} alone (the fp32 model on {final_runtime(s)})" for s in extra)
+        return f"the chain runs on {final_runtime(spec)}: measuring {names} first, in the same sitting"
+    return f"no stored baseline of the same work for {spec.model} on {spec.device}: measuring it first"
 
 
 # -- the comparisons a user asks for in one go (the GUI's Run menu; the CLI and API may follow) --
@@ -114,7 +185,17 @@ def pair_plan(spec: RunSpec) -> list[RunSpec]:
     ``spec`` has no plugins, ``PluginError`` when its chain is invalid."""
     _require_plugins(spec)
     check_chain(spec)
-    return [baseline_spec(spec), spec]
+    return [baseline_spec(spec)] + _conversion_if_needed(spec, []) + [spec]
+
+
+def _conversion_if_needed(spec: RunSpec, planned: list[RunSpec]) -> list[RunSpec]:
+    """[the ``onnx_export`` step alone] for a cross-runtime chain that does more than convert, unless
+    ``planned`` already holds that run."""
+    if not (is_cross_runtime(spec) and _has_steps_beyond_conversion(spec)):
+        return []
+    conversion = conversion_spec(spec)
+    return [] if any(p.plugins == conversion.plugins and p.runtime == conversion.runtime for p in planned) \
+        else [conversion]
 
 
 def combinations_plan(spec: RunSpec) -> tuple[list[RunSpec], list[str]]:
@@ -138,6 +219,8 @@ def combinations_plan(spec: RunSpec) -> tuple[list[RunSpec], list[str]]:
             skipped.append(f"{step.name} alone: invalid plugin chain: {error}")
         else:
             specs.append(alone)
+    for variant in specs[1:] + ([spec] if len(spec.plugins) > 1 else []):
+        specs[1:1] = _conversion_if_needed(variant, specs)    # right after the baseline
     if len(spec.plugins) > 1:
         specs.append(spec)
     return specs, skipped

@@ -103,6 +103,15 @@ CSV_COLUMNS: list[tuple[str, str, Getter]] = [
     ("warnings", "noise, sampling and telemetry warnings", lambda r, _: r["warnings"]),
     ("flags", "problems found in the outputs (NaN/Inf...)", lambda r, _: r["flags"]),
     ("command", "the workbench bench command that reproduces the run", lambda r, _: r["command"]),
+    ("baseline_runtime", "the runtime of the baseline run (the model's own: torch, or onnxruntime for .onnx)",
+     _cmp("baseline_runtime")),
+    ("runtime_baseline_id", "cross-runtime chains: the fp32 model on this run's runtime (onnx_export alone)",
+     lambda r, _: r.get("runtime_baseline_id")),
+    ("runtime_speedup", "runtime_baseline p50 / this p50: what the steps after the conversion did",
+     _cmp("runtime_speedup")),
+    ("runtime_speedup_ci_low", "95 % interval of runtime_speedup, low", _ci(0, "runtime_speedup_ci", "comparison")),
+    ("runtime_speedup_ci_high", "95 % interval of runtime_speedup, high", _ci(1, "runtime_speedup_ci", "comparison")),
+    ("runtime_speedup_significant", "false: inside the noise", _cmp("runtime_speedup_significant")),
 ]
 COLUMN_NAMES = [name for name, _, _ in CSV_COLUMNS]
 

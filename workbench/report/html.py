@@ -205,8 +205,10 @@ def _comparison(report: dict) -> str:
             cells.append(f'<td class="{cls_attr}">{content}</td>')
         body.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
     legend = ('<p class="muted">Speed-up and size are relative to each run\'s baseline (plugin-free run of the same '
-              'model, runtime, device and batch); <span class="noise">~</span> marks a speed-up inside the noise: '
-              f'{_e(NOISE_RULE)}. Latencies are per batch.</p>')
+              'work: model and file contents, inputs as run, batch, threads, dtype, device, on the model\'s own '
+              'runtime); a chain that moved the model to another runtime shows a second ratio, against the fp32 '
+              'model on that runtime (what its steps did); <span class="noise">~</span> marks a speed-up inside '
+              f'the noise: {_e(NOISE_RULE)}. Latencies are per batch.</p>')
     return (f'<section id="comparison"><h2>Comparison</h2><div class="table-wrap"><table class="cmp"><thead><tr>{head}</tr>'
             f'</thead><tbody>{"".join(body)}</tbody></table></div>{legend}</section>')
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..results.compare import baseline_for, comparison_row
+from ..results.compare import baseline_for, comparison_row, runtime_baseline_for
 from ..results.distribution import latency_cdf
 from ..results.pareto import pareto_fronts
 from .. import format as fmt
@@ -94,7 +94,7 @@ def build_report(store: ResultsStore, run_ids: list[int], criterion: str = "p50"
     runs = []
     for record in records:
         baseline = baseline_for(store, record, records)
-        runs.append(_run_entry(store, record, baseline, by_id))
+        runs.append(_run_entry(store, record, baseline, by_id, runtime_baseline_for(store, record, records)))
     _mark_pareto(runs)
     summary = _summary(runs, crit)
     for run in runs:
@@ -116,10 +116,10 @@ def build_report(store: ResultsStore, run_ids: list[int], criterion: str = "p50"
 
 # ---------------------------------------------------------------------------------------------
 def _run_entry(store: ResultsStore, record: RunRecord, baseline: RunRecord | None,
-               by_id: dict[int, RunRecord]) -> dict:
+               by_id: dict[int, RunRecord], runtime_baseline: RunRecord | None = None) -> dict:
     result = record.result or {}
     spec = record.spec or {}
-    row = comparison_row(record, baseline)
+    row = comparison_row(record, baseline, runtime_baseline=runtime_baseline)
     lat = result.get("latency") if record.status == "done" else None
     fid = result.get("fidelity") if record.status == "done" else None
     tel = result.get("telemetry") or {}
@@ -154,6 +154,12 @@ def _run_entry(store: ResultsStore, record: RunRecord, baseline: RunRecord | Non
         comparison = {
             "speedup": row["speedup"], "speedup_ci": list(row["speedup_ci"]) if row["speedup_ci"] else None,
             "speedup_significant": row["speedup_significant"],
+            # A cross-runtime chain (torch model measured on ONNX Runtime): ``speedup`` is against the
+            # original on its own runtime, ``runtime_speedup`` against the fp32 model on this runtime.
+            "cross_runtime": row["cross_runtime"], "baseline_runtime": row["baseline_runtime"],
+            "runtime_baseline_id": row["runtime_baseline_id"], "runtime_speedup": row["runtime_speedup"],
+            "runtime_speedup_ci": list(row["runtime_speedup_ci"]) if row["runtime_speedup_ci"] else None,
+            "runtime_speedup_significant": row["runtime_speedup_significant"],
             "verdict": row["verdict"],
             "throughput_ratio": _ratio((lat or {}).get("throughput_per_s"), base_lat.get("throughput_per_s")),
             "size_ratio": size_ratio,
@@ -216,6 +222,7 @@ def _run_entry(store: ResultsStore, record: RunRecord, baseline: RunRecord | Non
         "is_baseline": not spec.get("plugins"),
         "baseline_id": baseline.id if baseline else None,
         "baseline_in_report": bool(baseline and baseline.id in by_id),
+        "runtime_baseline_id": row["runtime_baseline_id"],
         "plugins": _plugin_chain(spec, result),
         "latency": latency,
         "metrics": metrics,

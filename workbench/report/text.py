@@ -46,11 +46,32 @@ def param_text(value: Any) -> str:
     return "''" if value == "" else str(value)
 
 
+def ratio_ci_text(value: float | None, ci: list | None) -> str:
+    if value is None:
+        return "—"
+    lo, hi = ci or (None, None)
+    return f"{value:.2f}×" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None else "")
+
+
 def speedup_text(comp: dict | None) -> str:
+    """The speed-up with its CI; for a cross-runtime chain both ratios, each named by its reference:
+    the original on its own runtime, and the fp32 model on the same runtime (what the steps did)."""
     if not comp or comp.get("speedup") is None:
         return "—"
-    lo, hi = comp["speedup_ci"] or (None, None)
-    return f"{comp['speedup']:.2f}×" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None else "")
+    text = ratio_ci_text(comp["speedup"], comp["speedup_ci"])
+    if comp.get("cross_runtime") and comp.get("baseline_runtime"):
+        text += f" vs {comp['baseline_runtime']}"
+    if comp.get("runtime_speedup") is not None:
+        text += f"; {runtime_speedup_text(comp)}"
+    return text
+
+
+def runtime_speedup_text(comp: dict | None) -> str:
+    """``1.50× [1.45, 1.55] vs fp32 #4 (same runtime)``, or "—"."""
+    if not comp or comp.get("runtime_speedup") is None:
+        return "—"
+    return (ratio_ci_text(comp["runtime_speedup"], comp["runtime_speedup_ci"])
+            + f" vs fp32 #{comp['runtime_baseline_id']} (same runtime)")
 
 
 def pct_points(delta: float | None) -> str:
@@ -230,9 +251,14 @@ def latency_rows(run: dict) -> list[tuple[str, str]]:
         ("warm-up", f"{lat.get('warmup_iterations')} iterations, "
                     f"{'stable' if lat.get('warmup_stable') else 'not stable'}"),
         ("CI method", lat.get("ci_method") or "—"),
-    ] + ([("speed-up vs baseline", speedup_text(run["comparison"])
+    ] + ([("speed-up vs baseline", ratio_ci_text(run["comparison"]["speedup"], run["comparison"]["speedup_ci"])
+           + (f" vs #{run['baseline_id']} ({run['comparison']['baseline_runtime']} original)"
+              if run["comparison"].get("cross_runtime") else "")
            + (" (inside the noise)" if run["comparison"].get("speedup_significant") is False else ""))]
-         if run["comparison"] and run["comparison"].get("speedup") is not None else [])
+         if run["comparison"] and run["comparison"].get("speedup") is not None else []) \
+        + ([("speed-up vs fp32, same runtime", runtime_speedup_text(run["comparison"])
+             + (" (inside the noise)" if run["comparison"].get("runtime_speedup_significant") is False else ""))]
+           if run["comparison"] and run["comparison"].get("runtime_speedup") is not None else [])
 
 
 def memory_power_rows(run: dict) -> list[tuple[str, str]]:

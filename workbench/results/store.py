@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import quote
@@ -27,8 +27,9 @@ from urllib.parse import quote
 import psutil
 
 from ..errors import StoreError, WorkbenchError
+from .workkey import file_digests
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 ENV_DB = "WORKBENCH_DB"
 _V1_SAMPLE_COLUMNS = (
     "rss_bytes", "cpu_percent", "gpu_power_w", "gpu_power_avg_w", "gpu_energy_mj", "gpu_mem_used_bytes",
@@ -97,7 +98,14 @@ def _v4(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE samples ADD COLUMN host_cpu_percent REAL")
 
 
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
+def _v5(db: sqlite3.Connection) -> None:
+    # v5: the digests of the files a run reads (model, data, text), taken when it starts, so a
+    # baseline is matched by the content that was measured, not by a path (``results.workkey``).
+    db.execute("ALTER TABLE runs ADD COLUMN work_json TEXT")
+    db.execute("CREATE INDEX IF NOT EXISTS runs_model ON runs(model, device, status)")
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}
 
 
 # -- run owners ------------------------------------------------------------------------------------
@@ -188,6 +196,7 @@ class RunRecord:
     result: dict
     error: str | None
     error_detail: str | None
+    work: dict = field(default_factory=dict)      # {"files": {model/data/text: sha256}} (workkey)
 
     @property
     def label(self) -> str:
@@ -220,7 +229,9 @@ class ResultsStore:
         with self._access() as db:   # what an older store opened read-only lacks reads as empty
             self._tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             columns = {r[1] for r in db.execute("PRAGMA table_info(samples)")}
+            has_work = any(r[1] == "work_json" for r in db.execute("PRAGMA table_info(runs)"))
         self._sample_columns = tuple(c for c in SAMPLE_COLUMNS if c in columns)
+        self._COLUMNS = self._BASE_COLUMNS + (", work_json" if has_work else ", NULL")
 
     # -- opening -------------------------------------------------------------------------------
     def _writable(self) -> bool:
@@ -337,15 +348,17 @@ class ResultsStore:
 
     # -- writing -------------------------------------------------------------------------------
     def create_run(self, spec: dict, chain: str, runtime: str, environment: dict | None = None) -> int:
-        """A new 'running' run owned by this process (pid, start time, host: see ``settle_orphaned_runs``)."""
+        """A new 'running' run owned by this process (pid, start time, host: see ``settle_orphaned_runs``),
+        with the digests of the files it reads (``workkey.file_digests``)."""
+        work = {"files": file_digests(spec)} if not self.read_only else {}
         with self._access(write=True) as db:
             cur = db.execute(
                 "INSERT INTO runs (created_at, status, name, model, chain, runtime, device, batch, spec_json, "
-                "environment_json, owner_pid, owner_started_at, owner_host) "
-                "VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "environment_json, owner_pid, owner_started_at, owner_host, work_json) "
+                "VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (time.time(), spec.get("label"), spec["model"], chain, runtime, spec.get("device"),
                  spec.get("batch"), json.dumps(spec), json.dumps(environment or {}), os.getpid(), _OWN_START,
-                 _HOST))
+                 _HOST, json.dumps(work)))
             return int(cur.lastrowid)
 
     def add_latencies(self, run_id: int, phase: str, start_seq: int, values_ns: Iterable[int]) -> None:
@@ -446,6 +459,10 @@ class ResultsStore:
     def _record(self, row: sqlite3.Row | tuple) -> RunRecord:
         (rid, created, finished, status, name, tags, model, chain, runtime, device, batch, spec, env, result,
          error, detail) = row[:16]
+        try:
+            work = _decode(row[16], "work_json", dict, {}) if len(row) > 16 else {}
+        except (ValueError, TypeError):
+            work = {}        # unknown digests: the run matches no baseline by content
         decoded = []
         for column, text, kind, default in (("tags", tags, list, []), ("spec_json", spec, dict, None),
                                             ("environment_json", env, dict, {}), ("result_json", result, dict, {})):
@@ -462,9 +479,9 @@ class ResultsStore:
                              {}, env, result, "this run's stored data cannot be read: spec_json is empty",
                              f"stored status: {status}")
         return RunRecord(rid, created, finished, status, name, tags, model, chain, runtime, device, batch, spec,
-                         env, result, error, detail)
+                         env, result, error, detail, work)
 
-    _COLUMNS = ("id, created_at, finished_at, status, name, tags, model, chain, runtime, device, batch, "
+    _BASE_COLUMNS = ("id, created_at, finished_at, status, name, tags, model, chain, runtime, device, batch, "
                 "spec_json, environment_json, result_json, error, error_detail")
 
     def get_run(self, run_id: int) -> RunRecord:
@@ -528,13 +545,18 @@ class ResultsStore:
                               (run_id,)).fetchall()
         return [dict(zip(("kind", "path", "sha256", "bytes"), r)) for r in rows]
 
-    def baseline_candidates(self, model: str, device: str | None, runtime: str | None) -> list[RunRecord]:
-        """Finished plugin-free runs of ``model`` on ``device``/``runtime``, newest first: the rows
-        ``results.compare.is_baseline_of`` chooses from (the rule itself lives there)."""
+    def baseline_candidates(self, model: str, device: str | None, runtime: str | None = None) -> list[RunRecord]:
+        """Finished runs of ``model`` on ``device`` (and ``runtime``, when given) that can serve as a
+        baseline: plugin-free, or a lone ``onnx_export`` (the fp32 model on ONNX Runtime); newest
+        first. ``results.compare`` applies the rule itself (same work, right runtime)."""
+        query = (f"SELECT {self._COLUMNS} FROM runs WHERE status='done' AND model=? AND device IS ? AND "
+                 "(chain='baseline' OR (chain LIKE 'onnx_export%' AND chain NOT LIKE '%→%'))")
+        args: list[Any] = [model, device]
+        if runtime is not None:
+            query += " AND runtime IS ?"
+            args.append(runtime)
         with self._access() as db:
-            rows = db.execute(
-                f"SELECT {self._COLUMNS} FROM runs WHERE status='done' AND chain='baseline' AND model=? AND "
-                "device IS ? AND runtime IS ? ORDER BY id DESC", (model, device, runtime)).fetchall()
+            rows = db.execute(query + " ORDER BY id DESC", args).fetchall()
         return [record for record in map(self._record, rows) if record.status == "done"]
 
     def close(self) -> None:

@@ -115,11 +115,36 @@ def check_gui_responsiveness(out: Path) -> None:
     assert "Run click -> first timed iteration" in (out / "gui_responsiveness.txt").read_text(encoding="utf-8")
 
 
+def check_layer_scan(out: Path) -> None:
+    data = _json(out / "layer_scan.json", ["machine", "model", "rounds", "median_wall_s", "target_s"])
+    first = data["rounds"][0]
+    assert len(data["rounds"]) == 1 and _positive(data["median_wall_s"]) and _positive(first["scan_s"])
+    assert first["layers"] == 14 and first["how"] == "skip" and first["suggestion"]["skip"]
+
+
+def check_profile_overhead(out: Path) -> None:
+    data = _json(out / "profile_overhead.json", ["machine", "runs", "ratio", "band", "within_band"])
+    assert [r["profile"] for r in data["runs"]] == [False, True]
+    assert all(_positive(r["p50_ms"]) for r in data["runs"]) and _positive(data["runs"][1]["profile_s"])
+
+
+def check_model_zoo(out: Path) -> None:
+    data = _json(out / "model_zoo.json", ["machine", "settings", "cells"])
+    cells = {(c["arch"], c["format"], " → ".join(c["chain"])): c for c in data["cells"]}
+    ran = cells[("lstm", "state_dict", "quantize:method=dynamic_int8")]
+    assert ran["status"] == "ok" and _positive(ran["speedup"]) and ran["baseline_id"], ran
+    assert ran["layers"], "the plugin report's layers changed"
+    refused = cells[("lstm", "state_dict", "quantize:method=int4")]
+    assert refused["status"] == "refused" and refused["when"] == "before the run" and "cuda" in refused["reason"].lower()
+    assert "model-zoo:begin" in (out / "compatibility.md").read_text(encoding="utf-8")
+
+
 # script (relative to the repo) -> (checks of its --out folder, committed files it must leave alone)
 SCRIPTS = {
     "benchmarks/harness_accuracy.py": (check_harness_accuracy, ["benchmarks/results/harness_accuracy.json"]),
     "benchmarks/optimizations.py": (check_optimizations, ["benchmarks/results/optimizations.json"]),
     "benchmarks/report_speed.py": (check_report_speed, ["benchmarks/results/report_speed.json"]),
+    "benchmarks/model_zoo.py": (check_model_zoo, ["benchmarks/results/model_zoo.json", "docs/compatibility.md"]),
     "docs/examples/make_example_report.py": (check_example_report, ["docs/examples/example-report.html",
                                                                      "docs/examples/example-report.pdf"]),
     "benchmarks/gui_startup.py": (check_gui_startup, ["benchmarks/results/gui_startup.json"]),

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from . import format as fmt
-from .results.compare import baseline_for, compare_runs, comparison_row, comparison_table
+from .results.compare import (baseline_for, compare_runs, comparison_row, comparison_table, row_for,
+                               runtime_baseline_for)
 from .errors import SpecError
 from .engine.plan import check_chain, check_files_exist, plan_runs
 from .spec import InputSpec, PluginStep, RunSpec
@@ -160,7 +161,8 @@ class Run:
     @property
     def comparison(self) -> dict[str, Any]:
         """The row ``workbench compare`` shows for this run (speed-up with its CI, fidelity, size)."""
-        return comparison_row(self.record, self._baseline_record())
+        return comparison_row(self.record, self._baseline_record(),
+                              runtime_baseline=runtime_baseline_for(self._store, self.record, self._selection))
 
     def _baseline_record(self) -> RunRecord | None:
         if not self._baseline_known:
@@ -281,7 +283,7 @@ class RunList(list):
         records = [run.record for run in self]
         rows = []
         for run in self:
-            row = comparison_row(run.record, baseline_for(run._store, run.record, records))
+            row = row_for(run._store, run.record, records)
             rows.append({"created_at": pd.Timestamp(run.record.created_at, unit="s", tz="UTC"), **row})
         return pd.DataFrame(rows)
 

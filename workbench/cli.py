@@ -71,9 +71,9 @@ def output(args: argparse.Namespace) -> Output:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .engine.plan import check_chain, combinations_plan, plan_runs
+    from .engine.plan import check_chain, combinations_plan, plan_note, plan_runs
     from .engine.session import Session
-    from .results.compare import baseline_for, comparison_row, comparison_table
+    from .results.compare import comparison_table, row_for
 
     out = output(args)
     spec = spec_from_args(args)
@@ -89,14 +89,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
             out.note(f"skipped {reason}")
     else:
         planned = plan_runs(store, spec, baseline=not args.no_baseline)
-        if len(planned) > 1:
-            out.note(f"no stored baseline for {spec.model} on {spec.device}: measuring it first")
+        if plan_note(spec, planned):
+            out.note(plan_note(spec, planned))
     records = []
     for planned_spec in planned:
         records.append(_run_one(session, planned_spec, args))
         if records[-1].status == "cancelled" or args.stop.is_set():
             break   # the user asked to stop: do not start the next run
-    rows = [comparison_row(r, baseline_for(store, r, records), args.min_fidelity) for r in records]
+    rows = [row_for(store, r, records, args.min_fidelity) for r in records]
     if args.all_combinations:
         out.text(comparison_table(rows))
     else:
@@ -148,11 +148,11 @@ def _run_summary(r) -> dict:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .results.compare import baseline_for, comparison_row
+    from .results.compare import row_for
     out = output(args)
     store = open_store(args)
     run = store.get_run(args.run_id)
-    row = comparison_row(run, baseline_for(store, run), args.min_fidelity) if run.status == "done" else None
+    row = row_for(store, run, None, args.min_fidelity) if run.status == "done" else None
     if args.json_out:
         out.json({**run.to_dict(), "comparison": row})
         return EXIT_OK if run.status == "done" else EXIT_FAILED

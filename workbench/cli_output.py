@@ -158,8 +158,15 @@ def render_run(run, row: dict | None) -> str:
     lines += lm_fidelity_lines(r)
     if row and row.get("speedup") is not None:
         sig = "" if row["speedup_significant"] else "  (inside the noise)"
-        lines.append(f"  vs #{row['baseline_id']}   speed-up {fmt.ratio(row['speedup'])} "
+        what = f" ({row['baseline_runtime']} original)" if row.get("cross_runtime") else ""
+        lines.append(f"  vs #{row['baseline_id']}{what}   speed-up {fmt.ratio(row['speedup'])} "
                      f"[{row['speedup_ci'][0]:.2f}, {row['speedup_ci'][1]:.2f}]{sig}, size {fmt.ratio(row['size_ratio'])}")
+    if row and row.get("runtime_speedup") is not None:      # a cross-runtime chain: what its steps did
+        sig = "" if row["runtime_speedup_significant"] else "  (inside the noise)"
+        lines.append(f"  vs #{row['runtime_baseline_id']} ({row['runtime']} fp32, same runtime)   speed-up "
+                     f"{fmt.ratio(row['runtime_speedup'])} [{row['runtime_speedup_ci'][0]:.2f}, "
+                     f"{row['runtime_speedup_ci'][1]:.2f}]{sig}")
+    if row and row.get("speedup") is not None:
         lines.append(f"  verdict   {verdict_text(row)}")
     for text in (lat.get("warnings") or []) + r.get("notes", []) + r.get("flags", []):
         lines.append(f"  note      {text}")

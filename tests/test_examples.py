@@ -148,6 +148,8 @@ SCRIPTS = {
     "docs/examples/make_example_report.py": (check_example_report, ["docs/examples/example-report.html",
                                                                      "docs/examples/example-report.pdf"]),
     "benchmarks/gui_startup.py": (check_gui_startup, ["benchmarks/results/gui_startup.json"]),
+    "benchmarks/layer_scan.py": (check_layer_scan, ["benchmarks/results/layer_scan.json"]),
+    "benchmarks/profile_overhead.py": (check_profile_overhead, ["benchmarks/results/profile_overhead.json"]),
     "benchmarks/gui_responsiveness.py": (check_gui_responsiveness, ["benchmarks/results/gui_responsiveness.json",
                                                                     "benchmarks/results/gui_responsiveness.txt"]),
 }

@@ -66,18 +66,13 @@ def _profile_of(run) -> dict:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from .results.profile_diff import check_comparable, diff_profiles, explain_diff
+    from .results.profile_diff import check_comparable
     out = _output(args)
     store = _store(args)
     run = _done_run(store, args.run_id)
     profile = _profile_of(run)
-    base = base_profile = None
-    if args.vs is not None:
-        base = _done_run(store, args.vs)
-        notes = check_comparable(base, run)        # before anything is written or printed
-        base_profile = _profile_of(base)
-    trace = _copy_trace(run, profile, args.trace) if args.trace else None
-    if base is None:
+    if args.vs is None:
+        trace = _copy_trace(run, profile, args.trace) if args.trace else None
         if args.json_out:
             out.json({"run": run.id, "profile": profile, "trace": trace})
             return EXIT_OK
@@ -85,12 +80,27 @@ def cmd_profile(args: argparse.Namespace) -> int:
         if trace:
             out.text(f"trace     copied to {trace} (open it in https://ui.perfetto.dev or chrome://tracing)")
         return EXIT_OK
+    base = _done_run(store, args.vs)
+    notes = check_comparable(base, run)        # before anything is written or printed
+    base_profile = _profile_of(base)
+    trace = _copy_trace(run, profile, args.trace) if args.trace else None
+    return _show_diff(args, out, base, run, base_profile, profile, notes, trace)
+
+
+def _show_diff(args: argparse.Namespace, out: Output, base, run, base_profile: dict, profile: dict,
+               notes: list[str], trace: str | None) -> int:
+    from .results.profile_diff import diff_profiles, explain_diff
     diff = diff_profiles(base_profile, profile)
     sentence = explain_diff(diff, _name(base), _name(run))
     latency = {r.id: (r.latency or {}).get("median_ms") for r in (base, run)}
+    if latency[base.id] and latency[run.id] and diff["change_us"] \
+            and (latency[run.id] > latency[base.id]) != (diff["change_us"] > 0):
+        notes.append("the timed p50 and the profile disagree on which run is faster: the profile covers a few "
+                     "iterations only (and the profiler's own overhead); trust the timed figures, and profile "
+                     "again on a quiet machine to see why")
     if args.json_out:
         out.json({"run": run.id, "vs": base.id, "explanation": sentence, "diff": diff, "notes": notes,
-                  "timed_p50_ms": latency, "trace": trace})
+                  "timed_p50_ms": {str(k): v for k, v in latency.items()}, "trace": trace})
         return EXIT_OK
     out.text(sentence + ".")
     out.text(f"timed p50 {fmt.ms(latency[base.id])} → {fmt.ms(latency[run.id])}; profiled ops "
@@ -295,6 +305,8 @@ def _scan_text(run, step: PluginStep, scan: dict, command: str | None, top: int)
         n = len(suggestion["skip"])
         lines.append(f"skip the {n} most sensitive layer{'s' if n > 1 else ''} ({', '.join(suggestion['skip'])}): "
                      f"drop {fmt.num(suggestion.get('all_layers_drop'), '.4f')} → {fmt.num(suggestion.get('drop'), '.4f')}, "
+                     f"output rel. error {fmt.num(whole.get('output_error'), '.2e')} → "
+                     f"{fmt.num((suggestion.get('fidelity') or {}).get('output_error'), '.2e')}, "
                      f"{suggestion.get('layers_still_optimized')} layers still optimized")
         if command:
             lines.append(f"  {command}")

@@ -76,6 +76,13 @@ def layer_report(original: Any, optimized: Any, arrays: list[np.ndarray], batch:
             "drift": drift.get(name), "weight": weight_change(mod_b, mod_a) if mod_a is not None else None})
     if len(names) > MAX_ROWS:
         notes.append(f"{len(names) - MAX_ROWS} more layers not listed")
+    estimated = [r for r in rows if (r["weight"] or {}).get("kind") == "quantized" and r["flops_after"] is None
+                 and r["flops_before"] is not None]
+    for row in estimated:       # the same multiply-adds, in int8: torch's FLOP counter skips quantized kernels
+        row["flops_after"], row["flops_after_estimated"] = row["flops_before"], True
+    if estimated:
+        notes.append(f"FLOPs after of {len(estimated)} quantized layer(s): the same multiply-adds as before, in lower "
+                     "precision (torch's FLOP counter does not count quantized kernels)")
     changed = [r for r in rows if r["weight"]]
     ranked = sorted((r for r in rows if r["leaf"] and (r["drift"] or {}).get("relative_error") is not None),
                     key=lambda r: -r["drift"]["relative_error"])

@@ -17,6 +17,7 @@ from . import format as fmt
 from .cli_args import UsageError, build_parser, spec_from_args, with_default_command
 from .engine.plan import check_files_exist, check_model_source
 from .cli_output import Output, Progress, render_run
+from .cli_explain import cmd_layers, cmd_profile
 from .errors import SpecError, WorkbenchError
 from .spec import InputSpec, RunSpec
 
@@ -295,7 +296,8 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 COMMANDS = {"bench": cmd_bench, "runs": cmd_runs, "show": cmd_show, "compare": cmd_compare, "report": cmd_report,
             "plugins": cmd_plugins, "inspect": cmd_inspect, "rename": cmd_rename, "tag": cmd_tag,
-            "delete": cmd_delete, "gui": cmd_gui, None: cmd_gui}
+            "delete": cmd_delete, "gui": cmd_gui, None: cmd_gui,
+            "profile": cmd_profile, "layers": cmd_layers}     # cli_explain (issue 15)
 
 
 def main(argv: list[str] | None = None) -> int:

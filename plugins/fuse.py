@@ -17,6 +17,13 @@ COMPILE_CPU_NOTE = ("on CPU, and at 1 thread most of all, torch.compile often do
                     "0.74x at 1 thread): oneDNN already runs the big ops, and Inductor's fused elementwise "
                     "kernels gain little; measure before keeping it")
 
+_NOT_HF = ("fuse method=attention switches a Hugging Face transformers model's attention implementation, but "
+           "this is a {kind}: open the model's HF folder, or use method=torch_compile")
+
+_TORCHSCRIPT = ("fuse method={method} needs a Python nn.Module, not TorchScript (its modules cannot be replaced, "
+                "and torch.compile does not take it); load the model from its state_dict + factory or .pt2, or "
+                "export it to ONNX and use method=conv_bn / onnxruntime on the ONNX model")
+
 
 class Fuse(Plugin):
     name = "fuse"
@@ -50,6 +57,7 @@ class Fuse(Plugin):
     )
     accepts = ("torch", "onnx")
     devices = ("cpu", "cuda")
+    method_caveats = {"torch_compile": {"cpu": COMPILE_CPU_NOTE}}
 
     def check(self, model_format: str, device: str) -> None:
         method = self.params["method"]
@@ -61,17 +69,38 @@ class Fuse(Plugin):
                               "before it (CLI: --plugin onnx_export --plugin fuse:method=onnxruntime), or use "
                               "method=conv_bn / torch_compile for torch models")
 
+    def check_model(self, model: Any, model_format: str) -> None:
+        """Refuse up front a model this step cannot touch at all: no BatchNorm for conv_bn, not a
+        Hugging Face model (or one already on that attention) for attention. A model whose BatchNorms
+        turn out not to be foldable is known only from its graph: ``apply`` reports "no change"."""
+        method = self.params["method"]
+        if model_format == "torch" and _is_torchscript(model):
+            raise PluginError(_TORCHSCRIPT.format(method=method))
+        if method == "conv_bn":
+            if model_format == "onnx" or type(model).__name__ == "ModelProto":
+                from ._fold_bn_onnx import count_batchnorm_nodes
+                if count_batchnorm_nodes(model) == 0:
+                    raise PluginError("fuse conv_bn has nothing to fold: the ONNX graph has no BatchNormalization "
+                                      "node (Workbench's ONNX export already folds them into the convolutions)")
+                return
+            from ._fold_bn import count_batchnorms
+            if count_batchnorms(model) == 0:
+                raise PluginError("fuse conv_bn has nothing to fold: the model has no BatchNorm layer (it looked for "
+                                  "BatchNorm1d/2d/3d after a Conv/Linear); try method=torch_compile")
+        elif method == "attention" and model_format == "torch":
+            hf = _hf_model(model)
+            if hf is None:
+                raise PluginError(_NOT_HF.format(kind=type(model).__name__))
+            if getattr(hf.config, "_attn_implementation", None) == self.params["implementation"]:
+                raise PluginError(f"fuse method=attention has nothing to change: the model already uses "
+                                  f"{self.params['implementation']} attention")
+
     def apply(self, model: Any, context: PluginContext) -> tuple[Any, PluginReport]:
         method = self.params["method"]
         is_onnx = type(model).__name__ == "ModelProto"
         self.check("onnx" if is_onnx else "torch", context.device)
-        if not is_onnx:
-            import torch
-            if isinstance(model, torch.jit.ScriptModule):
-                raise PluginError(f"fuse method={method} needs a Python nn.Module, not TorchScript (its modules "
-                                  "cannot be replaced, and torch.compile does not take it); load the model from "
-                                  "its state_dict + factory or .pt2, or export it to ONNX and use "
-                                  "method=conv_bn / onnxruntime on the ONNX model")
+        if not is_onnx and _is_torchscript(model):
+            raise PluginError(_TORCHSCRIPT.format(method=method))
         if method == "conv_bn":
             return self._conv_bn_onnx(model, context) if is_onnx else self._conv_bn(model, context)
         if method == "torch_compile":
@@ -166,9 +195,7 @@ class Fuse(Plugin):
         wanted = self.params["implementation"]
         hf = _hf_model(model)
         if hf is None:
-            raise PluginError(f"fuse method=attention switches a Hugging Face transformers model's attention "
-                              f"implementation, but this is a {type(model).__name__}: open the model's HF folder, "
-                              "or use method=torch_compile")
+            raise PluginError(_NOT_HF.format(kind=type(model).__name__))
         current = getattr(hf.config, "_attn_implementation", None)
         if current == wanted:
             return model, PluginReport(
@@ -300,6 +327,11 @@ def _eval(model: Any) -> Any:
         return model.eval()
     except NotImplementedError:   # torch.export / PT2E graphs refuse eval(): already inference graphs
         return model
+
+
+def _is_torchscript(model: Any) -> bool:
+    import torch
+    return isinstance(model, torch.jit.ScriptModule)
 
 
 def _hf_model(model: Any) -> Any:

@@ -163,6 +163,8 @@ def test_conv_bn_with_nothing_to_fold_reports_no_change(x, tmp_path):
     assert report.summary == "no change: the model has no BatchNorm layer to fold"
     with torch.no_grad():
         assert torch.equal(fused(x), model(x))
+    with pytest.raises(PluginError, match="conv_bn has nothing to fold: the model has no BatchNorm layer"):
+        build_chain([PluginStep("fuse", {"method": "conv_bn"})], "torch", "cpu", "torch", model=model)  # up front
     only_input_bn = nn.Sequential(nn.BatchNorm2d(1), nn.Conv2d(1, 4, 3)).eval()
     _, report = Fuse(method="conv_bn").run(only_input_bn, _context(tmp_path, x))
     assert report.changed is False
@@ -283,6 +285,9 @@ def test_attention_switches_a_hugging_face_model_between_sdpa_and_eager(tmp_path
     assert report.changed is False and report.summary == "no change: the attention implementation is already eager"
     with pytest.raises(PluginError, match="method=attention switches a Hugging Face transformers model's attention"):
         Fuse(method="attention").run(nn.Linear(2, 2), _context(tmp_path, torch.zeros(1, 2)))
+    with pytest.raises(PluginError, match="nothing to change: the model already uses eager attention"):
+        build_chain([PluginStep("fuse", {"method": "attention", "implementation": "eager"})], "torch", "cpu",
+                    "torch", model=switched)
     with pytest.raises(PluginError, match="fuse:implementation applies only to method=attention"):
         Fuse(method="conv_bn", implementation="eager")
 
@@ -382,12 +387,17 @@ def test_torchscript_models_are_rejected_with_the_fix(tmp_path, x):
     scripted = torch.jit.trace(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)).eval(), x)
     with pytest.raises(PluginError, match="needs a Python nn.Module, not TorchScript.*conv_bn / onnxruntime"):
         Fuse(method="conv_bn").run(scripted, _context(tmp_path, x))
+    with pytest.raises(PluginError, match="needs a Python nn.Module, not TorchScript"):   # before anything runs
+        build_chain([PluginStep("fuse", {"method": "torch_compile"})], "torch", "cpu", "torch", model=scripted)
 
 
 def test_compile_says_it_often_does_not_pay_off_on_cpu_at_one_thread():
     helps = {p["name"]: p["help"] for p in Fuse.describe()["params"]}
     assert "on CPU at 1 thread it is often slower" in helps["method"]
     assert "On CPU at 1 thread compile often does not pay off" in helps["mode"]
+    chain = build_chain([PluginStep("fuse", {"method": "torch_compile"})], "torch", "cpu", "torch")
+    assert any("torch.compile often does not pay off" in w for w in chain[0].warnings)   # the chain check says it
+    assert not build_chain([PluginStep("fuse", {"method": "torch_compile"})], "torch", "cuda", "torch")[0].warnings
 
 
 def test_param_schema_errors():

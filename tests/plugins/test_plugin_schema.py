@@ -17,7 +17,8 @@ APPLIES = {
     "quantize": {"calibration_samples": {"static_int8"}, "group_size": {"int4"},
                  "skip": {"dynamic_int8", "static_int8", "weight_only_int8", "int4"},
                  "quantize_tied": {"dynamic_int8", "static_int8", "weight_only_int8", "int4"}},
-    "fuse": {"mode": {"torch_compile"}, "freezing": {"torch_compile"}, "level": {"onnxruntime"}},
+    "fuse": {"mode": {"torch_compile"}, "freezing": {"torch_compile"}, "level": {"onnxruntime"},
+             "implementation": {"attention"}},
     "prune": {"importance": {"structured"}, "round_to": {"structured"}},
     "distill": {"width": {"width"}, "inherit": {"width", "depth"}, "depth": {"depth"}, "factory": {"factory"}},
 }
@@ -74,7 +75,8 @@ def test_a_parameter_of_another_method_is_refused_in_one_line(step, message):
 def test_defaults_of_other_methods_stay_in_the_resolved_params():
     # resolve_params still returns every key (reports and forms rely on a full dict)
     params = get_plugin_class("fuse").resolve_params({"method": "onnxruntime", "level": "basic"})
-    assert params == {"method": "onnxruntime", "mode": "default", "freezing": True, "level": "basic"}
+    assert params == {"method": "onnxruntime", "mode": "default", "freezing": True, "level": "basic",
+                      "implementation": "sdpa"}
 
 
 def test_describe_adds_the_method_keys_and_keeps_the_old_ones():

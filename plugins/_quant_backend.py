@@ -253,9 +253,16 @@ def weight_only(model: Any, bits: int, device: str, plan: LayerPlan, group_size:
     import torch
     from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
     model = _eval(copy.deepcopy(model))
-    conv1d_to_linear(model, plan.conv1d_targets())
     targets = set(plan.targets)
     notes = []
+    if bits == 4:   # before any Conv1D is converted: a layer left in float keeps its own layout
+        modules = dict(model.named_modules())
+        uneven = {n for n in targets if _in_features(modules[n]) % group_size}
+        if uneven:
+            targets -= uneven
+            notes.append(f"{len(uneven)} layer(s) kept in bf16: in_features not divisible by group_size="
+                         f"{group_size} ({', '.join(sorted(uneven)[:5])}{'...' if len(uneven) > 5 else ''})")
+    conv1d_to_linear(model, [n for n in plan.conv1d_targets() if n in targets])
     if bits == 8:
         model = model.to(device)
         config = Int8WeightOnlyConfig(set_inductor_config=False)
@@ -272,15 +279,13 @@ def weight_only(model: Any, bits: int, device: str, plan: LayerPlan, group_size:
                                       set_inductor_config=False)
         backend = f"torchao quantize_(Int4WeightOnlyConfig, tile_packed_to_4d, group_size={group_size})"
         notes.append("int4 (tinygemm) needs bf16: the model and its inputs are bfloat16 now")
-        modules = dict(model.named_modules())
-        uneven = [n for n in targets if modules[n].in_features % group_size]
-        if uneven:
-            targets -= set(uneven)
-            notes.append(f"{len(uneven)} Linear layer(s) kept in bf16: in_features not divisible by "
-                         f"group_size={group_size} ({', '.join(sorted(uneven)[:5])}{'...' if len(uneven) > 5 else ''})")
     with _quiet():
         quantize_(model, config, filter_fn=lambda module, fqn: fqn in targets)
     return QuantResult(model, quantized_layer_names(model), backend, notes)
+
+
+def _in_features(module: Any) -> int:
+    return module.in_features if hasattr(module, "in_features") else module.nx   # nn.Linear / Conv1D
 
 
 def cast(model: Any, dtype_name: str, device: str) -> QuantResult:

@@ -125,10 +125,7 @@ class Quantize(Plugin):
         if method == "static_int8":
             if not compiled_after:
                 found.append(STATIC_EAGER)
-            if batch is not None and batch <= SMALL_BATCH:
-                found.append(f"static_int8 at batch {batch}: quantizing and dequantizing the activations around "
-                             "every layer costs about as much as int8 saves at small batches; dynamic_int8 or a "
-                             "larger batch is usually faster")
+            found += filter(None, [_small_batch_caveat(batch)])
         if method == "bf16" and kind == "cpu":
             ok, how = backend.cpu_bf16_support()
             if ok and "slower" in how:
@@ -207,6 +204,7 @@ class Quantize(Plugin):
             batches = self._calibration_batches(context, extra, notes)
             result = graph.static_int8(model, context.example_inputs, batches, plan,
                                        self._on_batch(context, len(batches)))
+            notes += filter(None, [_small_batch_caveat(_batch_of(context))])
         else:
             result = backend.weight_only(model, 8 if method == "weight_only_int8" else 4, context.device, plan,
                                          int(self.params["group_size"]))
@@ -351,6 +349,18 @@ class Quantize(Plugin):
         what = "node" if is_onnx else "layer"
         return (f"0 {what}s quantized: the library left every candidate {what} in float (e.g. a Linear subclass "
                 f"it does not map); the model is unchanged")
+
+
+def _small_batch_caveat(batch: int | None) -> str | None:
+    if batch is None or batch > SMALL_BATCH:
+        return None
+    return (f"static_int8 at batch {batch}: quantizing and dequantizing the activations around every layer costs "
+            "about as much as int8 saves at small batches; dynamic_int8 or a larger batch is usually faster")
+
+
+def _batch_of(context: PluginContext) -> int | None:
+    example = context.example_inputs[0] if context.example_inputs else None
+    return int(example.shape[0]) if example is not None and example.dim() > 0 else None
 
 
 def _is_torchscript(model: Any) -> bool:

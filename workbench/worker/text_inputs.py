@@ -53,6 +53,8 @@ HELD_OUT_FRACTION = 0.1
 DEFAULT_SEQ_LEN = 128
 FIDELITY_SEQUENCES = 32
 CALIBRATION_SEQUENCES = 256
+PROMPT_SHORTENED = "prompt shortened to"
+MAX_TEXT_CHARS = 8_000_000      # a larger --text is cut here (tokenizing it all would take minutes)
 SYNTHETIC_FLAG = "synthetic token ids: fidelity on meaningless input"
 SHARED_SPLIT_FLAG = "the text is too short to hold a part out: calibration and evaluation use the same text"
 
@@ -137,14 +139,10 @@ def split_text(text: str, held_out: float = HELD_OUT_FRACTION) -> TextSplits:
     start, else word start) at or after that point; the train part is everything before it."""
     target = int(len(text) * (1.0 - held_out))
     for mark in ("\n\n", "\n", " "):
-        at = text.find(mark, target)
-        if at == -1:
-            at = text.rfind(mark, 0, target)
-        if at != -1:
+        for at in (text.find(mark, target), text.rfind(mark, 0, target)):   # after the point, else before
             boundary = at + len(mark)
-            train, heldout = text[:boundary], text[boundary:]
-            if train.strip() and heldout.strip():
-                return TextSplits(train, heldout, boundary)
+            if at != -1 and text[:boundary].strip() and text[boundary:].strip():
+                return TextSplits(text[:boundary], text[boundary:], boundary)
     return TextSplits(text, text, 0, shared=True)
 
 
@@ -264,7 +262,7 @@ def _lengths(max_positions: int | None, seq_len: int | None, prompt_len: int | N
         prompt_len = DEFAULT_PROMPT_LEN
         if max_positions is not None and prompt_len + (gen_len or 0) > max_positions:
             prompt_len = max(1, max_positions - (gen_len or 0))
-            notes.append(f"prompt shortened to {prompt_len} tokens to fit the model's {max_positions} positions")
+            notes.append(f"{PROMPT_SHORTENED} {prompt_len} tokens to fit the model's {max_positions} positions")
     return seq_len, prompt_len, notes
 
 
@@ -286,10 +284,14 @@ def build_token_inputs(tokenizer: Any, vocab_size: int | None, max_positions: in
                             "on synthetic token ids")
         return _synthetic(vocab_size, seq_len, prompt_len, batch, seed, causal, fidelity_sequences)
     pad_id = pad_id_of(tokenizer)
+    given_prompt = _given_prompt(tokenizer, prompt, max_positions, gen_len) if causal and prompt else None
     if text_path:
         text, where = read_text_file(text_path), Path(text_path).name
     else:
         text, where = corpus_text(), f"bundled corpus ({CORPUS_FILE})"
+    if len(text) > MAX_TEXT_CHARS:
+        notes.append(f"only the first {MAX_TEXT_CHARS:,} of its {len(text):,} characters are used")
+        text = text[:MAX_TEXT_CHARS]
     parts = split_text(text)
     flags = [SHARED_SPLIT_FLAG] if parts.shared else []
 
@@ -306,9 +308,11 @@ def build_token_inputs(tokenizer: Any, vocab_size: int | None, max_positions: in
         unit = "lines"
     prompt_ids = None
     if causal:
-        prompt_ids, prompt_len = _prompts(tokenizer, prompt, heldout, prompt_len, batch, max_positions,
-                                          gen_len, pad_id)
-        notes = [n for n in notes if not prompt]   # a given prompt makes the shortening note moot
+        if given_prompt is not None:    # its own length counts, not the (shortened) default
+            prompt_ids, prompt_len = np.tile(given_prompt, (batch, 1)), len(given_prompt)
+            notes = [n for n in notes if not n.startswith(PROMPT_SHORTENED)]
+        else:
+            prompt_ids = _heldout_prompts(heldout, prompt_len, batch)
     check_vocabulary([fidelity[0], calibration[0], prompt_ids, np.asarray([pad_id])], vocab_size, tokenizer)
     source = (f"{where}, held-out {HELD_OUT_FRACTION:.0%} from character {parts.boundary}: "
               f"{len(fidelity[0])} {unit}, {int(fidelity[1].sum())} tokens")
@@ -320,22 +324,24 @@ def build_token_inputs(tokenizer: Any, vocab_size: int | None, max_positions: in
         flags=flags)
 
 
-def _prompts(tokenizer: Any, prompt: str | None, heldout: np.ndarray, prompt_len: int, batch: int,
-             max_positions: int | None, gen_len: int | None, pad_id: int) -> tuple[np.ndarray, int]:
-    """(batch, prompt_len) prompts: the given one repeated, else distinct held-out windows."""
-    if prompt:
-        ids = encode(tokenizer, [prompt], special_tokens=True)[0]
-        if not ids:
-            raise SpecError("--prompt gives no tokens with this model's tokenizer; give some text")
-        _check_fits(f"the prompt ({len(ids)} tokens)", len(ids), max_positions)
-        if gen_len:
-            _check_fits(f"the prompt's {len(ids)} tokens + --gen-len {gen_len} = {len(ids) + gen_len} tokens",
-                        len(ids) + gen_len, max_positions)
-        return np.tile(np.asarray(ids, dtype=np.int64), (batch, 1)), len(ids)
+def _given_prompt(tokenizer: Any, prompt: str, max_positions: int | None, gen_len: int | None) -> np.ndarray:
+    """``--prompt`` as ids (with the tokenizer's special tokens), refused when it does not fit."""
+    ids = encode(tokenizer, [prompt], special_tokens=True)[0]
+    if not ids:
+        raise SpecError("--prompt gives no tokens with this model's tokenizer; give some text")
+    _check_fits(f"the prompt ({len(ids)} tokens)", len(ids), max_positions)
+    if gen_len:
+        _check_fits(f"the prompt's {len(ids)} tokens + --gen-len {gen_len} = {len(ids) + gen_len} tokens",
+                    len(ids) + gen_len, max_positions)
+    return np.asarray(ids, dtype=np.int64)
+
+
+def _heldout_prompts(heldout: np.ndarray, prompt_len: int, batch: int) -> np.ndarray:
+    """(batch, prompt_len): distinct consecutive held-out windows, going round a short text again."""
     stream = heldout
-    if len(stream) < prompt_len * batch:   # short held-out text: go round it again
+    if len(stream) < prompt_len * batch:
         stream = np.tile(stream, -(-prompt_len * batch // max(1, len(stream))))
-    return stream[:prompt_len * batch].reshape(batch, prompt_len).astype(np.int64), prompt_len
+    return stream[:prompt_len * batch].reshape(batch, prompt_len).astype(np.int64)
 
 
 def _specs(batch: int, seq_len: int) -> list[InputSpec]:

@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -143,7 +145,11 @@ def cell_spec(arch: str, size: str, fmt: str, files: dict, chain: list[str], arg
     return spec
 
 
-def run_cell(session, store, spec, since: float, sitting: list) -> dict:
+class Stopped(Exception):
+    """Ctrl-C or SIGTERM: the cell in flight was cancelled; what is done is kept."""
+
+
+def run_cell(session, store, spec, since: float, sitting: list, stop=None) -> dict:
     """Plan (baselines first), run, and describe one cell; a refusal before anything runs is a result."""
     from workbench.engine.plan import check_chain, check_files_exist, plan_runs
     from workbench.errors import WorkbenchError
@@ -157,7 +163,9 @@ def run_cell(session, store, spec, since: float, sitting: list) -> dict:
     started = time.monotonic()
     records = []
     for planned_spec in planned:
-        records.append(session.run(planned_spec))
+        records.append(session.run(planned_spec, cancel=stop))
+        if records[-1].status == "cancelled":
+            raise Stopped(records[-1].error)
         sitting.append(records[-1])
     record = records[-1]
     out = {"run_id": record.id, "seconds": round(time.monotonic() - started, 1),
@@ -190,7 +198,7 @@ def _failure(store, record) -> dict:
     phases = store.events(record.id, "phase")
     phase = phases[-1].get("phase") if phases else None
     message = record.error or record.status
-    refused = kind == "PluginError" and not message.startswith("plugin ") and phase == "optimize"
+    refused = kind == "PluginError" and not message.startswith("plugin ")
     return {"status": "refused" if refused else "failed", "reason": message, "error_kind": kind, "phase": phase,
             "when": "when the plugin saw the model" if refused else f"during {phase or 'the run'}"}
 
@@ -259,6 +267,9 @@ def main() -> int:
     from workbench.results.store import ResultsStore
     store = ResultsStore(work / "runs.sqlite")
     session = Session(store)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     since, sitting = time.time(), []
     chains = chains_for(args)
     settings = {"size": size, "threads": args.threads, "device": args.device, "image": IMAGE[size],
@@ -280,7 +291,12 @@ def main() -> int:
                 else:
                     spec = cell_spec(arch, size, fmt, files, chain, args)
                     print(f"… {spec.label}", file=sys.stderr, flush=True)
-                    cell.update(run_cell(session, store, spec, since, sitting))
+                    try:
+                        cell.update(run_cell(session, store, spec, since, sitting, stop))
+                    except Stopped:
+                        print("stopped: the cells done so far are kept", file=sys.stderr)
+                        store.close()
+                        return 1
                 cells[key] = cell
                 print(f"  {cell['status']}: {_brief(cell)}", file=sys.stderr, flush=True)
                 _write(path, settings, cells)

@@ -86,3 +86,14 @@ def test_all_combinations_saves_only_the_whole_chain(tmp_path):
                                                      PluginStep("prune", {"amount": 0.3})], save_model=target)
     specs, _ = combinations_plan(spec)
     assert [s.save_model for s in specs] == [None, None, None, target]
+
+
+def test_the_baseline_of_a_chain_on_onnx_runtime_is_the_model_on_its_own_runtime():
+    """A torch model measured on ONNX Runtime is compared with what the user came with (issue 13 F)."""
+    variant = _spec(PluginStep("prune", {"method": "unstructured"}), runtime="onnxruntime", threads=1)
+    baseline, conversion, same = pair_plan(variant)
+    assert baseline.plugins == [] and baseline.runtime == "auto" and baseline.resolved_runtime() == "torch"
+    assert [s.name for s in conversion.plugins] == ["onnx_export"] and conversion.runtime == "onnxruntime"
+    assert same is variant
+    onnx_model = RunSpec(model="m.onnx", plugins=[PluginStep("quantize", {"method": "dynamic_int8"})])
+    assert [s.describe_chain() for s in pair_plan(onnx_model)] == ["baseline", "quantize:method=dynamic_int8"]

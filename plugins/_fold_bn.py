@@ -75,7 +75,8 @@ def fold_module(model: Any, example_inputs: list) -> Fold:
             from workbench.plugin_api import PluginError
             from workbench.plugin_api.onnx_export import exporter_reason
             raise PluginError("fuse conv_bn could not read the model's graph to find Conv+BatchNorm pairs: "
-                              f"torch.fx: {_short(fx_exc)}; torch.export: {exporter_reason(export_exc)}") from export_exc
+                              f"torch.fx: {_short(fx_exc)}; torch.export: {exporter_reason(export_exc)}"
+                              ) from export_exc
     modules = dict(model.named_modules())
     pairs = []
     for pair in candidates:

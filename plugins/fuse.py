@@ -147,7 +147,8 @@ class Fuse(Plugin):
         if pairs:
             with_act = sum(1 for p in pairs if "activation" in p)
             summary = (f"folded {len(pairs)} Conv+BatchNorm pair(s) (read from the {fold.graph}; "
-                       f"BatchNorm {before} -> {left})" + (f", {with_act} followed by an activation" if with_act else ""))
+                       f"BatchNorm {before} -> {left})")
+            summary += f", {with_act} followed by an activation" if with_act else ""
         elif before == 0:
             summary = "no change: the model has no BatchNorm layer to fold"
         else:
@@ -175,7 +176,8 @@ class Fuse(Plugin):
             notes.append(f"{len(left)} BatchNormalization node(s) left as they are ({shown}"
                          f"{'; ...' if len(left) > 4 else ''})")
         if pairs:
-            summary = f"folded {len(pairs)} Conv+BatchNormalization pair(s) in the ONNX graph (BatchNormalization {before} -> {after})"
+            summary = (f"folded {len(pairs)} Conv+BatchNormalization pair(s) in the ONNX graph "
+                       f"(BatchNormalization {before} -> {after})")
         elif before == 0:
             summary = ("no change: the ONNX graph has no BatchNormalization node (Workbench's ONNX export "
                        "already folds them into the convolutions)")

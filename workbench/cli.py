@@ -18,6 +18,7 @@ from .cli_args import UsageError, build_parser, spec_from_args, with_default_com
 from .engine.plan import check_files_exist, check_model_source
 from .cli_output import Output, Progress, render_run
 from .cli_explain import cmd_layers, cmd_profile
+from .cli_sweep import COMMANDS as SWEEP_COMMANDS, cmd_report_sweep
 from .errors import SpecError, WorkbenchError
 from .spec import InputSpec, RunSpec
 
@@ -189,6 +190,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
+    if getattr(args, "sweep", None) is not None:
+        return cmd_report_sweep(args)      # cli_sweep (issue 16)
+    if not args.run_ids:
+        raise UsageError("give the run ids to report (or --sweep ID)")
     out = output(args)
     path = write_report(open_store(args), args.run_ids, args.output, criterion=args.criterion)
     if args.json_out:
@@ -297,7 +302,8 @@ def cmd_gui(args: argparse.Namespace) -> int:
 COMMANDS = {"bench": cmd_bench, "runs": cmd_runs, "show": cmd_show, "compare": cmd_compare, "report": cmd_report,
             "plugins": cmd_plugins, "inspect": cmd_inspect, "rename": cmd_rename, "tag": cmd_tag,
             "delete": cmd_delete, "gui": cmd_gui, None: cmd_gui,
-            "profile": cmd_profile, "layers": cmd_layers}     # cli_explain (issue 15)
+            "profile": cmd_profile, "layers": cmd_layers,     # cli_explain (issue 15)
+            **SWEEP_COMMANDS}                                  # cli_sweep (issue 16)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ class UsageError(WorkbenchError):
 # The CLI's defaults and choices are RunSpec's (one place: workbench/spec.py).
 SPEC_DEFAULTS = RunSpec(model="-")
 COMMAND_NAMES = ("gui", "bench", "runs", "show", "compare", "report", "plugins", "inspect", "rename", "tag",
-                 "delete", "profile", "layers")
+                 "delete", "profile", "layers", "sweep", "sweeps", "show-sweep")
 # Global options that take a value: skipped when looking for the command name in argv.
 _VALUED_GLOBALS = ("--db",)
 
@@ -101,9 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     _fidelity_gate_option(compare)
 
     report = command("report", help="export runs as a report (.html, .pdf, .csv, .json)")
-    report.add_argument("run_ids", type=int, nargs="+")
+    report.add_argument("run_ids", type=int, nargs="*")
     report.add_argument("-o", "--output", required=True, help="output file; the suffix picks the format")
     report.add_argument("--criterion", default="p50", help=_criterion_help())
+    report.add_argument("--sweep", type=int, metavar="ID", help="report sweep ID (.html, .csv, .json): its points, "
+                                                                "scaling curves, sweet spot, frontier")
+    report.add_argument("--latency-budget", help="with --sweep: the sweet spot's budget (default 2x the batch-1 p99; "
+                                                 "or milliseconds, 5ms)")
 
     command("plugins", help="list optimization plugins and their parameters")
 
@@ -125,7 +129,47 @@ def build_parser() -> argparse.ArgumentParser:
     delete = command("delete", help="delete runs and their data")
     delete.add_argument("run_ids", type=int, nargs="+")
     _explain_commands(command)
+    _sweep_commands(command, bench)
     return parser
+
+
+def _sweep_commands(command, bench: argparse.ArgumentParser) -> None:
+    """``sweep``, ``sweeps``, ``show-sweep`` (workbench/cli_sweep.py). A sweep takes every option of
+    ``bench`` (the same action objects, as argparse's ``parents`` shares them) except the ones below."""
+    sweep = command("sweep", help="run a grid of settings and plugin parameters (one run per point), here or on Ray")
+    sweep.add_argument("model", nargs="?", help="as for bench (not with --resume)")
+    for action in bench._actions:
+        taken = any(o in sweep._option_string_actions for o in action.option_strings)   # -h and the globals
+        if not taken and action.dest not in ("model", "all_combinations", "no_baseline"):
+            sweep._add_action(action)
+    sweep.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
+                       help="an axis: a run setting (batch, threads, seq_len, prompt_len, gen_len, dtype, runtime, "
+                            "device, scenario), a plugin parameter PLUGIN.PARAM (prune.amount), or on a GPU "
+                            "power_limit (W) / sm_clock (MHz); repeat for more axes (the grid is their product)")
+    sweep.add_argument("--repeat", type=int, default=1, metavar="N",
+                       help="N worker processes per point, interleaved; N >= 3 measures the run-to-run noise "
+                            "(speed-up CIs from the spread between processes) instead of assuming ±2 %%")
+    sweep.add_argument("--all-combinations", action="store_true",
+                       help="every sub-chain of the plugins (with and without each), for per-plugin contributions")
+    sweep.add_argument("--yes", action="store_true", help="run a grid of more than 1000 points")
+    sweep.add_argument("--resume", type=int, metavar="ID", help="continue sweep ID: run only its unfinished points")
+    sweep.add_argument("--name", help="a name for the sweep")
+    sweep.add_argument("--executor", default="local", choices=("local", "ray"),
+                       help="where points run: here, one at a time (default), or as Ray tasks (workbench[ray])")
+    sweep.add_argument("--address", default="auto", help="with --executor ray: the cluster (HOST:PORT of the head, "
+                                                         "ray://HOST:PORT, or auto; default auto)")
+    sweep.add_argument("--require", action="append", default=[], metavar="gpu=MODEL",
+                       help="with --executor ray: run points only on nodes with this GPU model (e.g. gpu=H100)")
+    sweep.add_argument("--cpus-per-point", type=int, metavar="N",
+                       help="with --executor ray: CPUs each point reserves on its node (default: --threads, else 1)")
+    sweep.add_argument("--latency-budget", help="the sweet spot's latency budget: 2x (the default: 2x the batch-1 "
+                                                "p99) or milliseconds (5ms)")
+    sweeps = command("sweeps", help="list stored sweeps")
+    sweeps.add_argument("--limit", type=int, default=50)
+    show = command("show-sweep", help="a sweep's points, curves, sweet spot, frontier and noise rule")
+    show.add_argument("sweep_id", type=int)
+    show.add_argument("--latency-budget", help="the sweet spot's latency budget (2x or 5ms)")
+    _fidelity_gate_option(show)
 
 
 def _explain_commands(command) -> None:

@@ -139,11 +139,24 @@ def check_model_zoo(out: Path) -> None:
     assert "model-zoo:begin" in (out / "compatibility.md").read_text(encoding="utf-8")
 
 
+
+def check_llm(out: Path) -> None:
+    data = _json(out / "llm.json", ["machine", "threads", "rows", "generate_vs_hf", "targets"])
+    rows = data["rows"]
+    assert [r["variant"] for r in rows] == ["fp32", "dynamic_int8", "fp32", "prune structured 30 %"]
+    for row in rows[:3]:
+        assert row["status"] == "done" and _positive(row["decode_tok_s"]) and _positive(row["ttft_ms"]), row
+        assert row["kv_cache_bytes"] == row["kv_cache_expected_bytes"] > 0, row
+    assert _positive(rows[1]["speedup"]) and rows[1]["perplexity_delta_pct"] is not None
+    versus = data["generate_vs_hf"]
+    assert _positive(versus["ours_median"]) and _positive(versus["generate_median"])
+
 # script (relative to the repo) -> (checks of its --out folder, committed files it must leave alone)
 SCRIPTS = {
     "benchmarks/harness_accuracy.py": (check_harness_accuracy, ["benchmarks/results/harness_accuracy.json"]),
     "benchmarks/optimizations.py": (check_optimizations, ["benchmarks/results/optimizations.json"]),
     "benchmarks/report_speed.py": (check_report_speed, ["benchmarks/results/report_speed.json"]),
+    "benchmarks/llm.py": (check_llm, ["benchmarks/results/llm.json"]),
     "benchmarks/model_zoo.py": (check_model_zoo, ["benchmarks/results/model_zoo.json", "docs/compatibility.md"]),
     "docs/examples/make_example_report.py": (check_example_report, ["docs/examples/example-report.html",
                                                                      "docs/examples/example-report.pdf"]),

@@ -282,11 +282,12 @@ def test_a_form_shows_only_the_parameters_of_the_chosen_method(qtbot):
     fuse.set_values({"method": "onnxruntime"})
     assert _shown(fuse) == {"method", "level"}
     quantize = _plugin_form(qtbot, "quantize")
-    assert _shown(quantize) == {"method"}                              # dynamic_int8: no samples, no group
+    common = {"method", "skip", "quantize_tied"}                       # every method's
+    assert _shown(quantize) == common                                  # dynamic_int8: no samples, no group
     quantize.editors["method"].setCurrentText("static_int8")
-    assert _shown(quantize) == {"method", "calibration_samples"}
+    assert _shown(quantize) == common | {"calibration_samples"}
     quantize.editors["method"].setCurrentText("int4")
-    assert _shown(quantize) == {"method", "group_size"}
+    assert _shown(quantize) == common | {"group_size"}
 
 
 def test_hidden_values_are_kept_but_never_sent(qtbot):

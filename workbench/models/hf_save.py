@@ -24,6 +24,9 @@ def save_hf_folder(model: Any, fmt: str, path: str) -> dict:
         what = "an ONNX graph" if fmt == "onnx" else f"a {type(model).__name__}"
         raise WorkbenchError(f"--save-model {path} writes a Hugging Face folder, but the optimized model is {what}, "
                              "not a Hugging Face model: save it as " + (".onnx" if fmt == "onnx" else ".pt or .pt2"))
+    blocker = getattr(wrapper, "hf_save_blocker", None)    # a plugin changed it beyond what the config says
+    if blocker:
+        raise WorkbenchError(f"--save-model {path}: {blocker}")
     hf_model = wrapper.model
     _check_storable(hf_model)
     source = getattr(hf_model, "name_or_path", "") or ""

@@ -74,6 +74,7 @@ def output(args: argparse.Namespace) -> Output:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .engine.plan import check_chain, combinations_plan, plan_note, plan_runs
+    from .plugin_api import chain_warnings
     from .engine.session import Session
     from .results.compare import comparison_table, row_for
 
@@ -81,6 +82,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     check_files_exist(spec)
     check_chain(spec)          # before anything runs (no torch needed)
+    for warning in chain_warnings(spec.plugins, spec.model_format, spec.device, spec.runtime, spec.batch):
+        out.note(f"warning: {warning}")
     if args.all_combinations and args.no_baseline:
         raise UsageError("--all-combinations always measures the baseline; drop --no-baseline")
     store = open_store(args)

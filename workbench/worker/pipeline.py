@@ -61,7 +61,7 @@ def run_job(job: dict, emit, cancelled, stage: Stage) -> None:
     from ..models.describe import describe_model
     from ..models.loaders import load_model
     from ..models.save import save_model
-    from ..plugin_api import PluginContext, build_chain
+    from ..plugin_api import PluginContext, build_chain, require_some_change
     from .runtimes import create_runtime
     from .runtimes.base import model_call_error
 
@@ -102,6 +102,7 @@ def run_job(job: dict, emit, cancelled, stage: Stage) -> None:
     emit("model_info", stage="original", info=original_info.to_dict())
     # The chain is checked before anything runs: a generate run refuses a chain that cannot decode.
     chain = build_chain(spec.plugins, loaded.kind, spec.device, spec.runtime, batch=run_batch, model=loaded.model)
+    notes += [f"{step.name}: {warning}" for step in chain for warning in step.warnings]   # known to be slow here
     if scenario == "generate":
         output_format = loaded.kind
         for step in chain:
@@ -152,6 +153,7 @@ def run_job(job: dict, emit, cancelled, stage: Stage) -> None:
             report_dict["auto_inserted"] = step.auto_inserted
             reports.append(report_dict)
             emit("plugin_report", report=report_dict)
+        require_some_change(reports)     # a chain that changed nothing is no variant to compare
         loaded.model, loaded.kind = model, fmt
         stage.step(DESCRIBING.replace("the model", "the optimized model"))
         optimized_info = describe_model(loaded, spec, specs)

@@ -14,10 +14,6 @@ if TYPE_CHECKING:
     from ..spec import RunSpec
 
 
-# Everything in a spec that changes the work one forward pass does (``workkey`` compares them as
-# resolved by the worker: input shapes, threads, runtime, files by content).
-BASELINE_KEYS = ("model", "factory", "device", "runtime", "batch", "dtype", "threads", "inputs", "data",
-                 "task", "scenario", "text", "prompt", "seq_len", "prompt_len", "gen_len")
 EXPORT_STEP = "onnx_export"
 
 

@@ -20,7 +20,8 @@ an ONNX chain also shows its ratio against the fp32 model on ONNX Runtime measur
 Random weights: speed and "layers changed" are real; fidelity shows how far the outputs moved, not accuracy.
 
 A cell is **ok** (measured), **no change** (the step found nothing to do: not a variant), **refused**
-(before the run, or by the plugin once it saw the model, with the reason and the route that works),
+(up front by the chain check, or after loading by the plugin once it saw the model, with the reason;
+"works as" lists the formats where the same method ran),
 **failed** (crashed mid-run: a bug to fix) or **unavailable** (the format does not exist for that model).
 
 """
@@ -84,7 +85,8 @@ def _result(cell: dict, group: list[dict]) -> str:
     if status in ("refused", "failed"):
         works = sorted({c["format"] for c in group if c["chain"] == cell["chain"] and c["status"] == "ok"})
         route = f" — works as: {', '.join(works)}" if works else ""
-        word = "refused" if status == "refused" else "**crashed**"
+        word = "**crashed**" if status == "failed" else (
+            "refused up front" if cell.get("when") == "before the run" else "refused after loading")
         return f"{word}: {reason}{route}"
     return f"{status}: {reason}"
 

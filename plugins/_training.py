@@ -53,15 +53,28 @@ def model_float_dtype(model: Any) -> Any:
     return torch.float32
 
 
+def to_eval(model: Any) -> Any:
+    """``model.eval()``, except for torch.export programs (.pt2), which refuse it: they are inference
+    graphs already."""
+    try:
+        model.eval()
+    except NotImplementedError:
+        pass
+    return model
+
+
 @contextlib.contextmanager
 def eval_mode(model: Any) -> Iterator[Any]:
     """Eval mode (no BatchNorm statistics updates, no dropout) for the block; mode restored after."""
     was_training = model.training
-    model.eval()
+    to_eval(model)
     try:
         yield model
     finally:
-        model.train(was_training)
+        try:
+            model.train(was_training)
+        except NotImplementedError:      # a .pt2 program: it has no training mode
+            pass
 
 
 def output_shape(model: Any, example_inputs: list) -> tuple[int, ...]:
@@ -329,3 +342,132 @@ def eval_accuracy(model: Any, context: Any) -> float | None:
     x, y = split_tensors(context.data, "test", context.example_inputs, context.device,
                          model_float_dtype(model))
     return accuracy(model, x, y, check=context.check_cancelled)
+
+
+# ---------------------------------------------------------------------------------------------
+# Token models (Hugging Face text models behind HFForward): context.data holds int64 arrays
+# x_train / x_test (N, seq) of token ids and attention_mask_train / attention_mask_test
+# ---------------------------------------------------------------------------------------------
+def is_token_model(model: Any, example_inputs: list) -> bool:
+    """A Hugging Face text model (``HFForward``): token ids in, one tensor out, a ``task``."""
+    return bool(example_inputs) and not example_inputs[0].is_floating_point() \
+        and isinstance(getattr(model, "task", None), str) and hasattr(model, "model")
+
+
+def is_causal_lm(model: Any) -> bool:
+    return getattr(model, "task", None) == "causal-lm"
+
+
+def token_tensors(data: dict | None, split: str, example_inputs: list, device: str,
+                  limit: int | None = None) -> list:
+    """``[input_ids, attention_mask]`` of a split (as many as the model takes), or [] without it."""
+    import numpy as np
+    import torch
+
+    if not has_split(data, split):
+        return []
+    ids = np.asarray(data[f"x_{split}"])[:limit]
+    if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
+        raise PluginError(f"x_{split} must be an integer array of token ids (sequences, length) for a language "
+                          f"model, not {ids.dtype} of shape {ids.shape}")
+    mask = data.get(f"attention_mask_{split}")
+    mask = np.ones_like(ids) if mask is None else np.asarray(mask)[:limit]
+    tensors = [torch.as_tensor(ids.astype(np.int64), device=device),
+               torch.as_tensor(mask.astype(np.int64), device=device)]
+    return tensors[:max(1, len(example_inputs))]
+
+
+def next_token_loss(logits: Any, ids: Any, mask: Any = None) -> Any:
+    """Cross-entropy of each position's prediction of the next token, padding not scored."""
+    import torch.nn.functional as F
+
+    pred, target = logits[:, :-1].float(), ids[:, 1:]
+    losses = F.cross_entropy(pred.reshape(-1, pred.shape[-1]), target.reshape(-1), reduction="none")
+    if mask is None:
+        return losses.mean()
+    weight = mask[:, 1:].reshape(-1).to(losses.dtype)
+    return (losses * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def match_loss(outputs: Any, target: Any, task: str, temperature: float = 1.0) -> Any:
+    """How far ``outputs`` are from a teacher's: 1 - cosine for embeddings (a softmax over the
+    features of an embedding means nothing), temperature-scaled KL over the last axis for logits."""
+    import torch.nn.functional as F
+
+    s, t = outputs.float(), target.float()
+    if task == "feature-extraction":
+        return (1.0 - F.cosine_similarity(s.flatten(1), t.flatten(1), dim=1)).mean()
+    s, t = s.reshape(-1, s.shape[-1]), t.reshape(-1, t.shape[-1])
+    return F.kl_div(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1),
+                    log_target=True, reduction="batchmean") * temperature ** 2
+
+
+def next_token_accuracy(model: Any, inputs: list, batch_size: int = 16,
+                        check: Callable[[], None] | None = None) -> float | None:
+    """Fraction of (unpadded) positions whose top-1 prediction is the text's next token."""
+    if not inputs:
+        return None
+    logits = predict(model, inputs, batch_size, check)
+    ids = inputs[0]
+    hit = (logits[:, :-1].argmax(-1) == ids[:, 1:]).float()
+    weight = inputs[1][:, 1:].float() if len(inputs) > 1 else hit.new_ones(hit.shape)
+    return float((hit * weight).sum() / weight.sum().clamp(min=1.0))
+
+
+def token_finetune(model: Any, original: Any, context: Any, *, epochs: int, lr: float, batch_size: int,
+                   what: str = "fine-tune", span: tuple[float, float] = (0.0, 1.0)) -> TrainResult:
+    """Recovery training of a token model on ``x_train``: next-token loss for a causal LM; for other
+    tasks (no labels for what they output) matching the original model's outputs."""
+    import torch
+
+    train_inputs = token_tensors(context.data, "train", context.example_inputs, context.device)
+    test_inputs = token_tensors(context.data, "test", context.example_inputs, context.device, limit=64)
+    causal = is_causal_lm(model)
+    task = getattr(model, "task", "")
+
+    def loss_fn(outputs: Any, inputs: list, _labels: Any, _index: Any) -> Any:
+        if causal:
+            return next_token_loss(outputs, inputs[0], inputs[1] if len(inputs) > 1 else None)
+        with torch.no_grad():
+            target = first_output(original(*inputs))
+        return match_loss(outputs, target, task)
+
+    def evaluate() -> float | None:
+        return next_token_accuracy(model, test_inputs, check=context.check_cancelled) if causal else None
+
+    with eval_mode(original), seeded(context.seed, context.device):
+        return train(model, train_inputs, None, loss_fn, context=context, epochs=epochs, lr=lr,
+                     batch_size=batch_size, what=what, evaluate=evaluate, span=span)
+
+
+def output_drift(original: Any, changed: Any, context: Any) -> dict:
+    """How far ``changed``'s outputs moved from ``original``'s on held-out inputs (x_test, else the
+    run's inputs): mean per-sample cosine, and next-token agreement for a causal LM. {} when the two
+    cannot be compared (then the run's own fidelity phase still measures it)."""
+    import numpy as np
+    import torch
+
+    data, example = context.data, context.example_inputs
+    probe, where = list(example), "the run's inputs"
+    try:
+        if is_token_model(original, example) and has_split(data, "test"):
+            probe, where = token_tensors(data, "test", example, context.device, limit=16), "held-out text"
+        elif has_split(data, "test") and len(example) == 1 \
+                and tuple(np.asarray(data["x_test"]).shape[1:]) == tuple(example[0].shape[1:]):
+            probe, _ = split_tensors(data, "test", example, context.device, model_float_dtype(original))
+            probe, where = [probe[0][:64]], "x_test"
+        a = predict(original, probe, 16, context.check_cancelled).float()
+        b = predict(changed, probe, 16, context.check_cancelled).float()
+    except PluginError:
+        raise
+    except Exception:
+        return {}
+    if a.shape != b.shape:
+        return {}
+    result: dict[str, Any] = {"probe": where, "output_cosine": float(torch.nn.functional.cosine_similarity(
+        a.flatten(1), b.flatten(1), dim=1).mean())}
+    if is_causal_lm(original) and a.dim() == 3:
+        same = (a.argmax(-1) == b.argmax(-1)).float()
+        weight = probe[1].float() if len(probe) > 1 else same.new_ones(same.shape)
+        result["next_token_agreement"] = float((same * weight).sum() / weight.sum().clamp(min=1.0))
+    return result

@@ -3,9 +3,19 @@
 Students: ``width`` (the teacher with a fraction of its channels removed by torch-pruning,
 keeping the surviving weights or re-initialised), ``depth`` (the teacher with only the first N
 blocks of its largest stack of identical blocks) or ``factory`` (any ``package.module:callable``
-returning an ``nn.Module``). Loss: ``(1 - alpha)·KL(teacher_T ‖ student_T)·T² + alpha·CE(student, y)``
-(pure KL when there are no labels), on ``x_train`` or, with ``synthetic=true``, seeded Gaussian
-inputs (the report is then flagged data-free).
+returning an ``nn.Module``); ``auto`` (the default) is depth for a Hugging Face transformer, width
+otherwise. Loss: ``(1 - alpha)·KL(teacher_T ‖ student_T)·T² + alpha·CE(student, y)`` (pure KL when
+there are no labels), on ``x_train`` or, with ``synthetic=true``, seeded Gaussian inputs (the
+report is then flagged data-free).
+
+Hugging Face transformers: the depth student is the teacher with layers removed evenly (every
+other layer by default), the width student has fewer heads and MLP channels (``_prune_transformer``);
+either way its config is updated so it saves as an HF folder. A language model is distilled on the
+token windows of the text's train part (``context.data["x_train"]``, int64 (N, seq), with
+``attention_mask_train``): per-token KL on the logits, plus ``alpha`` × the next-token loss for a
+causal LM; an embedding model matches the teacher's embeddings by cosine (a softmax over embedding
+features means nothing). Data-free distillation of a model that takes token ids is refused: random
+ids are not language, and a student trained on them is garbage on text.
 """
 from __future__ import annotations
 
@@ -14,8 +24,9 @@ from typing import Any
 
 from workbench.plugin_api import Param, Plugin, PluginContext, PluginError, PluginReport
 
+from . import _prune_transformer as HF
 from . import _training as T
-from .prune import _human, _ratio, channel_prune, count_flops
+from ._prune_channels import _human, _ratio, channel_prune, count_flops
 
 NO_DATA_MESSAGE = (
     "distillation needs training data: pass --data file.npz with x_train[, y_train], or set "
@@ -23,8 +34,21 @@ NO_DATA_MESSAGE = (
 DATA_FREE_NOTE = (
     "data-free: the student was trained on seeded Gaussian noise shaped like the inputs, not on "
     "real data; it matches the teacher on noise, its accuracy on real inputs may be much lower")
+NO_TEXT_MESSAGE = (
+    "distillation of a language model needs training text: give --text FILE (a model folder with a "
+    "tokenizer uses the bundled corpus by default); without a tokenizer there is no text to train on")
+DATA_FREE_TOKENS = (
+    "distill: data-free distillation (synthetic=true) of a model that takes token ids is refused: random "
+    "ids are not language, so the student would learn to copy the teacher on noise and be garbage on real "
+    "text (a BERT distilled this way ended at cosine -0.99); give training text with --text FILE")
 CACHE_LIMIT = 64_000_000          # floats of teacher outputs kept in memory (256 MB)
 _DEPTH_ATTRS = ("depth", "num_layers", "n_layers", "num_blocks", "n_blocks")
+
+
+def _takes_text(model: Any) -> bool:
+    """A Hugging Face text model (``HFForward``; ``HFImageForward`` reads pixels)."""
+    return isinstance(getattr(model, "task", None), str) and hasattr(model, "model") \
+        and type(model).__name__ != "HFImageForward"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,26 +168,30 @@ class Distill(Plugin):
     summary = ("Train a smaller student (width- or depth-reduced copy of the model, or your own "
                "architecture) to mimic the model with a temperature-scaled KL loss.")
     params_schema = (
-        Param("student", "choice", "width",
-              "width: fewer channels (torch-pruning); depth: first N blocks of the block stack; "
-              "factory: your own package.module:callable", choices=("width", "depth", "factory")),
+        Param("student", "choice", "auto",
+              "auto: depth for a Hugging Face transformer, width otherwise; width: fewer channels "
+              "(transformers: fewer heads and MLP channels); depth: fewer blocks (transformers: layers "
+              "removed evenly, every other one by default; others: the first N blocks); factory: your own "
+              "package.module:callable", choices=("auto", "width", "depth", "factory")),
         Param("width", "float", 0.5, "student=width: fraction of channels kept",
               minimum=0.0, maximum=1.0, exclusive_min=True, methods=("width",)),
         Param("inherit", "bool", True,
               "width/depth students: start from the teacher's surviving weights (false: re-initialise)",
               methods=("width", "depth")),
-        Param("depth", "int", 1, "student=depth: number of blocks kept", minimum=1, methods=("depth",)),
+        Param("depth", "int", 1, "student=depth: number of blocks kept (transformers: every other layer "
+              "unless set)", minimum=1, methods=("depth",)),
         Param("factory", "str", "",
               "student=factory: package.module:callable returning the student nn.Module (no arguments)",
               methods=("factory",)),
-        Param("epochs", "int", 20, "training epochs", minimum=1),
+        Param("epochs", "int", 20, "training epochs (language models: 2 unless set)", minimum=1),
         Param("temperature", "float", 4.0, "softmax temperature of the distillation loss",
               minimum=0.0, exclusive_min=True),
         Param("alpha", "float", 0.5,
               "weight of the hard-label cross-entropy when labels exist (1 - alpha weighs the KL term)",
               minimum=0.0, maximum=1.0),
-        Param("lr", "float", 1e-3, "learning rate (Adam, cosine schedule)", minimum=0.0, exclusive_min=True),
-        Param("batch_size", "int", 64, "batch size", minimum=1),
+        Param("lr", "float", 1e-3, "learning rate (Adam, cosine schedule; language models: 3e-4 unless set)",
+              minimum=0.0, exclusive_min=True),
+        Param("batch_size", "int", 64, "batch size (language models: 8 unless set)", minimum=1),
         Param("synthetic", "bool", False,
               "train on seeded Gaussian inputs instead of x_train (data-free; the report is flagged)"),
         Param("synthetic_samples", "int", 2048, "synthetic=true: number of random inputs", minimum=2),
@@ -174,19 +202,30 @@ class Distill(Plugin):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
+        self._given = set(params)
         if self.params["student"] == "factory":
             parse_factory(self.params["factory"])
+
+    def check_model(self, model: Any, model_format: str) -> None:
+        if self.params["synthetic"] and _takes_text(model):
+            raise PluginError(DATA_FREE_TOKENS)
+
+    def _setting(self, name: str, token_default: Any, tokens: bool) -> Any:
+        return self.params[name] if name in self._given or not tokens else token_default
 
     # -- building the student ----------------------------------------------------------------
     def _build_student(self, teacher: Any, context: PluginContext) -> tuple[Any, list[str], list[str]]:
         p = self.params
         notes: list[str] = []
-        kind = p["student"]
+        kind = self._kind(teacher)
         if kind == "factory":
             student = factory_student(p["factory"])
             return student.to(context.device), [f"student built by {p['factory']}"], notes
         student = T.copy_model(teacher)
-        if kind == "width":
+        if HF.pretrained_of(student) is not None and kind in ("width", "depth"):
+            layers, hf_notes = self._transformer_student(student, kind)
+            notes += hf_notes
+        elif kind == "width":
             if p["width"] < 1.0:
                 layers, caught = channel_prune(student, context.example_inputs, 1.0 - p["width"],
                                                p=1, what="distill")
@@ -205,11 +244,38 @@ class Distill(Plugin):
         return student, layers, notes
 
     # -- run ---------------------------------------------------------------------------------
+    def _kind(self, teacher: Any) -> str:
+        kind = self.params["student"]
+        if kind == "auto":
+            return "depth" if HF.pretrained_of(teacher) is not None else "width"
+        return kind
+
+    def _transformer_student(self, student: Any, kind: str) -> tuple[list[str], list[str]]:
+        """Fewer layers (evenly spread) or fewer heads/MLP channels, config updated."""
+        p = self.params
+        pretrained = HF.pretrained_of(student)
+        if kind == "width":
+            if p["width"] >= 1.0:
+                return [], ["width=1: the student has the teacher's architecture"]
+            changed, notes, _ = HF.prune_transformer(student, 1.0 - p["width"])
+            return changed, notes
+        total = len(HF.layer_stack(pretrained)[1])
+        count = p["depth"] if "depth" in self._given else (total + 1) // 2
+        if count >= total:
+            raise PluginError(f"distill: the student would keep all {total} layers; choose depth < {total}")
+        return [HF.keep_layers(pretrained, HF.spread(total, count))], []
+
     def apply(self, model: Any, context: PluginContext) -> tuple[Any, PluginReport]:
+        self.check_model(model, "torch")
+        example = context.example_inputs
+        takes_ids = bool(example) and not example[0].is_floating_point()
+        tokens = T.is_token_model(model, example)
+        if self.params["synthetic"] and takes_ids:
+            raise PluginError(DATA_FREE_TOKENS)
         if not self.params["synthetic"] and not T.has_split(context.data, "train"):
-            raise PluginError(NO_DATA_MESSAGE)
+            raise PluginError(NO_TEXT_MESSAGE if tokens else NO_DATA_MESSAGE)
         with T.eval_mode(model):                       # the teacher is frozen: eval, no grad
-            student, report = self._distill(model, context)
+            student, report = (self._distill_tokens if tokens else self._distill)(model, context)
         return student, report
 
     def _distill(self, teacher: Any, context: PluginContext) -> tuple[Any, PluginReport]:
@@ -220,7 +286,8 @@ class Distill(Plugin):
         p = self.params
         data = context.data
         synthetic = p["synthetic"]
-        context.progress(0.0, f"building the {p['student']} student")
+        kind = self._kind(teacher)
+        context.progress(0.0, f"building the {kind} student")
         expected = T.output_shape(teacher, context.example_inputs)
         dtype = T.model_float_dtype(teacher)
         notes: list[str] = []
@@ -228,7 +295,7 @@ class Distill(Plugin):
         with T.seeded(context.seed, context.device):
             student, layers, build_notes = self._build_student(teacher, context)
             notes += build_notes
-            T.check_runs(student, context.example_inputs, expected, f"distill: the {p['student']} student")
+            T.check_runs(student, context.example_inputs, expected, f"distill: the {kind} student")
             for param in student.parameters():
                 param.requires_grad_(True)
 
@@ -282,7 +349,7 @@ class Distill(Plugin):
 
         student_acc = result.accuracies[-1] if result.accuracies else None
         t_params, s_params = count_parameters(teacher), count_parameters(student)
-        summary = (f"{p['student']} student: params {_human(t_params)}→{_human(s_params)} "
+        summary = (f"{kind} student: params {_human(t_params)}→{_human(s_params)} "
                    f"({_ratio(t_params, s_params)} fewer)")
         if student_acc is not None:
             summary += f"; accuracy {student_acc:.3f}"
@@ -301,7 +368,7 @@ class Distill(Plugin):
             flops_after=count_flops(student, context.example_inputs),
             layers_changed=layers, notes=notes,
             extra={
-                "student": p["student"], "data_free": bool(synthetic),
+                "student": kind, "data_free": bool(synthetic),
                 "teacher_params": t_params, "student_params": s_params,
                 "teacher_accuracy": teacher_acc, "student_accuracy": student_acc,
                 "agreement": agree, "epochs": result.epochs, "steps": result.steps,
@@ -309,5 +376,79 @@ class Distill(Plugin):
                 "accuracy_curve": result.accuracies, "step_loss_curve": result.step_curve(),
                 "train_samples": len(x_train[0]),
             })
+        context.progress(1.0, "distilled")
+        return student, report
+
+    # -- token models (Hugging Face text models) -------------------------------------------------
+    def _distill_tokens(self, teacher: Any, context: PluginContext) -> tuple[Any, PluginReport]:
+        """KL on the logits of every (unpadded) token, plus alpha × next-token loss for a causal LM;
+        cosine to the teacher's embeddings for an embedding model."""
+        import torch
+        import torch.nn.functional as F
+        from workbench.plugin_api import count_parameters, model_bytes
+
+        p = self.params
+        kind = self._kind(teacher)
+        causal, task = T.is_causal_lm(teacher), getattr(teacher, "task", "")
+        context.progress(0.0, f"building the {kind} student")
+        expected = T.output_shape(teacher, context.example_inputs)
+        with T.seeded(context.seed, context.device):
+            student, layers, notes = self._build_student(teacher, context)
+            T.check_runs(student, context.example_inputs, expected, f"distill: the {kind} student")
+            for param in student.parameters():
+                param.requires_grad_(True)
+            x_train = T.token_tensors(context.data, "train", context.example_inputs, context.device)
+            x_test = T.token_tensors(context.data, "test", context.example_inputs, context.device, limit=64)
+            temperature, alpha = p["temperature"], p["alpha"]
+
+            def loss_fn(outputs: Any, inputs: list, _labels: Any, _index: Any) -> Any:
+                with torch.no_grad():
+                    target = T.first_output(teacher(*inputs)).float()
+                if task == "feature-extraction":
+                    return T.match_loss(outputs, target, task)
+                mask = inputs[1].float() if len(inputs) > 1 and outputs.dim() == 3 else None
+                s = F.log_softmax(outputs.float() / temperature, -1)
+                t = F.log_softmax(target / temperature, -1)
+                kl = (t.exp() * (t - s)).sum(-1) * temperature ** 2          # per token (or per sample)
+                kd = (kl * mask).sum() / mask.sum().clamp(min=1.0) if mask is not None else kl.mean()
+                if not causal or alpha == 0.0:
+                    return kd
+                return (1.0 - alpha) * kd + alpha * T.next_token_loss(outputs, inputs[0], mask)
+
+            def evaluate() -> float | None:
+                return T.next_token_accuracy(student, x_test, check=context.check_cancelled) if causal else None
+
+            teacher_acc = T.next_token_accuracy(teacher, x_test, check=context.check_cancelled) if causal else None
+            context.progress(0.05, "distilling")
+            result = T.train(student, x_train, None, loss_fn, context=context,
+                             epochs=self._setting("epochs", 2, True), lr=self._setting("lr", 3e-4, True),
+                             batch_size=self._setting("batch_size", 8, True), what="distill",
+                             evaluate=evaluate, span=(0.05, 0.95))
+        student = T.to_eval(student)
+        drift = T.output_drift(teacher, student, context)
+        student_acc = result.accuracies[-1] if result.accuracies else None
+        t_params, s_params = count_parameters(teacher), count_parameters(student)
+        summary = (f"{kind} student: params {_human(t_params)}→{_human(s_params)} "
+                   f"({_ratio(t_params, s_params)} fewer)")
+        if student_acc is not None and teacher_acc is not None:
+            summary += f"; next-token accuracy {student_acc:.3f} vs teacher {teacher_acc:.3f} on held-out text"
+        if "next_token_agreement" in drift:
+            summary += f"; agrees with the teacher on {drift['next_token_agreement']:.1%} of next tokens"
+        elif "output_cosine" in drift:
+            summary += f"; output cosine {drift['output_cosine']:.3f} vs the teacher"
+        summary += f" after {result.epochs} epochs (final loss {result.final_loss:.4f})"
+        report = PluginReport(
+            plugin=self.name, summary=summary, params_before=t_params, params_after=s_params,
+            bytes_before=model_bytes(teacher), bytes_after=model_bytes(student),
+            flops_before=count_flops(teacher, context.example_inputs),
+            flops_after=count_flops(student, context.example_inputs),
+            layers_changed=layers, notes=notes, changed=True,
+            extra={"student": kind, "data_free": False, "teacher_params": t_params, "student_params": s_params,
+                   "teacher_accuracy": teacher_acc, "student_accuracy": student_acc,
+                   "agreement": drift.get("next_token_agreement"), "output_cosine": drift.get("output_cosine"),
+                   "epochs": result.epochs, "steps": result.steps, "final_loss": result.final_loss,
+                   "loss_curve": result.epoch_losses, "accuracy_curve": result.accuracies,
+                   "step_loss_curve": result.step_curve(), "train_samples": len(x_train[0]),
+                   "train_tokens": int(x_train[1].sum()) if len(x_train) > 1 else int(x_train[0].numel())})
         context.progress(1.0, "distilled")
         return student, report

@@ -1,330 +1,113 @@
-"""Pruning: unstructured magnitude sparsity (torch.nn.utils.prune) or structured channel removal
-(torch-pruning's dependency graph), with an optional short recovery fine-tune.
+"""Pruning: unstructured magnitude sparsity (torch.nn.utils.prune) or structured removal (whole
+attention heads and MLP channels of a Hugging Face transformer, config updated; channels of any
+other model through torch-pruning's dependency graph), with an optional short recovery fine-tune.
 
 Unstructured pruning only zeroes weights: dense kernels still multiply the zeros, so it gives
-no speed-up and the same file size; the report says so and measures the real sparsity.
-Structured pruning removes whole channels/features (and everything coupled to them), so the
-model really gets smaller and faster; the output layer is never pruned so the number of
-classes is kept.
+no speed-up and the same file size; the report says so and measures the real sparsity. It covers
+every matmul layer the model really has (``nn.Linear``, GPT-2's ``Conv1D``, convolutions; the linear
+and conv weights of a ``.pt2`` program) and says "N of M". Structured pruning removes whole
+channels, so the model really gets smaller and faster; the output layer is never pruned. When the
+pruned model's outputs moved far from the original's, the report carries a warning.
 """
 from __future__ import annotations
 
-import re
-import warnings
 from typing import Any
 
-from workbench.plugin_api import Param, Plugin, PluginContext, PluginError, PluginReport
+from workbench.plugin_api import Param, Plugin, PluginContext, PluginError, PluginReport, match_patterns, split_patterns
 
+from . import _prune_transformer as HF
 from . import _training as T
+from ._prune_channels import _human, _ratio, channel_prune, count_flops, prunable_layers, resolve_modules
 
 NO_SPEEDUP_NOTE = (
     "unstructured sparsity gives no speed-up: the weights are still dense tensors and dense "
     "kernels multiply the zeros as well; the file size is unchanged too unless it is compressed "
     "or stored in a sparse format. Use method=structured for a smaller, faster model.")
-
-_HEAD_DIM_ATTRS = ("head_dim", "head_size", "attention_head_size", "d_head", "dim_head")
-_INNER_DIM_ATTRS = ("d_model", "embed_dim", "all_head_size", "inner_dim", "hidden_size")
-_WIDTH_ATTRS = ("d_model", "embed_dim", "hidden_size", "hidden_dim", "d_ff", "dim_feedforward")
-_QKV_NAMES = (("q_proj", "k_proj", "v_proj"), ("query", "key", "value"), ("q", "k", "v"),
-              ("to_q", "to_k", "to_v"))
+NO_PYTHON_LAYERS = (
+    "prune {method}: {what} has no Python layers to prune ({why}). Load the model as a state_dict + "
+    "--factory (or a Hugging Face folder) to prune it, or export it to ONNX and use quantize "
+    "(ONNX Runtime int8) instead")
 
 
-# ---------------------------------------------------------------------------------------------
-# Helpers shared with distill (width-reduced students)
-# ---------------------------------------------------------------------------------------------
-def prunable_layers(model: Any) -> list[tuple[str, Any]]:
-    """Conv and Linear modules with a floating-point weight Parameter, in definition order."""
+def _is_torchscript(model: Any) -> bool:
     import torch
-    from torch import nn
+    return isinstance(model, torch.jit.ScriptModule)
 
-    out = []
+
+def _is_graph(model: Any) -> bool:
+    from ._quant_pt2e import is_exported_graph
+    return is_exported_graph(model)
+
+
+def matmul_layers(model: Any) -> dict[str, Any]:
+    """Every layer with a float weight that a matmul or convolution uses: nn.Linear, transformers'
+    Conv1D (GPT-2's projections), Conv1d/2d/3d. Name -> module."""
+    found = dict(prunable_layers(model))
     for name, module in model.named_modules():
-        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
-            weight = getattr(module, "weight", None)
-            if isinstance(weight, nn.Parameter) and torch.is_floating_point(weight):
-                out.append((name, module))
-    return out
+        if HF.is_matmul(module) and name not in found:
+            found[name] = module
+    return {n: found[n] for n, _ in model.named_modules() if n in found}
 
 
-def output_layers(model: Any, example_inputs: list) -> list[Any]:
-    """The Conv/Linear layer(s) producing the model's output: the last one executed, plus any
-    whose output tensor is returned as is. These are never pruned (the class count is kept)."""
-    import torch
-
-    order: list[Any] = []
-    produced: dict[int, Any] = {}
-    hooks = []
-
-    def hook(module: Any, _inputs: Any, output: Any) -> None:
-        order.append(module)
-        if isinstance(output, torch.Tensor):
-            produced[id(output)] = module
-
-    for _, module in prunable_layers(model):
-        hooks.append(module.register_forward_hook(hook))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(*example_inputs)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    found: list[Any] = []
-    if order:
-        found.append(order[-1])
-    flat = list(out) if isinstance(out, (tuple, list)) else list(out.values()) if isinstance(out, dict) else [out]
-    for item in flat:
-        module = produced.get(id(item))
-        if module is not None and all(module is not f for f in found):
-            found.append(module)
+def graph_weights(graph_module: Any) -> dict[str, Any]:
+    """The weights of a .pt2 program's linear and conv ops: parameter name -> Parameter."""
+    params = dict(graph_module.named_parameters())
+    found = {}
+    for node in graph_module.graph.nodes:
+        op = str(getattr(node.target, "__name__", node.target)).split(".")[0]
+        if node.op == "call_function" and op in ("linear", "conv1d", "conv2d", "conv3d", "convolution") \
+                and len(node.args) > 1 and getattr(node.args[1], "op", None) == "get_attr":
+            name = node.args[1].target
+            if name in params and params[name].is_floating_point():
+                found[name] = params[name]
     return found
 
 
-def _attention_modules(model: Any):
-    """Yield ``(module, num_heads, layers)`` for each attention module that keeps ``num_heads`` as
-    an int: ``layers`` is its separate (q, k, v) Linears, a fused ``(qkv,)``, or ``()`` for
-    ``nn.MultiheadAttention`` (which torch-pruning handles itself)."""
-    from torch import nn
-
-    for module in model.modules():
-        if isinstance(module, nn.MultiheadAttention):
-            yield module, module.num_heads, ()
-            continue
-        n = getattr(module, "num_heads", None) or getattr(module, "num_attention_heads", None)
-        if not isinstance(n, int) or n < 1:
-            continue
-        for names in _QKV_NAMES:
-            layers = [getattr(module, a, None) for a in names]
-            if all(isinstance(layer, nn.Linear) for layer in layers):
-                yield module, n, tuple(layers)
-                break
-        else:
-            qkv = getattr(module, "qkv", None)
-            if isinstance(qkv, nn.Linear):
-                yield module, n, (qkv,)
-
-
-def _attention_heads(model: Any) -> dict[Any, int]:
-    """``{q/k/v Linear: num_heads}`` for attention modules that keep ``num_heads`` as an int, so
-    torch-pruning removes the same number of dims in every head (the reshape still works)."""
-    heads: dict[Any, int] = {}
-    for module, n, layers in _attention_modules(model):
-        for layer in layers or (module,):
-            heads[layer] = n
-    return heads
-
-
-def _fix_attention_attrs(model: Any) -> set[int]:
-    """After head-dim pruning, update the int attributes attention modules use in reshapes.
-    Returns the ids of the attention modules handled."""
-    handled: set[int] = set()
-    for module, n, layers in _attention_modules(model):
-        if not layers:                                  # nn.MultiheadAttention
-            module.head_dim = module.embed_dim // module.num_heads
-            handled.add(id(module))
-        elif len(layers) == 3:
-            q, _, v = layers
-            for attr in _HEAD_DIM_ATTRS:
-                if isinstance(getattr(module, attr, None), int):
-                    setattr(module, attr, q.out_features // n)
-            for attr in _INNER_DIM_ATTRS:
-                if isinstance(getattr(module, attr, None), int):
-                    setattr(module, attr, v.out_features)
-            handled.add(id(module))
-    return handled
-
-
-def _fix_width_attrs(model: Any, before: dict, after: dict, skip: set[int]) -> None:
-    """Keep int width attributes (``d_model``, ``hidden_size``...) of non-attention modules in
-    step with the layers, where every layer of that old width got the same new width, so a
-    model's own bookkeeping (e.g. a ``config()`` that rebuilds it) describes the pruned model."""
-    seen: dict[int, set[int]] = {}
-    for name, (_, in_b, out_b) in before.items():
-        if name in after:
-            _, in_a, out_a = after[name]
-            seen.setdefault(in_b, set()).add(in_a)
-            seen.setdefault(out_b, set()).add(out_a)
-    mapping = {old: next(iter(new)) for old, new in seen.items() if len(new) == 1 and old not in new}
-    if not mapping:
-        return
-    for module in model.modules():
-        if id(module) in skip:
-            continue                                   # attention modules: _fix_attention_attrs
-        for attr in _WIDTH_ATTRS:
-            value = getattr(module, attr, None)
-            if type(value) is int and value in mapping:
-                setattr(module, attr, mapping[value])
-
-
-def _layer_shapes(model: Any) -> dict[str, tuple[str, int, int]]:
-    from torch import nn
-
-    shapes = {}
-    for name, module in prunable_layers(model):
-        if isinstance(module, nn.Linear):
-            shapes[name] = ("features", module.in_features, module.out_features)
-        else:
-            shapes[name] = ("channels", module.in_channels, module.out_channels)
-    return shapes
-
-
-def _changes(before: dict, after: dict) -> list[str]:
-    lines = []
-    for name, (unit, in_b, out_b) in before.items():
-        if name not in after:
-            continue
-        _, in_a, out_a = after[name]
-        parts = []
-        if out_a != out_b:
-            parts.append(f"{out_b}→{out_a} out {unit}")
-        if in_a != in_b:
-            parts.append(f"{in_b}→{in_a} in {unit}")
-        if parts:
-            lines.append(f"{name}: {', '.join(parts)}")
-    return lines
-
-
-def resolve_modules(model: Any, names: str, what: str) -> list[Any]:
-    """Modules named in a list separated by ';', ',' or spaces (';' survives the CLI's
-    ``plugin:key=value,key=value`` syntax); unknown names are an error listing a few known."""
-    wanted = [n for n in re.split(r"[;,\s]+", str(names or "")) if n]
-    if not wanted:
-        return []
-    modules = dict(model.named_modules())
-    missing = [n for n in wanted if n not in modules]
-    if missing:
-        known = ", ".join(name for name, _ in prunable_layers(model)[:12])
-        raise PluginError(f"{what}: no module named {', '.join(missing)} (e.g. {known})")
-    return [modules[n] for n in wanted]
-
-
-def channel_prune(model: Any, example_inputs: list, amount: float, *, p: int = 1,
-                  global_pruning: bool = False, round_to: int | None = None,
-                  ignored: list | None = None, what: str = "prune") -> tuple[list[str], list[str]]:
-    """Remove ``amount`` of the channels/features of every prunable group, in place.
-
-    torch-pruning builds the dependency graph (coupled convs, BatchNorms, residual adds,
-    attention q/k/v) and physically removes the lowest-L``p``-magnitude channels. The output
-    layer(s) are ignored so the output shape is kept. Returns (layers changed, warnings).
-    """
-    import torch
-
-    try:
-        import torch_pruning as tp
-    except ImportError as exc:
-        raise PluginError(f"{what}: structured pruning needs torch-pruning (pip install torch-pruning)") from exc
-
-    keep = output_layers(model, example_inputs) + list(ignored or [])
-    before = _layer_shapes(model)
-    heads = _attention_heads(model)
-    was_training = model.training
-    flags = {p_: p_.requires_grad for p_ in model.parameters()}
-    model.eval()
-    caught: list[str] = []
-    try:
-        for param in model.parameters():
-            param.requires_grad_(True)           # tracing follows grad_fn
-        with warnings.catch_warnings(record=True) as records, torch.enable_grad():
-            warnings.simplefilter("always")
-            pruner = tp.pruner.BasePruner(
-                model,
-                example_inputs=tuple(example_inputs),
-                importance=tp.importance.GroupMagnitudeImportance(p=p),
-                pruning_ratio=float(amount),
-                global_pruning=global_pruning,
-                max_pruning_ratio=0.95 if global_pruning else 1.0,
-                ignored_layers=keep,
-                round_to=round_to if round_to and round_to > 1 else None,
-                num_heads=heads,
-                prune_num_heads=False,
-                prune_head_dims=True,
-            )
-            pruner.step()
-        caught = sorted({str(r.message).splitlines()[0][:200] for r in records})
-    except PluginError:
-        raise
-    except Exception as exc:
-        raise PluginError(f"{what}: torch-pruning could not prune this model ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''}); try method=unstructured "
-                          "or list the offending modules in ignore=") from exc
-    finally:
-        for param in model.parameters():
-            param.requires_grad_(flags.get(param, True))
-        model.train(was_training)
-    after = _layer_shapes(model)
-    _fix_width_attrs(model, before, after, skip=_fix_attention_attrs(model))
-    return _changes(before, after), caught
-
-
-def count_flops(model: Any, example_inputs: list) -> int | None:
-    """FLOPs per forward (torch's counter; torch-pruning's MAC count ×2 as a fallback)."""
-    from workbench.plugin_api import count_flops as torch_flops
-
-    flops = torch_flops(model, example_inputs)
-    if flops:
-        return flops
-    try:
-        import torch_pruning as tp
-
-        macs, _ = tp.utils.count_ops_and_params(model, list(example_inputs))
-        return int(2 * macs)
-    except Exception:
-        return None
-
-
-def _ratio(a: int | None, b: int | None) -> str:
-    return f"{a / b:.2f}×" if a and b else "?"
-
-
-def _human(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return str(n)
-
-
-# ---------------------------------------------------------------------------------------------
-# The plugin
-# ---------------------------------------------------------------------------------------------
 class Prune(Plugin):
     name = "prune"
     summary = ("Prune weights: unstructured magnitude sparsity (no speed-up on dense kernels) or "
-               "structured channel removal with torch-pruning (smaller, faster model).")
+               "structured removal of attention heads, MLP and conv channels (smaller, faster model).")
     params_schema = (
         Param("method", "choice", "structured",
-              "structured: remove whole channels (real speed-up); unstructured: zero individual "
+              "structured: remove whole heads/channels (real speed-up); unstructured: zero individual "
               "weights (sparsity only, no speed-up on dense kernels)",
               choices=("structured", "unstructured")),
         Param("amount", "float", 0.5,
-              "fraction of channels (structured) or weights (unstructured) to remove, strictly "
+              "fraction of heads/channels (structured) or weights (unstructured) to remove, strictly "
               "between 0 and 1", minimum=0.0, maximum=1.0, exclusive_min=True, exclusive_max=True),
         Param("importance", "choice", "l1",
               "structured only: channel importance, L1 or L2 norm of the channel's weights",
               choices=("l1", "l2"), methods=("structured",)),
         Param("scope", "choice", "layer",
-              "layer: the same amount in every layer; global: rank weights/channels across layers",
+              "layer: the same amount in every layer; global: rank weights/channels across layers "
+              "(not for Hugging Face transformers: their config has one head count for all layers)",
               choices=("layer", "global")),
         Param("round_to", "int", 1,
               "structured only: keep channel counts a multiple of this (8 or 16 suit SIMD kernels)",
               minimum=1, methods=("structured",)),
+        Param("skip", "str", "",
+              "modules left untouched: fnmatch patterns (* ?) separated by ';' or spaces, e.g. "
+              "*.layers.0.* or model.lm_head; a Hugging Face transformer skips all attention blocks "
+              "(*.self_attn) or all MLPs (*.mlp), never some"),
         Param("ignore", "str", "",
               "module names to leave unpruned, separated by ';' (e.g. features.0.0;features.1.0); "
               "the output layer is always kept"),
         Param("finetune", "choice", "auto",
-              "recovery fine-tune after pruning on x_train/y_train: auto = when labelled training data "
-              "exists (the demos have it; --data gives it), on = require it, off = never (pruning without "
-              "it can ruin a model: the verdict shows the accuracy it cost)",
+              "recovery fine-tune after pruning: auto = when training data exists (x_train/y_train; for "
+              "language models the token windows of the text's train part), on = require it, off = never "
+              "(pruning without it can ruin a model: the report warns and the verdict shows the cost)",
               choices=("auto", "on", "off")),
         Param("finetune_epochs", "int", 3, "recovery fine-tune epochs (0 = none)", minimum=0),
-        Param("lr", "float", 1e-3, "fine-tune learning rate (Adam)", minimum=0.0, exclusive_min=True),
-        Param("batch_size", "int", 64, "fine-tune batch size", minimum=1),
+        Param("lr", "float", 1e-3, "fine-tune learning rate (Adam; language models use 1e-4 unless set)",
+              minimum=0.0, exclusive_min=True),
+        Param("batch_size", "int", 64, "fine-tune batch size (language models use 8 unless set)", minimum=1),
     )
     accepts = ("torch",)
     devices = ("cpu", "cuda")
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._given = set(params)
 
     @classmethod
     def resolve_params(cls, given: dict[str, Any]) -> dict[str, Any]:
@@ -336,11 +119,42 @@ class Prune(Plugin):
                                   "and 1 would remove everything, use e.g. amount=0.5") from None
             raise
 
+    # -- refusals before anything runs ---------------------------------------------------------
+    def check_model(self, model: Any, model_format: str) -> None:
+        self._skipped(model)
+        method = self.params["method"]
+        if _is_torchscript(model):
+            raise PluginError(NO_PYTHON_LAYERS.format(method=method, what="a TorchScript model", why=(
+                "its layers are compiled code, not nn.Linear/Conv modules whose weights could be replaced")))
+        if _is_graph(model):
+            if method == "structured":
+                raise PluginError(NO_PYTHON_LAYERS.format(method=method, what="a .pt2 program", why=(
+                    "it is a flat graph of aten ops, so channels cannot be removed from its layers")))
+            if not graph_weights(model):
+                raise PluginError("prune unstructured found no linear or conv weight in this .pt2 program")
+            return
+        if method == "structured" and HF.pretrained_of(model) is not None:
+            if self.params["scope"] == "global":
+                raise PluginError("prune: scope=global would give the layers different head and channel counts, "
+                                  "which a Hugging Face config cannot record (one num_attention_heads and one "
+                                  "intermediate_size for all layers); use scope=layer")
+            HF.prepare(model, self.params["amount"], self.params["round_to"], self._skipped(model))
+        elif method == "unstructured" and not matmul_layers(model):
+            raise PluginError("prune: the model has no Linear, Conv1D or Conv layer to prune")
+
+    def _skipped(self, model: Any) -> set[str]:
+        patterns = split_patterns(self.params.get("skip"))
+        if not patterns:
+            return set()
+        return match_patterns([n for n, _ in model.named_modules()], patterns, "prune:skip")
+
+    # -- run -------------------------------------------------------------------------------------
     def apply(self, model: Any, context: PluginContext) -> tuple[Any, PluginReport]:
         from workbench.plugin_api import count_parameters, model_bytes
 
         p = self.params
-        self._epochs, skipped_note = self._finetune_epochs(context)
+        self.check_model(model, "torch")
+        self._epochs, skipped_note = self._finetune_epochs(model, context)
         context.progress(0.0, f"{p['method']} pruning")
         with T.eval_mode(model):
             expected = T.output_shape(model, context.example_inputs)
@@ -350,15 +164,18 @@ class Prune(Plugin):
             flops_before = count_flops(model, context.example_inputs)
 
         pruned = T.copy_model(model)
-        ignored = resolve_modules(pruned, p["ignore"], "prune")
+        skip = self._skipped(pruned) | {n for n in split_patterns(p["ignore"].replace(",", ";"))}
+        resolve_modules(pruned, p["ignore"], "prune")        # unknown ignore= names are an error
         if p["method"] == "unstructured":
-            report = self._unstructured(pruned, context, ignored)
+            report = self._unstructured(pruned, context, skip, model)
+        elif HF.pretrained_of(pruned) is not None:
+            report = self._transformer(pruned, context, skip, model)
         else:
-            report = self._structured(pruned, context, ignored)
+            report = self._structured(pruned, context, skip)
         if skipped_note:
             report.notes.append(skipped_note)
         T.check_runs(pruned, context.example_inputs, expected, "prune")
-        pruned.eval()
+        pruned = T.to_eval(pruned)
 
         report.params_before, report.params_after = params_before, count_parameters(pruned)
         report.bytes_before, report.bytes_after = bytes_before, model_bytes(pruned)
@@ -370,23 +187,60 @@ class Prune(Plugin):
             report.extra["accuracy_after"] = acc_after
             report.summary += f"; accuracy {acc_before:.3f}→{acc_after:.3f}"
         if p["method"] == "structured":
-            report.summary = (f"structured {p['importance'].upper()} {p['amount']:.0%} channels: params "
+            what = "heads/channels" if "heads_before" in report.extra else "channels"
+            report.summary = (f"structured {p['importance'].upper()} {p['amount']:.0%} {what}: params "
                               f"{_human(params_before)}→{_human(report.params_after)} "
                               f"({_ratio(params_before, report.params_after)} fewer), FLOPs "
                               f"{_human(flops_before)}→{_human(report.flops_after)}" + report.summary)
+        self._fidelity(model, pruned, context, report)
+        report.changed = True
         context.progress(1.0, "pruned")
         return pruned, report
 
+    def _fidelity(self, original: Any, pruned: Any, context: PluginContext, report: PluginReport) -> None:
+        """How far the outputs moved, on held-out inputs; a warning when the damage is large: accuracy
+        down 10 points or more where labels exist, else next-token agreement under 50 % for a causal LM,
+        else a mean output cosine under 0.9."""
+        drift = T.output_drift(original, pruned, context)
+        report.extra.update(drift)
+        before, after = report.extra.get("accuracy_before"), report.extra.get("accuracy_after")
+        if before is not None and after is not None:
+            bad, figure = before - after >= 0.1, f"accuracy {before:.3f}→{after:.3f} on x_test"
+        elif "next_token_agreement" in drift:
+            bad = drift["next_token_agreement"] < 0.5
+            figure = f"next-token agreement {drift['next_token_agreement']:.0%} on {drift['probe']}"
+        elif "output_cosine" in drift:
+            bad, figure = drift["output_cosine"] < 0.9, f"output cosine {drift['output_cosine']:.3f} on {drift['probe']}"
+        else:
+            return
+        report.extra["fidelity_warning"] = bad
+        if not bad:
+            return
+        tuned = report.extra.get("finetune_epochs")
+        after_text = f" even after {tuned} fine-tune epoch(s)" if tuned else \
+            " and there was no fine-tune to recover (no training data, or finetune=off)"
+        report.notes.insert(0, f"warning: pruning moved the outputs far from the original's ({figure}){after_text}: "
+                               "expect a large fidelity loss; lower amount or fine-tune on data (--text FILE for "
+                               "language models, --data for others)")
+
     # -- unstructured ------------------------------------------------------------------------
-    def _unstructured(self, model: Any, context: PluginContext, ignored: list) -> PluginReport:
+    def _unstructured(self, model: Any, context: PluginContext, skip: set[str], original: Any) -> PluginReport:
         import torch
         from torch.nn.utils import prune
 
+        from ._quant_layers import tied_weights
+
         p = self.params
-        skip = {id(sub) for mod in ignored for sub in mod.modules()}
-        targets = [(name, m) for name, m in prunable_layers(model) if id(m) not in skip]
+        if _is_graph(model):
+            return self._unstructured_graph(model, skip)
+        layers = matmul_layers(model)
+        skipped = {n: "skip pattern" for n in layers if n in skip or any(n.startswith(s + ".") for s in skip)}
+        for name, others in tied_weights(model, {n: "" for n in layers if n not in skipped}).items():
+            skipped[name] = f"weight tied to {others[0]}: left whole so it stays tied"
+        targets = [(n, m) for n, m in layers.items() if n not in skipped]
+        noun = "conv/matmul layers" if any(not HF.is_matmul(m) for m in layers.values()) else "matmul layers"
         if not targets:
-            raise PluginError("prune: the model has no Conv/Linear weights to prune")
+            raise PluginError(f"prune: every one of the {len(layers)} {noun} is skipped; nothing would change")
         if p["scope"] == "global":
             prune.global_unstructured([(m, "weight") for _, m in targets],
                                       pruning_method=prune.L1Unstructured, amount=p["amount"])
@@ -394,68 +248,134 @@ class Prune(Plugin):
             for _, m in targets:
                 prune.l1_unstructured(m, "weight", amount=p["amount"])
         context.progress(0.3, "weights masked")
-        notes = [NO_SPEEDUP_NOTE]
         extra: dict[str, Any] = {}
         summary_tail = ""
         try:
             if self._epochs > 0:
                 # Masks stay active while fine-tuning, so the pruned weights stay zero.
-                result = T.finetune(model, context, epochs=self._epochs, lr=p["lr"],
-                                    batch_size=p["batch_size"], what="prune fine-tune", span=(0.3, 0.95))
+                result = self._finetune(model, original, context)
                 extra.update(finetune_epochs=result.epochs, finetune_loss_curve=result.epoch_losses)
                 summary_tail = f", fine-tuned {result.epochs} epoch(s)"
         finally:
             for _, m in targets:
                 prune.remove(m, "weight")               # make it permanent: plain weight tensors
         zeros = total = 0
-        layers = []
-        per_layer = {}
+        lines, per_layer = [], {}
         with torch.no_grad():
             for name, m in targets:
                 z, n = int((m.weight == 0).sum().item()), m.weight.numel()
                 zeros, total = zeros + z, total + n
                 per_layer[name] = z / n
-                layers.append(f"{name}: {z / n:.1%} of {n} weights zero")
+                lines.append(f"{name}: {z / n:.1%} of {n} weights zero")
         sparsity = zeros / total
         extra.update(pruned_weights=total, zero_weights=zeros, layer_sparsity=per_layer,
+                     layers_pruned=len(targets), layers_total=len(layers), layers_skipped=skipped,
                      nonzero_params=sum(int((q != 0).sum().item()) for q in model.parameters()))
+        notes = [NO_SPEEDUP_NOTE] + [f"{n} kept: {why}" for n, why in list(skipped.items())[:5]
+                                     if why != "skip pattern"]
         return PluginReport(
             plugin=self.name,
-            summary=(f"unstructured {p['scope']} magnitude: {sparsity:.1%} of the weights in "
-                     f"{len(targets)} Conv/Linear layers are zero (no speed-up on dense kernels)"
-                     + summary_tail),
-            sparsity=sparsity, layers_changed=layers, notes=notes, extra=extra)
+            summary=(f"unstructured {p['scope']} magnitude: {len(targets)} of {len(layers)} {noun} pruned, "
+                     f"{sparsity:.1%} of their weights zero (no speed-up on dense kernels)" + summary_tail),
+            sparsity=sparsity, layers_changed=lines, notes=notes, extra=extra)
 
-    def _finetune_epochs(self, context: PluginContext) -> tuple[int, str | None]:
+    def _unstructured_graph(self, graph_module: Any, skip: set[str]) -> PluginReport:
+        """A .pt2 program: its linear/conv weights zeroed in place by magnitude (no masks to keep)."""
+        import torch
+
+        p = self.params
+        weights = graph_weights(graph_module)
+        targets = {n: w for n, w in weights.items() if n.rpartition(".")[0] not in skip}
+        if not targets:
+            raise PluginError(f"prune: every one of the {len(weights)} weights is skipped; nothing would change")
+        with torch.no_grad():
+            if p["scope"] == "global":
+                every = torch.cat([w.detach().abs().flatten() for w in targets.values()])
+                cut = every.kthvalue(max(1, int(round(p["amount"] * every.numel())))).values
+                for w in targets.values():
+                    w.mul_((w.abs() > cut).to(w.dtype))
+            else:
+                for w in targets.values():
+                    k = int(round(p["amount"] * w.numel()))
+                    if k:
+                        cut = w.abs().flatten().kthvalue(k).values
+                        w.mul_((w.abs() > cut).to(w.dtype))
+        zeros = sum(int((w == 0).sum()) for w in targets.values())
+        total = sum(w.numel() for w in targets.values())
+        notes = [NO_SPEEDUP_NOTE]
+        if self._epochs:
+            notes.append("no recovery fine-tune: a .pt2 program cannot be trained here")
+        return PluginReport(
+            plugin=self.name, sparsity=zeros / total, notes=notes,
+            summary=(f"unstructured {p['scope']} magnitude: {len(targets)} of {len(weights)} linear/conv weights "
+                     f"of the .pt2 program pruned, {zeros / total:.1%} zero (no speed-up on dense kernels)"),
+            layers_changed=[f"{n}: {int((w == 0).sum()) / w.numel():.1%} of {w.numel()} weights zero"
+                            for n, w in targets.items()],
+            extra={"layers_pruned": len(targets), "layers_total": len(weights), "zero_weights": zeros,
+                   "pruned_weights": total})
+
+    # -- fine-tune -----------------------------------------------------------------------------
+    def _finetune_epochs(self, model: Any, context: PluginContext) -> tuple[int, str | None]:
         """How many recovery epochs to run, and a note when 'auto' had to skip them."""
         p = self.params
         if p["finetune"] == "off" or p["finetune_epochs"] == 0:
             return 0, None
-        if T.has_split(context.data, "train", labels=True):
+        tokens = T.is_token_model(model, context.example_inputs)
+        if _is_graph(model) and p["finetune"] == "on":
+            raise PluginError("prune: finetune=on cannot train a .pt2 program; set finetune=off")
+        if T.has_split(context.data, "train", labels=not tokens):
             return p["finetune_epochs"], None
+        if tokens:
+            need = "training text (the token windows of --text FILE, or the bundled corpus for a model with a tokenizer)"
+        else:
+            need = f"labelled training data: {T.DATA_HINT}"
         if p["finetune"] == "on":
-            raise PluginError(f"prune: finetune=on needs labelled training data: {T.DATA_HINT}, "
-                              "or set finetune=off")
-        return 0, ("no labelled training data (x_train/y_train), so no recovery fine-tune: accuracy may "
-                   "collapse; give --data to fine-tune")
+            raise PluginError(f"prune: finetune=on needs {need}, or set finetune=off")
+        return 0, (f"no {'training text' if tokens else 'labelled training data (x_train/y_train)'}, so no "
+                   "recovery fine-tune: accuracy may collapse; give " + ("--text FILE" if tokens else "--data")
+                   + " to fine-tune")
+
+    def _finetune(self, model: Any, original: Any, context: PluginContext) -> Any:
+        p = self.params
+        if not T.is_token_model(model, context.example_inputs):
+            return T.finetune(model, context, epochs=self._epochs, lr=p["lr"], batch_size=p["batch_size"],
+                              what="prune fine-tune", span=(0.3, 0.95))
+        lr = p["lr"] if "lr" in self._given else 1e-4
+        batch = p["batch_size"] if "batch_size" in self._given else 8
+        return T.token_finetune(model, original, context, epochs=self._epochs, lr=lr, batch_size=batch,
+                                what="prune fine-tune", span=(0.3, 0.95))
 
     # -- structured --------------------------------------------------------------------------
-    def _structured(self, model: Any, context: PluginContext, ignored: list) -> PluginReport:
+    def _structured(self, model: Any, context: PluginContext, skip: set[str]) -> PluginReport:
         p = self.params
+        modules = dict(model.named_modules())
+        ignored = [modules[n] for n in sorted(skip) if n in modules]
         layers, caught = channel_prune(
             model, context.example_inputs, p["amount"], p=1 if p["importance"] == "l1" else 2,
             global_pruning=p["scope"] == "global", round_to=p["round_to"], ignored=ignored)
         if not layers:
             raise PluginError("prune: torch-pruning found no channel it could remove (every layer is "
-                              "an output layer or ignored); try method=unstructured")
+                              "an output layer or skipped); try method=unstructured")
         context.progress(0.3, f"{len(layers)} layers pruned")
         notes = [f"torch-pruning: {msg}" for msg in caught[:5]]
-        extra: dict[str, Any] = {}
+        return self._after_structured(model, None, context, layers, notes, {})
+
+    def _transformer(self, model: Any, context: PluginContext, skip: set[str], original: Any) -> PluginReport:
+        p = self.params
+        changed, notes, figures = HF.prune_transformer(
+            model, p["amount"], p=1 if p["importance"] == "l1" else 2, round_to=p["round_to"], skip=skip)
+        context.progress(0.3, "; ".join(changed))
+        return self._after_structured(model, original, context, changed, notes, dict(figures))
+
+    def _after_structured(self, model: Any, original: Any, context: PluginContext, layers: list[str],
+                          notes: list[str], extra: dict) -> PluginReport:
         tail = ""
         if self._epochs > 0:
-            result = T.finetune(model, context, epochs=self._epochs, lr=p["lr"],
-                                batch_size=p["batch_size"], what="prune fine-tune", span=(0.3, 0.95))
+            result = self._finetune(model, original, context)
             extra.update(finetune_epochs=result.epochs, finetune_loss_curve=result.epoch_losses)
             tail = f"; fine-tuned {result.epochs} epoch(s)"
-        return PluginReport(plugin=self.name, summary=tail, layers_changed=layers, notes=notes,
-                            extra=extra)
+        if "heads_before" in extra:
+            heads = f"; heads {extra['heads_before']}→{extra['heads_after']}" if extra["heads_before"] else ""
+            width = f"; MLP {extra['mlp_width_before']}→{extra['mlp_width_after']}" if extra["mlp_width_before"] else ""
+            tail = heads + width + tail
+        return PluginReport(plugin=self.name, summary=tail, layers_changed=layers, notes=notes, extra=extra)

@@ -192,5 +192,54 @@ def test_default_fine_tunes_when_training_data_exists_and_says_so_when_not(cnn, 
 
 
 # ---------------------------------------------------------------------------------------------
+# skip patterns, .pt2 programs, TorchScript
+# ---------------------------------------------------------------------------------------------
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(1), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+
+
+def test_skip_patterns_leave_matching_layers_whole_and_a_typo_names_the_closest():
+    from collections import OrderedDict
+    torch.manual_seed(0)
+    model = nn.Sequential(OrderedDict(flatten=nn.Flatten(1), fc1=nn.Linear(64, 32), act=nn.ReLU(),
+                                      fc2=nn.Linear(32, 10))).eval()
+    pruned, report = Prune(method="unstructured", amount=0.5, skip="fc1").run(model, _context(None))
+    assert int((pruned.fc1.weight == 0).sum()) == 0 and float((pruned.fc2.weight == 0).float().mean()) == 0.5
+    assert "1 of 2 matmul layers pruned" in report.summary and report.extra["layers_skipped"] == {"fc1": "skip pattern"}
+    with pytest.raises(PluginError, match="every one of the 2 matmul layers is skipped"):
+        Prune(method="unstructured", skip="fc*").run(model, _context(None))
+    with pytest.raises(PluginError, match=r"prune:skip: pattern 'fc3' matches no module; closest names: fc2, fc1"):
+        Prune(method="unstructured", skip="fc3").run(model, _context(None))
+
+
+def test_pt2_program_unstructured_is_pruned_and_structured_refused_with_the_routes():
+    model = _mlp()
+    example = torch.randn(BATCH, 1, 8, 8)
+    program = torch.export.export(model, (example,)).module()
+    with pytest.raises(NotImplementedError):
+        program.eval()                          # what used to crash every prune on a .pt2
+    pruned, report = Prune(method="unstructured", amount=0.5, finetune="off").run(program, _context(None))
+    weights = [w for n, w in pruned.named_parameters() if n.endswith("weight")]
+    assert len(weights) == 2 and all(abs(float((w == 0).float().mean()) - 0.5) < 0.01 for w in weights)
+    assert report.extra["layers_pruned"] == report.extra["layers_total"] == 2
+    assert pruned(example).shape == (BATCH, 10)
+    assert all(float((w == 0).float().mean()) == 0 for w in program.parameters())   # the input is untouched
+    with pytest.raises(PluginError, match=r"a \.pt2 program has no Python layers to prune.*state_dict.*ONNX"):
+        Prune(method="structured").run(program, _context(None))
+
+
+def test_torchscript_structured_says_there_are_no_python_layers():
+    scripted = torch.jit.script(_mlp())
+    for method in ("structured", "unstructured"):
+        with pytest.raises(PluginError) as caught:
+            Prune(method=method).run(scripted, _context(None))
+        text = str(caught.value)
+        assert "a TorchScript model has no Python layers to prune" in text
+        assert "state_dict" in text and "--factory" in text and "ONNX" in text and "\n" not in text
+        assert "found no channel" not in text
+
+
+# ---------------------------------------------------------------------------------------------
 # Registry / import hygiene
 # ---------------------------------------------------------------------------------------------

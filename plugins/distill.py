@@ -35,7 +35,7 @@ DATA_FREE_NOTE = (
     "data-free: the student was trained on seeded Gaussian noise shaped like the inputs, not on "
     "real data; it matches the teacher on noise, its accuracy on real inputs may be much lower")
 NO_TEXT_MESSAGE = (
-    "distillation of a language model needs training text: give --text FILE (a model folder with a "
+    "distillation of a text model needs training text: give --text FILE (a model folder with a "
     "tokenizer uses the bundled corpus by default); without a tokenizer there is no text to train on")
 DATA_FREE_TOKENS = (
     "distill: data-free distillation (synthetic=true) of a model that takes token ids is refused: random "

@@ -12,7 +12,7 @@ from torch import nn
 from workbench.errors import PluginError, RunCancelled
 from workbench.models.info import count_parameters
 from workbench.plugin_api import PluginContext
-from workbench_plugins.distill import NO_DATA_MESSAGE, Distill
+from workbench_plugins.distill import DATA_FREE_TOKENS, NO_DATA_MESSAGE, NO_TEXT_MESSAGE, Distill
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH = 16
@@ -184,6 +184,95 @@ def test_mismatched_data_shape_is_a_clear_error(cnn):
     data = {"x_train": np.zeros((32, 3, 8, 8), np.float32)}
     with pytest.raises(PluginError, match=r"x_train samples have shape \(3, 8, 8\)"):
         Distill(epochs=1).run(cnn, _context(data))
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face transformers: depth student, token data, refusals
+# ---------------------------------------------------------------------------------------------
+VOCAB, SEQ = 256, 12
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matmuls on a shared 2-core box: more threads only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _hf(kind: str):
+    transformers = pytest.importorskip("transformers")
+    from workbench.models.hf import HFForward
+    torch.manual_seed(0)
+    if kind == "llama":
+        config = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32)
+        return HFForward(transformers.LlamaForCausalLM(config), "causal-lm")
+    config = transformers.BertConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=128, max_position_embeddings=32)
+    return HFForward(transformers.BertModel(config), "feature-extraction")
+
+
+def _token_context(with_data: bool = True) -> PluginContext:
+    """context.data as the worker gives it for a text model: int64 token windows and their masks."""
+    stream = np.tile(np.arange(40) * 7 % VOCAB, 40)
+    windows = np.stack([stream[i:i + SEQ] for i in range(0, 40 * 5, 5)]).astype(np.int64)
+    data = {"x_train": windows[:32], "attention_mask_train": np.ones_like(windows[:32]),
+            "x_test": windows[32:], "attention_mask_test": np.ones_like(windows[32:])} if with_data else None
+    ids = torch.as_tensor(windows[:2])
+    return PluginContext(device="cpu", dtype="float32", example_inputs=[ids, torch.ones_like(ids)], data=data,
+                         seed=0, workdir=Path("."))
+
+
+def test_language_model_depth_student_keeps_every_other_layer_and_reopens(one_thread, tmp_path):
+    import transformers
+    from workbench.models.hf import HFForward
+    teacher = _hf("llama")
+    ctx = _token_context()
+    student, report = Distill(epochs=3, lr=3e-3).run(teacher, ctx)          # student=auto: depth
+    assert report.extra["student"] == "depth" and report.layers_changed == ["model.layers: 4→2 layers (kept 0, 2)"]
+    assert student.model.config.num_hidden_layers == 2 and teacher.model.config.num_hidden_layers == 4
+    assert [layer.self_attn.layer_idx for layer in student.model.model.layers] == [0, 1]   # KV-cache slots
+    curve = report.extra["loss_curve"]
+    assert len(curve) == 3 and curve[-1] < curve[0]
+    assert report.extra["student_accuracy"] is not None and 0.0 <= report.extra["agreement"] <= 1.0
+    assert "next-token accuracy" in report.summary and report.extra["data_free"] is False
+    ids, mask = ctx.example_inputs
+    student.model.save_pretrained(tmp_path)
+    reopened = HFForward(transformers.AutoModelForCausalLM.from_pretrained(tmp_path), "causal-lm")
+    with torch.no_grad():
+        assert torch.allclose(reopened(ids, mask), student(ids, mask), atol=1e-5)
+        assert student.model.generate(ids, attention_mask=mask, max_new_tokens=2, do_sample=False).shape == (2, SEQ + 2)
+
+
+def test_embedding_student_matches_the_teacher_by_cosine(one_thread):
+    teacher = _hf("bert")
+    student, report = Distill(student="depth", depth=1, epochs=2, lr=3e-3).run(teacher, _token_context())
+    assert student.model.config.num_hidden_layers == 1
+    assert report.extra["loss_curve"][-1] < report.extra["loss_curve"][0]
+    assert 0.9 < report.extra["output_cosine"] <= 1.0 and "output cosine" in report.summary
+
+
+def test_width_student_of_a_transformer_has_fewer_heads(one_thread):
+    student, report = Distill(student="width", width=0.5, epochs=1).run(_hf("llama"), _token_context())
+    assert student.model.config.num_attention_heads == 2 and student.model.config.intermediate_size == 64
+
+
+def test_token_models_refuse_data_free_and_textless_distillation():
+    teacher = _hf("bert")
+    with pytest.raises(PluginError) as caught:
+        Distill(synthetic=True).check_model(teacher, "torch")          # up front, before anything runs
+    assert str(caught.value) == DATA_FREE_TOKENS and "random ids are not language" in DATA_FREE_TOKENS
+    with pytest.raises(PluginError, match="needs training text"):
+        Distill().run(teacher, _token_context(with_data=False))
+    assert str(NO_TEXT_MESSAGE).startswith("distillation of a text model needs training text")
+    # any model that takes token ids: random ids teach nothing
+    embed = nn.Sequential(nn.Embedding(VOCAB, 16), nn.Flatten(1), nn.Linear(16 * SEQ, 4))
+    ids = torch.randint(0, VOCAB, (4, SEQ))
+    ctx = PluginContext(device="cpu", dtype="float32", example_inputs=[ids], data=None, seed=0, workdir=Path("."))
+    with pytest.raises(PluginError, match="data-free distillation .* token ids is refused"):
+        Distill(synthetic=True).run(embed, ctx)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -270,7 +270,7 @@ def main() -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    since, sitting = time.time(), []
+    since, sitting, touched = time.time(), [], set()
     chains = chains_for(args)
     settings = {"size": size, "threads": args.threads, "device": args.device, "image": IMAGE[size],
                 **SETTINGS[size], **({"iters": args.iters} if args.iters else {})}
@@ -298,10 +298,11 @@ def main() -> int:
                         store.close()
                         return 1
                 cells[key] = cell
+                touched.add(key)
                 print(f"  {cell['status']}: {_brief(cell)}", file=sys.stderr, flush=True)
-                _write(path, settings, cells)
+                _write(path, settings, cells, touched)
     store.close()
-    _write(path, settings, cells)
+    _write(path, settings, cells, touched)
     render_doc(json.loads(path.read_text()), doc)
     print(f"wrote {path} and {doc}")
     if args.smoke:
@@ -323,13 +324,25 @@ def _brief(cell: dict) -> str:
     return (cell.get("reason") or "")[:160]
 
 
-def _write(path: Path, settings: dict, cells: dict) -> None:
-    order = {a: i for i, a in enumerate(ARCHS)}
-    rows = sorted(cells.values(), key=lambda c: (order.get(c["arch"], 99), FORMATS.index(c["format"])))
-    payload = {"machine": machine(), "settings": settings, "cells": rows}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    tmp.replace(path)
+def _write(path: Path, settings: dict, cells: dict, touched: set[str]) -> None:
+    """Write the cells, merged with what another invocation wrote meanwhile (two sweeps over other
+    architectures can share the file): the cells measured here (``touched``) win."""
+    import fcntl
+    import hashlib
+    import tempfile
+    name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    with open(Path(tempfile.gettempdir()) / f"workbench-model-zoo-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        on_disk = json.loads(path.read_text()).get("cells", []) if path.is_file() else []
+        merged = {_key(c): c for c in on_disk}
+        merged.update({k: cells[k] for k in touched})
+        cells.update({k: v for k, v in merged.items() if k not in touched})
+        order = {a: i for i, a in enumerate(ARCHS)}
+        rows = sorted(merged.values(), key=lambda c: (order.get(c["arch"], 99), FORMATS.index(c["format"])))
+        payload = {"machine": machine(), "settings": settings, "cells": rows}
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(payload, indent=1, default=str))
+        tmp.replace(path)
 
 
 def check_smoke(path: Path, doc: Path) -> None:

@@ -54,7 +54,8 @@ DoneCallback = Callable[[PointTask, PointOutcome], None]
 
 
 def run_point(session: Any, task: PointTask, cancel: threading.Event | None = None,
-              on_event: Callable[[dict], None] | None = None, journal: Path | None = None) -> RunRecord:
+              on_event: Callable[[dict], None] | None = None, journal: Path | None = None,
+              nvml_module: Any = None) -> RunRecord:
     """Measure one point with ``session`` (the ordinary worker), its GPU settings applied around the run
     and restored after; those settings are stored in the run's environment. Raises
     ``WorkbenchError`` when a GPU setting cannot be applied (nothing was run then)."""
@@ -62,8 +63,8 @@ def run_point(session: Any, task: PointTask, cancel: threading.Event | None = No
     spec = RunSpec.from_dict(task.spec)
     if task.label:
         spec.label = task.label
-    index = nvml_index_for_device(spec.device) if task.gpu else None
-    with applied_gpu_settings(task.gpu, index, journal) as applied:
+    index = nvml_index_for_device(spec.device, nvml_module) if task.gpu else None
+    with applied_gpu_settings(task.gpu, index, journal, nvml_module) as applied:
         record = session.run(spec, on_event=on_event, cancel=cancel)
     if applied:
         session.store.update_environment(record.id, {**record.environment, "gpu_settings": applied})

@@ -83,7 +83,8 @@ class Prune(Plugin):
               "(not for Hugging Face transformers: their config has one head count for all layers)",
               choices=("layer", "global")),
         Param("round_to", "int", 1,
-              "structured only: keep channel counts a multiple of this (8 or 16 suit SIMD kernels)",
+              "structured only: keep channel counts a multiple of this (8 or 16 suit SIMD kernels; "
+              "transformer MLPs: 8 unless set)",
               minimum=1, methods=("structured",)),
         Param("skip", "str", "",
               "modules left untouched: fnmatch patterns (* ?) separated by ';' or spaces, e.g. "
@@ -138,9 +139,13 @@ class Prune(Plugin):
                 raise PluginError("prune: scope=global would give the layers different head and channel counts, "
                                   "which a Hugging Face config cannot record (one num_attention_heads and one "
                                   "intermediate_size for all layers); use scope=layer")
-            HF.prepare(model, self.params["amount"], self.params["round_to"], self._skipped(model))
+            HF.prepare(model, self.params["amount"], self._round_to(), self._skipped(model))
         elif method == "unstructured" and not matmul_layers(model):
             raise PluginError("prune: the model has no Linear, Conv1D or Conv layer to prune")
+
+    def _round_to(self) -> int:
+        """Transformer MLP widths stay a multiple of 8 unless the user chose (SIMD-friendly GEMMs)."""
+        return self.params["round_to"] if "round_to" in self._given else 8
 
     def _skipped(self, model: Any) -> set[str]:
         patterns = split_patterns(self.params.get("skip"))
@@ -363,7 +368,7 @@ class Prune(Plugin):
     def _transformer(self, model: Any, context: PluginContext, skip: set[str], original: Any) -> PluginReport:
         p = self.params
         changed, notes, figures = HF.prune_transformer(
-            model, p["amount"], p=1 if p["importance"] == "l1" else 2, round_to=p["round_to"], skip=skip)
+            model, p["amount"], p=1 if p["importance"] == "l1" else 2, round_to=self._round_to(), skip=skip)
         context.progress(0.3, "; ".join(changed))
         return self._after_structured(model, original, context, changed, notes, dict(figures))
 

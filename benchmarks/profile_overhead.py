@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
 import sys
 import tempfile
@@ -79,6 +80,7 @@ def main() -> int:
     band = max(RUN_TO_RUN_NOISE, spread)
     ratio = center["profile"] / center["plain"]
     payload = {"model": args.model, "rounds": args.rounds, "threads": args.threads, "settings": settings,
+               "load_average_end": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
                "median_p50_ms": center, "ratio": round(ratio, 4), "band": round(band, 4),
                "measured_spread": round(spread, 4), "noise_floor": RUN_TO_RUN_NOISE,
                "within_band": abs(ratio - 1) <= band,

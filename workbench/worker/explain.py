@@ -28,7 +28,10 @@ def keep_original(spec: RunSpec, loaded: Any, info: Any, chain: list) -> tuple[A
     run with a plugin chain: a deep copy, for torch models under 200 MB only."""
     if not spec.profile or not chain:
         return None, None
-    if loaded.kind != "torch":
+    final = loaded.kind
+    for step in chain:
+        final = step.plugin.output_format(final)
+    if loaded.kind != "torch" or final != "torch":
         return None, NO_LAYERS_ONNX
     size = getattr(info, "bytes", 0) or 0
     if size > KEEP_ORIGINAL_BYTES:

@@ -83,6 +83,9 @@ def layer_report(original: Any, optimized: Any, arrays: list[np.ndarray], batch:
     if estimated:
         notes.append(f"FLOPs after of {len(estimated)} quantized layer(s): the same multiply-adds as before, in lower "
                      "precision (torch's FLOP counter does not count quantized kernels)")
+    if not rows:
+        notes.append("the model has no named layers to compare (a single module, or a torch.export graph whose "
+                      "layers were flattened); the run's fidelity compares the whole model")
     changed = [r for r in rows if r["weight"]]
     ranked = sorted((r for r in rows if r["leaf"] and (r["drift"] or {}).get("relative_error") is not None),
                     key=lambda r: -r["drift"]["relative_error"])

@@ -119,7 +119,9 @@ def _outermost(names: list[str]) -> list[str]:
 
 def _suggested(ranked: list[dict]) -> list[str]:
     """The fewest most sensitive layers that hold SUGGEST_SHARE of the summed cost (at least one)."""
-    cost = [(r["drop"] or 0.0) + (r["output_error"] or 0.0) for r in ranked]
+    drops = [r["drop"] or 0.0 for r in ranked]
+    # The fidelity drop when some layer costs any, else the output error (which orders the ties).
+    cost = drops if sum(drops) > 0 else [r["output_error"] or 0.0 for r in ranked]
     total = sum(cost)
     limit = max(1, int(len(ranked) * SUGGEST_MAX_FRACTION))
     chosen, held = [], 0.0

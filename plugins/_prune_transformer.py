@@ -28,7 +28,8 @@ from workbench.plugin_api import PluginError
 
 # (q, k, v, output) projection names, relative to the attention module.
 ATTENTION_LAYOUTS = (("q_proj", "k_proj", "v_proj", "o_proj"), ("q_proj", "k_proj", "v_proj", "out_proj"),
-                     ("q_lin", "k_lin", "v_lin", "out_lin"), ("self.query", "self.key", "self.value", "output.dense"))
+                     ("q_lin", "k_lin", "v_lin", "out_lin"), ("self.query", "self.key", "self.value", "output.dense"),
+                     ("attention.query", "attention.key", "attention.value", "output.dense"))
 # (layers producing the intermediate channels, the layer consuming them), relative to the MLP module.
 MLP_LAYOUTS = ((("gate_proj", "up_proj"), "down_proj"), (("c_fc",), "c_proj"), (("fc1",), "fc2"),
                (("lin1",), "lin2"), (("dense_h_to_4h",), "dense_4h_to_h"),
@@ -89,7 +90,7 @@ def find_attention(pretrained: Any) -> list[Attention]:
             layers = [_sub(module, path) for path in layout]
             if all(is_matmul(layer) for layer in layers):
                 prefix = f"{name}." if name else ""
-                holders = [module] + [m for m in (_sub(module, "self"),) if m is not None]
+                holders = [module] + [m for m in (_sub(module, "self"), _sub(module, "attention")) if m is not None]
                 found.append(Attention(name, holders, {key: (prefix + path, layer) for key, path, layer
                                                        in zip("qkvo", layout, layers)}))
                 break

@@ -380,7 +380,9 @@ class Prune(Plugin):
             extra.update(finetune_epochs=result.epochs, finetune_loss_curve=result.epoch_losses)
             tail = f"; fine-tuned {result.epochs} epoch(s)"
         if "heads_before" in extra:
-            heads = f"; heads {extra['heads_before']}→{extra['heads_after']}" if extra["heads_before"] else ""
-            width = f"; MLP {extra['mlp_width_before']}→{extra['mlp_width_after']}" if extra["mlp_width_before"] else ""
+            heads = f"; heads {extra['heads_before']}→{extra['heads_after']}" \
+                if extra["heads_before"] != extra["heads_after"] else "; heads kept"
+            width = f"; MLP {extra['mlp_width_before']}→{extra['mlp_width_after']}" \
+                if extra["mlp_width_before"] != extra["mlp_width_after"] else ""
             tail = heads + width + tail
         return PluginReport(plugin=self.name, summary=tail, layers_changed=layers, notes=notes, extra=extra)

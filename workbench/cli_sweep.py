@@ -89,12 +89,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def _show(out: Output, args: argparse.Namespace, analysis: dict) -> None:
     from .report.sweep import clean, render_sweep_text
+    out.text(render_sweep_text(analysis))     # on stderr when stdout carries the JSON
     if args.json_out:
         out.json(clean(analysis))
-        if args.json_out != "-":
-            out.text(render_sweep_text(analysis))
-    else:
-        out.text(render_sweep_text(analysis))
 
 
 def cmd_sweeps(args: argparse.Namespace) -> int:

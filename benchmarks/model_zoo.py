@@ -77,8 +77,12 @@ def _write_files(arch: str, size: str, folder: Path, formats: list[str]) -> dict
     from _zoo_factories import build, example_inputs
     from workbench.errors import WorkbenchError
     from workbench.models.loaders import error_detail
-    module, hf_model = build(arch, size)
-    example = example_inputs(arch, size)
+    try:
+        module, hf_model = build(arch, size)
+        example = example_inputs(arch, size)
+    except Exception as exc:      # the architecture itself could not be built: every format says why
+        return {fmt: {"unavailable": f"could not build {arch}: {type(exc).__name__}: {error_detail(exc)}"}
+                for fmt in formats}
     inputs = ARCHS[arch].inputs(size)
     names = [text.split("=")[0] for text in inputs]
     out: dict[str, dict] = {}

@@ -151,8 +151,16 @@ def check_llm(out: Path) -> None:
     versus = data["generate_vs_hf"]
     assert _positive(versus["ours_median"]) and _positive(versus["generate_median"])
 
+def check_sweeps(out: Path) -> None:
+    data = _json(out / "sweeps.json", ["machine", "settings", "overhead", "noise"])
+    assert all(_positive(v) for v in data["overhead"]["sweep_wall_s"] + data["overhead"]["bench_wall_s"])
+    assert data["noise"]["rule"] == "between-process" and data["noise"]["constant_band_pct"] == 2
+    assert [p["processes"] for p in data["noise"]["points"]] == [3]
+
+
 # script (relative to the repo) -> (checks of its --out folder, committed files it must leave alone)
 SCRIPTS = {
+    "benchmarks/sweeps.py": (check_sweeps, ["benchmarks/results/sweeps.json"]),
     "benchmarks/harness_accuracy.py": (check_harness_accuracy, ["benchmarks/results/harness_accuracy.json"]),
     "benchmarks/optimizations.py": (check_optimizations, ["benchmarks/results/optimizations.json"]),
     "benchmarks/report_speed.py": (check_report_speed, ["benchmarks/results/report_speed.json"]),

@@ -287,7 +287,8 @@ def _as_spec(spec: dict):
 
 
 def _scan_text(run, step: PluginStep, scan: dict, command: str | None, top: int) -> str:
-    metric = "top-1 agreement" if scan.get("metric") == "top1_agreement" else "cosine"
+    metric = {"top1_agreement": "top-1 agreement", "token_agreement": "token agreement"}.get(scan.get("metric"),
+                                                                                          "cosine")
     whole = scan.get("all_layers") or {}
     lines = [f"{step} on {run.model}, one layer at a time ({len(scan.get('layers') or [])} layers, "
              f"{scan.get('samples')} samples, {scan.get('seconds', 0):.1f} s); all layers: {metric} "

@@ -11,7 +11,7 @@ the few that cost the most, checked by one more application with those skipped.
 Stored format (a file beside the run, written by ``workbench layers --scan``)::
 
     {"plugin": "quantize", "params": {"method": "dynamic_int8"}, "how": "skip" | "swap",
-     "metric": "top1_agreement" | "cosine", "samples": 360, "seconds": 9.1, "cancelled": false,
+     "metric": "top1_agreement" | "token_agreement" | "cosine", "samples": 360, "seconds": 9.1, "cancelled": false,
      "all_layers": {<fidelity>, "output_error": 0.02}, "notes": [...],
      "layers": [{"name": "head", "type": "Linear", "drop": 0.011, "output_error": 0.004,
                  "fidelity": {<fidelity: cosine, top1_agreement, accuracy, ...>}, "seconds": 0.3}, ...],
@@ -19,7 +19,8 @@ Stored format (a file beside the run, written by ``workbench layers --scan``)::
      "suggestion": {"skip": ["head", ...], "params": {"method": "dynamic_int8", "skip": "head;..."},
                     "fidelity": {...}, "drop": 0.001, "all_layers_drop": 0.012} | null}
 
-``drop`` is 1 − top-1 agreement with the unoptimized model for classifiers, else 1 − cosine;
+``drop`` is 1 − top-1 agreement with the unoptimized model for classifiers, 1 − the per-token argmax
+agreement for per-token logits (language models), else 1 − cosine;
 ``output_error`` is ‖o − r‖/‖r‖ over the samples (it ranks layers whose drop ties, often 0).
 """
 from __future__ import annotations
@@ -55,7 +56,7 @@ def sensitivity_scan(original: Any, params: dict, run_plugin: Callable[[Any, dic
                                                  or weight_change(module, after[name]) is not None)]
     candidates = _outermost(candidates)
     whole = _score(infer(full), reference, labels)
-    metric = "top1_agreement" if whole.get("top1_agreement") is not None else "cosine"
+    metric = next(m for m in ("top1_agreement", "token_agreement", "cosine") if whole.get(m) is not None)
     result = {"params": dict(params), "how": "skip" if has_skip else "swap", "metric": metric,
               "samples": int(len(reference)), "all_layers": whole, "layers": [], "ranking": [],
               "suggestion": None, "cancelled": False, "notes": []}
@@ -142,6 +143,8 @@ def _score(outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray | None
     norm = float(np.linalg.norm(ref))
     error = float(np.linalg.norm(out - ref)) / norm if norm > 0 else 0.0
     agreement = fidelity.get("top1_agreement")
+    if agreement is None and ref.ndim >= 3 and ref.shape[-1] > 1:    # per-token logits (a language model)
+        agreement = fidelity["token_agreement"] = float(np.mean(ref.argmax(-1) == out.argmax(-1)))
     drop = 1.0 - agreement if agreement is not None else 1.0 - fidelity["cosine"]
     fidelity["drop"] = round(max(0.0, drop), 8) if math.isfinite(drop) else None
     fidelity["output_error"] = round(error, 8) if math.isfinite(error) else None

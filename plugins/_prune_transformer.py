@@ -45,8 +45,8 @@ KV_ATTRS = ("num_key_value_heads", "num_kv_heads")
 def pretrained_of(model: Any) -> Any | None:
     """The transformers PreTrainedModel a model is (or wraps as ``HFForward.model``), else None."""
     for candidate in (model, getattr(model, "model", None)):
-        if candidate is not None and hasattr(candidate, "config") and callable(getattr(candidate, "save_pretrained", None)) \
-                and hasattr(candidate, "named_modules"):
+        if candidate is not None and hasattr(candidate, "config") and hasattr(candidate, "named_modules") \
+                and callable(getattr(candidate, "save_pretrained", None)):
             return candidate
     return None
 

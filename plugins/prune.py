@@ -215,7 +215,8 @@ class Prune(Plugin):
             bad = drift["next_token_agreement"] < 0.5
             figure = f"next-token agreement {drift['next_token_agreement']:.0%} on {drift['probe']}"
         elif "output_cosine" in drift:
-            bad, figure = drift["output_cosine"] < 0.9, f"output cosine {drift['output_cosine']:.3f} on {drift['probe']}"
+            bad = drift["output_cosine"] < 0.9
+            figure = f"output cosine {drift['output_cosine']:.3f} on {drift['probe']}"
         else:
             return
         report.extra["fidelity_warning"] = bad
@@ -331,7 +332,8 @@ class Prune(Plugin):
         if T.has_split(context.data, "train", labels=not tokens):
             return p["finetune_epochs"], None
         if tokens:
-            need = "training text (the token windows of --text FILE, or the bundled corpus for a model with a tokenizer)"
+            need = ("training text (the token windows of --text FILE, or the bundled corpus for a model with "
+                    "a tokenizer)")
         else:
             need = f"labelled training data: {T.DATA_HINT}"
         if p["finetune"] == "on":

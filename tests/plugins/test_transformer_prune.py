@@ -81,7 +81,8 @@ def test_llama_gqa_loses_heads_and_mlp_channels_and_reopens(models, tmp_path):
         attn = layer.self_attn
         assert attn.q_proj.out_features == 2 * 16 and attn.k_proj.out_features == 2 * 16
         assert attn.o_proj.in_features == 32 and attn.num_key_value_groups == 1
-        assert layer.mlp.gate_proj.out_features == layer.mlp.up_proj.out_features == layer.mlp.down_proj.in_features == 64
+        mlp = layer.mlp
+        assert mlp.gate_proj.out_features == mlp.up_proj.out_features == mlp.down_proj.in_features == 64
     assert original.model.config.num_attention_heads == 4          # the input model is untouched
     assert report.extra["heads_before"] == 4 and report.extra["heads_after"] == 2
     assert report.params_after < report.params_before and report.flops_after < report.flops_before

@@ -233,3 +233,18 @@ def test_pipeline_refuses_generate_on_an_encoder(tmp_path):
     transformers.BertModel(config).save_pretrained(tmp_path / "bert")
     with pytest.raises(SpecError, match="feature-extraction"):
         _run(tmp_path / "bert", tmp_path, scenario="generate")
+
+
+def test_cli_prints_the_generation_figures():
+    from workbench.cli_output import generation_lines
+    stats = {"median_ms": 4.0, "median_ci_ms": [3.9, 4.1], "p90_ms": 4.5, "p99_ms": None, "n": 93}
+    result = {"generation": {
+        "prompt_tokens": 32, "new_tokens": 32, "batch": 1, "repetitions": 3, "ttft_ms": 12.5, "ttft_ci_ms": [12.0, 13.0],
+        "cold_ttft_ms": 20.0, "decode_token": stats, "decode_tokens_per_s": 250.0, "e2e_tokens_per_s": 240.0,
+        "energy_j_per_token": None, "kv_cache_bytes": 2048, "kv_cache_expected_bytes": 2048, "kv_cache_tokens": 63,
+        "peak_memory_bytes": 1 << 20, "peak_memory_kind": "process RSS"}}
+    text = "\n".join(generation_lines(result))
+    for expected in ("time to first token 12.50 ms", "per token p50 4.00 ms", "p90 4.50 ms", "decode 250.0",
+                     "end-to-end 240.0", "2.00 KiB for 63 tokens (= the config's arithmetic)", "peak memory 1.00 MiB"):
+        assert expected in text, (expected, text)
+    assert generation_lines({"latency": stats}) == []

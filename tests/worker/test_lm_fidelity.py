@@ -149,3 +149,13 @@ def test_encoder_verdict_names_cosine():
                "scenario": "forward", "top1_agreement": None, "cosine": 0.985}
     verdict = verdict_for(encoder)
     assert verdict.level == LOSS and "cosine 0.9850" in verdict.text and "faster decode" not in verdict.text
+
+
+def test_cli_prints_perplexity_before_and_after():
+    from workbench.cli_output import lm_fidelity_lines
+    lm = {"reference_perplexity": 20.0, "perplexity": 20.5, "perplexity_delta_pct": 2.5, "next_token_agreement": 0.985,
+          "kl_divergence": 0.0123, "continuation_agreement": 0.9, "eval_tokens": 4064}
+    line = lm_fidelity_lines({"lm_fidelity": lm})[0]
+    assert "perplexity 20 → 20.5 (+2.50 %)" in line and "next-token agreement 98.5%" in line
+    assert "KL 0.0123 nats" in line and "continuation agreement 90.0%" in line and "4064 held-out tokens" in line
+    assert lm_fidelity_lines({}) == []

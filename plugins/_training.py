@@ -339,6 +339,15 @@ def eval_accuracy(model: Any, context: Any) -> float | None:
     """Accuracy on ``x_test``/``y_test`` when the run has them, else None."""
     if not has_split(context.data, "test", labels=True):
         return None
+    if is_token_model(model, context.example_inputs):     # a text classifier: one label per sequence
+        import numpy as np
+        import torch
+        x = token_tensors(context.data, "test", context.example_inputs, context.device)
+        y = np.asarray(context.data["y_test"])
+        if y.ndim != 1 or len(y) != len(x[0]):
+            return None
+        return accuracy(model, x, torch.as_tensor(y.astype(np.int64), device=context.device),
+                        check=context.check_cancelled)
     x, y = split_tensors(context.data, "test", context.example_inputs, context.device,
                          model_float_dtype(model))
     return accuracy(model, x, y, check=context.check_cancelled)

@@ -23,7 +23,7 @@ from ..engine.queue import Job, JobQueue
 from ..engine.warm import warm_workers
 from ..errors import WorkbenchError
 from ..results.store import ResultsStore
-from ..spec import RunSpec
+from ..spec import PluginStep, RunSpec
 
 __all__ = ["Job", "SessionBridge"]
 
@@ -42,6 +42,9 @@ class SessionBridge(QObject):
     reportDone = Signal(str)                # path written
     reportFailed = Signal(str, str)         # message, details
     gpusFound = Signal(object)              # telemetry.nvml.gpu_environment() dict
+    explainEvent = Signal(int, object)      # token, a layers/scan job's event dict (phase, progress)
+    explainFinished = Signal(int, object)   # token, {"job", "run_id", "result", "step"} (already stored)
+    explainFailed = Signal(int, str, str)   # token, message ("cancelled…" when cancelled), details
 
     def __init__(self, db: str | Path | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -56,6 +59,8 @@ class SessionBridge(QObject):
         self._tokens = itertools.count(1)
         self._inspect_cancel: threading.Event | None = None
         self._inspect_threads: list[threading.Thread] = []     # joined at shutdown: they run workers
+        self._explain_cancel: threading.Event | None = None
+        self._explain_thread: threading.Thread | None = None
         self._shut_down = False
         self._prewarm_timer = QTimer(self)      # owned by the bridge: it dies with it
         self._prewarm_timer.setSingleShot(True)
@@ -170,6 +175,62 @@ class SessionBridge(QObject):
         if self._inspect_cancel is not None:
             self._inspect_cancel.set()
 
+    # -- explain a stored run later: the layers and scan jobs (issue 15) ----------------------------
+    def explain(self, job: str, run_id: int, step: dict | None = None) -> int:
+        """Run ``workbench layers RUN_ID`` (``job="layers"``) or ``layers RUN_ID --scan STEP``
+        (``job="scan"``, ``step={"name", "params"}``) in a worker, and store what it finds beside the
+        run as the CLI does; answers with explainEvent/explainFinished/explainFailed carrying the
+        returned token. One at a time: a second call while one runs raises WorkbenchError."""
+        if self.explaining():
+            raise WorkbenchError("a layer comparison or scan is already running: wait for it or cancel it")
+        cancel = threading.Event()
+        self._explain_cancel = cancel
+        token = next(self._tokens)
+
+        def work() -> None:
+            store = None
+            try:
+                from ..engine.session import Session
+                from ..results.explain import save_layers, save_scan
+                store = ResultsStore(self.db_path)
+                run = store.get_run(run_id)
+                extra = {}
+                if job == "scan":
+                    extra = {"plugin": {"name": step["name"], "params": dict(step.get("params") or {})}}
+                    _check_scan_step(run.spec, extra["plugin"])     # refused before a worker starts
+                result = Session(store).explain(job, run_id, run.spec, extra, cancel=cancel,
+                                                on_event=lambda event: self._emit("explainEvent", token, event))
+                answer = {"job": job, "run_id": run_id, "step": None, "result": result}
+                if job == "layers":
+                    if "rows" not in (result.get("layers") or {}):
+                        raise WorkbenchError((result.get("layers") or {}).get("error")
+                                             or "the layer comparison gave no rows")
+                    save_layers(store, run_id, result["layers"])
+                else:
+                    answer["step"] = str(PluginStep(extra["plugin"]["name"], extra["plugin"]["params"]))
+                    save_scan(store, run_id, answer["step"], result["scan"])
+            except WorkbenchError as exc:
+                first, _, rest = str(exc).partition("\n")
+                self._emit("explainFailed", token, first, rest.strip())
+                return
+            except Exception as exc:
+                self._emit("explainFailed", token, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+                return
+            finally:
+                if store is not None:
+                    store.close()
+            self._emit("explainFinished", token, answer)
+
+        self._explain_thread = self._start(f"workbench-explain-{token}", work)
+        return token
+
+    def explaining(self) -> bool:
+        return self._explain_thread is not None and self._explain_thread.is_alive()
+
+    def cancel_explain(self) -> None:
+        if self._explain_cancel is not None:
+            self._explain_cancel.set()
+
     # -- report ------------------------------------------------------------------------------------
     def write_report(self, run_ids: list[int], path: str) -> threading.Thread:
         """Render the report of ``run_ids`` to ``path`` in a thread (it may take seconds);
@@ -214,8 +275,15 @@ class SessionBridge(QObject):
         self._shut_down = True
         self._prewarm_timer.stop()
         self.cancel_inspect()
+        self.cancel_explain()
         stopped = self.queue.shutdown(timeout_s)
-        for thread in self._inspect_threads:
+        for thread in self._inspect_threads + ([self._explain_thread] if self._explain_thread else []):
             thread.join(max(0.0, deadline - time.monotonic()))
         warm_workers.close()    # a spare never outlives the window
-        return stopped and not any(t.is_alive() for t in self._inspect_threads)
+        return stopped and not any(t.is_alive() for t in self._inspect_threads) and not self.explaining()
+
+
+def _check_scan_step(spec: dict, plugin: dict) -> None:
+    """The CLI's up-front check of ``layers --scan``: an unknown plugin or a bad parameter is refused."""
+    from ..engine.plan import check_chain
+    check_chain(RunSpec.from_dict({**spec, "plugins": [plugin], "runtime": "torch", "profile": False}))

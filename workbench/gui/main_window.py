@@ -97,7 +97,7 @@ class MainWindow(QMainWindow):
         self.plugin_panel = PluginPanel(discover_plugins())
         self.run_panel = RunPanel()
         self.live = LivePlots()
-        self.results_split = ResultsPane(self.store)
+        self.results_split = ResultsPane(self.store, self.bridge)
         self.results, self.charts = self.results_split.table, self.results_split.charts
         self.log = LogDock()
         self.runs = RunControl(self.bridge, self.model_panel, self.plugin_panel, self.run_panel, self.live,

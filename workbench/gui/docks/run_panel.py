@@ -131,6 +131,10 @@ class RunPanel(QWidget):
         self.rigorous_check.setToolTip("≥ 1000 iterations, ≥ 10 s timed, longer warm-up: the preset for "
                                        "numbers you will publish")
         self.rigorous_check.toggled.connect(self._rigorous_toggled)
+        self.profile_check = QCheckBox("Profile")
+        self.profile_check.setToolTip("After timing (never timed): a per-op profile and, for a chain, each layer vs "
+                                      "the unoptimized model; the Results' Profile and Layers tabs show them")
+        self.profile_check.toggled.connect(lambda _on: self.settingsChanged.emit())
         self.data_field = PathField("evaluation / calibration data (.npz)", DATA_FILTER, data_file_problem)
         self.data_field.setObjectName("dataField")
         self.data_field.edit.setObjectName("dataPath")
@@ -164,6 +168,7 @@ class RunPanel(QWidget):
         duration_row.setContentsMargins(0, 0, 0, 0)
         duration_row.addWidget(self.duration_spin, 1)
         duration_row.addWidget(self.rigorous_check)
+        duration_row.addWidget(self.profile_check)
         form.addRow("Duration", duration_row)
         self.lm_options = LanguageModelOptions()      # shown for models that take token ids
         self.lm_options.changed.connect(self.settingsChanged)
@@ -318,6 +323,7 @@ class RunPanel(QWidget):
         spec.threads = self.threads_spin.value() or None
         spec.data = absolute(self.data_field.path())
         spec.save_model = absolute(self.save_field.path())
+        spec.profile = self.profile_check.isChecked()
         self.lm_options.fill(spec)
         if self.rigorous_check.isChecked():
             spec.apply_preset("rigorous")
@@ -336,6 +342,7 @@ class RunPanel(QWidget):
                 "batch": self.batch_spin.value(), "threads": self.threads_spin.value(),
                 "iters": self.iters_spin.value(), "duration": self.duration_spin.value(),
                 "rigorous": self.rigorous_check.isChecked(), "data": self.data_field.path(),
+                "profile": self.profile_check.isChecked(),
                 "lm": self.lm_options.state()}
 
     def restore_state(self, state: dict[str, Any]) -> None:
@@ -358,6 +365,7 @@ class RunPanel(QWidget):
         except (KeyError, TypeError, ValueError):
             pass
         self.rigorous_check.setChecked(str(state.get("rigorous")).lower() in ("true", "1"))
+        self.profile_check.setChecked(str(state.get("profile")).lower() in ("true", "1"))
         if isinstance(state.get("data"), str):
             self.data_field.set_path(state["data"])
         if isinstance(state.get("lm"), dict):

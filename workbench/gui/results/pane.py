@@ -1,14 +1,17 @@
 """The Results dock's contents: the runs table beside the charts of its selection, kept in step
-(the charts follow the selection, the table follows the store)."""
+(the charts follow the selection, the table follows the store). The charts' tabs end with Profile
+and Layers, which explain the selected run from what it stored (issue 15)."""
 from __future__ import annotations
 
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QSplitter, QWidget
+from PySide6.QtWidgets import QFrame, QScrollArea, QSplitter, QWidget
 
 from ...results.store import ResultsStore
 from .charts import ComparisonCharts
+from .layers_tab import LayersTab
+from .profile_tab import ProfileTab
 from .table import ResultsView
 
 
@@ -16,12 +19,26 @@ class ResultsPane(QSplitter):
     REFRESH_DELAY_MS = 150     # runs appearing in a burst reload the table once
     CHARTS_DELAY_MS = 60       # dragging a selection over many rows redraws the charts once
 
-    def __init__(self, store: ResultsStore, parent: QWidget | None = None) -> None:
+    def __init__(self, store: ResultsStore, bridge: Any = None, parent: QWidget | None = None) -> None:
         super().__init__(Qt.Orientation.Horizontal, parent)
         self.setObjectName("resultsSplit")
         self.store = store
         self.table = ResultsView(store)
         self.charts = ComparisonCharts()
+        self.profile_tab = ProfileTab()
+        self.layers_tab = LayersTab(bridge)       # without a bridge: no Compare / Scan buttons
+        # in scroll areas: their tables and hints must not raise the Results dock's minimum height
+        # (the window still lays out at 1280x720); a pane shorter than a tab scrolls it instead
+        self._areas = {}
+        for tab, title in ((self.profile_tab, "Profile"), (self.layers_tab, "Layers")):
+            area = QScrollArea()
+            area.setWidgetResizable(True)
+            area.setFrameShape(QFrame.Shape.NoFrame)
+            area.setWidget(tab)
+            self._areas[area] = tab
+            self.charts.tabs.addTab(area, title)
+        self._explained: tuple | None = None      # (tab, run ids) last filled
+        self.charts.tabs.currentChanged.connect(lambda _i: self._explain_shown())
         self.addWidget(self.table)
         self.addWidget(self.charts)
         self.setStretchFactor(0, 3)
@@ -61,6 +78,17 @@ class ResultsPane(QSplitter):
 
     def _update_charts(self) -> None:
         self.charts.show_runs(self.store, self.table.selected_run_ids())
+        self._explained = None
+        self._explain_shown()
+
+    def _explain_shown(self) -> None:
+        """Fill the Profile or Layers tab when shown (they read the store and files: not on every
+        selection while another tab is in front)."""
+        ids = self.table.selected_run_ids()
+        tab = self._areas.get(self.charts.tabs.currentWidget())
+        if tab is not None and self._explained != (tab, ids):
+            tab.show_runs(self.store, ids)
+            self._explained = (tab, ids)
 
     def stop(self) -> None:
         self._refresh_timer.stop()

@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import format as fmt
 from .charts import ACCENT, BAD, BASE_RC, GOOD, NEUTRAL, inline_svg
-from .sweep import _findings, _ratio, _value_text, noise_lines, rule_word, special_points
+from .sweep_text import _findings, _ratio, _value_text, noise_lines, rule_word, special_points
 
 MAX_SERIES = 8          # series per curve panel; more are summarised in the table only
 

@@ -44,6 +44,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     out = _output(args)
     parse_latency_budget(args.latency_budget)          # a bad budget is refused before anything runs
+    for line in restore_leftover_settings():           # GPU settings a killed sweep left here (one file check)
+        out.note(line)
     store = _store(args)
     if args.resume is not None:
         if args.model or args.grid:
@@ -59,9 +61,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     executor = make_executor(args.executor, store, address=args.address, require=args.require,
                              cpus_per_point=args.cpus_per_point, notify=out.note,
                              progress=lambda task: Progress(task.label, quiet=args.quiet, verbose=args.verbose))
-    if args.executor == "local" and any(p.get("gpu") for p in plan["points"]):
-        for line in restore_leftover_settings():
-            out.note(line)
     preview = SweepRecord(0, 0.0, None, "running", None, plan["base_spec"]["model"], plan, None)
     executor.check(pending_tasks(preview))     # e.g. no Ray node offers a GPU: refused before the sweep is stored
     if sweep_id is None:

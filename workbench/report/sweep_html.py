@@ -27,10 +27,11 @@ def _svg(fig, prefix: str) -> str:
     return inline_svg(buffer.getvalue(), prefix)
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float, left_in: float = 0.75):
+    """Fixed margins in inches (room for 5-digit tick labels and the axis label)."""
     from matplotlib.figure import Figure
     fig = Figure(figsize=(width, height))
-    fig.subplots_adjust(left=0.09, right=0.98, top=0.86, bottom=0.2, wspace=0.28)
+    fig.subplots_adjust(left=left_in / width, right=0.98, top=0.86, bottom=0.2, wspace=0.3)
     return fig
 
 
@@ -114,7 +115,8 @@ def _frontier_chart(front: dict, index: int) -> str | None:
     ax = fig.subplots()
     on = [p for p in front["points"] if p["on_front"]]
     off = [p for p in front["points"] if not p["on_front"]]
-    ax.scatter([p["speedup"] for p in off], [100 * p["fidelity"] for p in off], color=NEUTRAL, label="dominated")
+    if off:
+        ax.scatter([p["speedup"] for p in off], [100 * p["fidelity"] for p in off], color=NEUTRAL, label="dominated")
     on.sort(key=lambda p: p["speedup"])
     ax.plot([p["speedup"] for p in on], [100 * p["fidelity"] for p in on], marker="o", color=ACCENT, label="frontier")
     for p in front["points"]:

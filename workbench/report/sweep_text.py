@@ -35,9 +35,9 @@ def rule_word(entry: dict) -> str:
 
 
 def special_points(analysis: dict) -> tuple[set, set, set]:
-    """(sweet spot points, points on a frontier, knee points)."""
+    """(the sweet spot, points on a frontier, knee points)."""
     spot = analysis.get("sweet_spot") or {}
-    sweet = {g["point"] for g in spot.get("groups") or []} if spot.get("found") else set()
+    sweet = {spot["best"]["point"]} if spot.get("found") else set()
     front = {i for f in analysis.get("frontier") or [] for i in f["front"]}
     knees = {f["knee"] for f in analysis.get("frontier") or [] if f.get("knee") is not None}
     return sweet, front, knees
@@ -48,17 +48,20 @@ def render_sweep_text(analysis: dict) -> str:
     axes = [a["name"] for a in analysis["axes"]]
     combos = analysis.get("all_combinations")
     sweet, front, knees = special_points(analysis)
+    generate = any(e.get("ttft_ms") is not None for e in analysis["points"])
     headers = ["#", "role", *axes] + (["chain"] if combos else []) + [
-        "status", "runs", "p50 [95% CI]", "p99", "samples/s", "speed-up [95% CI]", "noise rule", "fidelity", "verdict"]
+        "status", "runs", "p50 [95% CI]", "p99", "samples/s"] + (["TTFT", "decode tok/s"] if generate else []) + [
+        "speed-up [95% CI]", "noise rule", "fidelity", "verdict"]
     rows = []
     for e in analysis["points"]:
+        lm = [fmt.ms(e.get("ttft_ms")), fmt.num(e.get("decode_tokens_per_s"), ".1f")] if generate else []
         marks = "".join(m for m, s in (("★", sweet), ("◆", knees)) if e["index"] in s)
         fid = "—" if e.get("fidelity") is None else f"{100 * e['fidelity']:.1f} %"
         rows.append([f"{e['index']}{marks}", e["role"], *[_value_text(e["values"].get(a, "")) for a in axes]]
                     + ([" → ".join(e["combo"]) if e.get("combo") else "baseline"] if combos else [])
                     + [e["status"], str(len(e["run_ids"])), f"{fmt.ms(e.get('p50_ms'))} {fmt.ci(e.get('p50_ci_ms'))}"
                        if e.get("p50_ms") is not None else "—", fmt.ms(e.get("p99_ms")),
-                       fmt.num(e.get("throughput"), ".1f"), _ratio(e.get("speedup"), e.get("speedup_ci")),
+                       fmt.num(e.get("throughput"), ".1f"), *lm, _ratio(e.get("speedup"), e.get("speedup_ci")),
                        rule_word(e), fid, ((e.get("verdict") or {}).get("text") or "")[:48]])
     lines = [f"{analysis['label']}: {analysis['model']} · {analysis['status']} · "
              + ", ".join(f"{k} {v}" for k, v in analysis["counts"].items() if v), fmt.table(headers, rows)]

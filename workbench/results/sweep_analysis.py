@@ -12,7 +12,7 @@ import statistics
 from typing import Any
 
 from ..errors import SpecError
-from .compare import baseline_for, comparison_row
+from .compare import baseline_for, comparison_row, is_variant
 from .pareto import pareto_front
 from .repeat_stats import (MIN_PROCESSES, RULE_CONSTANT, RULE_MEASURED, between_process_ci,
                            pooled_latency, process_spread, rule_sentence, speedup_for_point)
@@ -92,8 +92,8 @@ def _point_entry(store: ResultsStore, sweep: SweepRecord, point: dict, runs: lis
         return entry
     entry.update(_latency_summary(latencies))
     entry.update(_generation_summary(runs))
-    if point["role"] != "point":
-        return entry
+    if point["role"] != "point" or not is_variant(runs[0]):
+        return entry          # a plain setting (batch, threads): nothing to compare with a baseline
     if baseline_runs is None:      # the baseline is a stored run (plan_runs reused it)
         found = baseline_for(store, runs[0])
         baseline_runs = [found] if found is not None else []
@@ -243,9 +243,14 @@ def frontier(entries: list[dict], axes: list[dict]) -> list[dict]:
                        "points": [{"point": m["index"], "values": m["values"], "speedup": m["speedup"],
                                    "fidelity": m["fidelity"], "on_front": m in front} for m in members],
                        "front": [m["index"] for m in front], "knee": front[knee]["index"] if knee is not None else None,
-                       "knee_reason": None if knee is not None else (
-                           f"the front has {len(front)} point(s); a knee needs 3 or more with a bend")})
+                       "knee_reason": None if knee is not None else _no_knee(len(front))})
     return fronts
+
+
+def _no_knee(points: int) -> str:
+    if points < 3:
+        return f"the front has {points} point(s); a knee needs 3 or more"
+    return "no front point lies above the line between its ends: each step costs fidelity at least in proportion"
 
 
 def contributions(entries: list[dict]) -> list[dict]:

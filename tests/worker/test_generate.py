@@ -119,6 +119,7 @@ def test_generation_result_has_the_shared_fields(llama_gqa):
         assert key in gen, key
     assert gen["decode_token"]["n"] == 2 * gen["repetitions"] and gen["prefill"]["n"] == gen["repetitions"]
     assert gen["ttft_ms"] == gen["prefill"]["median_ms"] > 0
+    assert gen["decode_tokens_per_s"] == pytest.approx(1000 / gen["decode_token"]["median_ms"])
     assert gen["kv_cache_bytes"] == gen["kv_cache_expected_bytes"] and gen["kv_cache_tokens"] == 7
     # decode tokens/s of one generation = its decode steps over their summed time
     first = run.timed[0]

@@ -336,7 +336,9 @@ def generation_result(run: GenerationRun, config: Any, batch: int, prompt_tokens
         "decode_token": decode.to_dict() if decode else None,
         "ttft_ms": prefill.median_ms,
         "ttft_ci_ms": prefill.median_ci_ms,
-        "decode_tokens_per_s": rate_summary(decode_rates)["median"] if decode_rates else None,
+        # batch / median step: robust to a stalled step, and the same figure the decode speed-up uses
+        "decode_tokens_per_s": decode.throughput_per_s if decode else None,
+        # per-repetition rates (decode steps over their summed time), llama-bench's mean ± sd
         "decode_tokens_per_s_stats": rate_summary(decode_rates) if decode_rates else None,
         "e2e_tokens_per_s": rate_summary(e2e_rates)["median"],
         "e2e_tokens_per_s_stats": rate_summary(e2e_rates),

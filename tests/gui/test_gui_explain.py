@@ -4,6 +4,8 @@ from what is stored (result dicts shaped like the worker's, in a temporary store
 against a stand-in bridge, and the real bridge's up-front refusal without a worker."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from PySide6.QtCore import QObject, Signal
@@ -271,6 +273,10 @@ def test_run_dock_profile_box_sets_the_spec(qtbot):
     qtbot.addWidget(again)
     again.restore_state(state)
     assert again.profile_check.isChecked()
+    # the phases after timing say what they do (the measure bar is done: they are not timed)
+    panel.job_started(SimpleNamespace(spec=RunSpec(model="m", profile=True), label="m", id=1))
+    panel.handle_event({"type": "phase", "phase": "profile", "message": "per-op profile: 5 more iterations"})
+    assert "per-op profile" in panel.status_label.text() and panel.bars["measure"].value() == 1000
 
 
 def test_results_pane_has_the_tabs_and_fills_them_on_show(make_workbench):

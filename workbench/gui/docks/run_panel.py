@@ -22,7 +22,7 @@ PHASES = (("load", "Load"), ("optimize", "Optimize"), ("warmup", "Warm-up"), ("m
 # Which bar each worker phase drives.
 PHASE_BAR = {"load": "load", "reference": "load", "optimize": "optimize", "save": "optimize",
              "prepare": "warmup", "cold": "warmup", "warmup": "warmup", "measure": "measure",
-             "fidelity": "measure"}
+             "fidelity": "measure", "profile": "measure", "layers": "measure"}   # the last two: --profile
 STATUS_ICON = {"queued": "⏳", "running": "▶", "done": "✓", "failed": "✗", "cancelled": "■"}
 JOB_ROLE = Qt.ItemDataRole.UserRole
 DATA_FILTER = "NumPy archives (*.npz);;All files (*)"
@@ -451,9 +451,10 @@ class RunPanel(QWidget):
                 if self.bars[earlier].maximum() == 0 or self.bars[earlier].value() < 1000:
                     self._finish_bar(earlier, "skipped" if earlier == "optimize" and self._job is not None
                                      and not self._job.spec.plugins else "done")
-            if key == "measure" and phase == "fidelity":
+            if key == "measure" and phase != "measure":        # after timing: fidelity, then --profile's phases
                 self._finish_bar("measure", f"{self._measure_n} iterations")
-                self._set_status(f"{self._job_label()}: checking fidelity against the unoptimized model…")
+                self._set_status(f"{self._job_label()}: " + ("checking fidelity against the unoptimized model…"
+                                                             if phase == "fidelity" else event.get("message") or phase))
             elif key == "measure":
                 self._set_fraction("measure", 0.0)
                 self._set_status(f"{self._job_label()}: measuring…")

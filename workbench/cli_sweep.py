@@ -58,6 +58,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         plan = plan_sweep(store, spec_from_args(args), args.grid, repeat=args.repeat,
                           all_combinations=args.all_combinations, yes=args.yes, check_gpu=args.executor == "local")
         sweep_id = None
+        for reason in plan["skipped"]:
+            out.note(f"skipped {reason}")
     executor = make_executor(args.executor, store, address=args.address, require=args.require,
                              cpus_per_point=args.cpus_per_point, notify=out.note,
                              progress=lambda task: Progress(task.label, quiet=args.quiet, verbose=args.verbose))

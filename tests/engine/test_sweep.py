@@ -159,3 +159,11 @@ def test_parse_axis_types_values():
     assert parse_axis("prune.amount=0.1,0.5").values == [0.1, 0.5]
     assert parse_axis("dtype=float32,bfloat16").kind == "setting"
     assert parse_axis("power_limit=250,300").kind == "gpu"
+
+
+def test_a_sub_chain_that_cannot_run_alone_is_left_out_with_the_reason(store):
+    plan = plan_sweep(store, base("onnx_export", "fuse:method=onnxruntime"), [], all_combinations=True)
+    assert [(p["role"], p["combo"]) for p in plan["points"]] == [
+        ("baseline", []), ("point", ["onnx_export"]), ("point", ["onnx_export", "fuse"])]   # onnx_export alone: once
+    assert len(plan["skipped"]) == 1 and plan["skipped"][0].startswith("chain: fuse: ")
+    assert "needs an ONNX model" in plan["skipped"][0]

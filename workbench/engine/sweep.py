@@ -233,9 +233,18 @@ def plan_sweep(store: ResultsStore, base: RunSpec, grid: list[str], *, repeat: i
         raise SpecError(f"the grid has {count} points ({sizes}), more than {MAX_POINTS_WITHOUT_YES}: "
                         f"pass --yes to run them all ({count * repeat} runs with --repeat {repeat})")
     check_files_exist(base)
-    grid_points = expand(base, axes, all_combinations)
-    errors = [f"point {i + 1} ({_describe_point(p)}): {e}" for i, p in enumerate(grid_points)
-              if (e := _point_error(p)) is not None]
+    grid_points, skipped, errors = expand(base, axes, all_combinations), [], []
+    for i, p in enumerate(list(grid_points)):
+        error = _point_error(p)
+        if error is None:
+            continue
+        if p["combo"] is not None and len(p["combo"]) < len(base.plugins):
+            # a sub-chain that cannot run (a step needs what an earlier one makes): left out, like
+            # plan.combinations_plan does, rather than failing the others
+            skipped.append(f"{_describe_point(p)}: {error}")
+            grid_points.remove(p)
+        else:
+            errors.append(f"point {i + 1} ({_describe_point(p)}): {error}")
     if errors:
         more = f"; and {len(errors) - 3} more" if len(errors) > 3 else ""
         raise SpecError(f"{len(errors)} of {len(grid_points)} sweep points are invalid, nothing was run: "
@@ -243,7 +252,9 @@ def plan_sweep(store: ResultsStore, base: RunSpec, grid: list[str], *, repeat: i
     if check_gpu:
         _check_gpu_axes(grid_points, nvml_module)
     force = repeat >= MIN_PROCESSES or all_combinations or any(a.kind == "gpu" for a in axes)
-    return _with_baselines(store, base, axes, grid_points, repeat, all_combinations, force)
+    plan = _with_baselines(store, base, axes, grid_points, repeat, all_combinations, force)
+    plan["skipped"] = skipped
+    return plan
 
 
 def _check_gpu_axes(points: list[dict], nvml_module: Any) -> None:
@@ -263,6 +274,7 @@ def _with_baselines(store: ResultsStore, base: RunSpec, axes: list[Axis], grid_p
     since = time.time()
     settings = {a.name for a in axes if a.kind != "plugin"}     # what a baseline shares with its points
     references: dict[str, dict] = {}
+    measured = {_key(p["spec"], p["gpu"]) for p in grid_points}   # a reference the grid measures anyway
     planned = []
     for point in grid_points:
         spec = RunSpec.from_dict(point["spec"])
@@ -273,10 +285,11 @@ def _with_baselines(store: ResultsStore, base: RunSpec, axes: list[Axis], grid_p
         baseline = None
         for ref in extra:
             key = _key(ref.to_dict(), point["gpu"])
-            if key not in references:
+            if key not in references and key not in measured:
                 references[key] = {"role": "baseline", "spec": ref.to_dict(),
                                    "values": {k: v for k, v in point["values"].items() if k in settings},
-                                   "gpu": dict(point["gpu"]), "combo": [] if all_combinations else None}
+                                   "gpu": dict(point["gpu"]),
+                                   "combo": [s.name for s in ref.plugins] if all_combinations else None}
             if not ref.plugins:
                 baseline = key
         planned.append((point, baseline))

@@ -262,8 +262,10 @@ def contributions(entries: list[dict]) -> list[dict]:
         return []
     table: dict[tuple, dict[frozenset, dict]] = {}
     for e in combos:
-        figures = {"speedup": 1.0 if e["role"] == "baseline" else e.get("speedup"),
-                   "fidelity": 1.0 if e["role"] == "baseline" else e.get("fidelity")}
+        plain = e["role"] == "baseline" and not e["combo"]      # the empty sub-chain: the baseline itself
+        if e["role"] == "baseline" and not plain:
+            continue        # a conversion reference (onnx_export alone) is not one of the combinations
+        figures = {"speedup": 1.0 if plain else e.get("speedup"), "fidelity": 1.0 if plain else e.get("fidelity")}
         table.setdefault(_group_key(e, set(), with_combo=False), {})[frozenset(e["combo"])] = figures
     plugins = sorted({p for e in combos for p in e["combo"]})
     out = []

@@ -45,6 +45,10 @@ class SessionBridge(QObject):
     explainEvent = Signal(int, object)      # token, a layers/scan job's event dict (phase, progress)
     explainFinished = Signal(int, object)   # token, {"job", "run_id", "result", "step"} (already stored)
     explainFailed = Signal(int, str, str)   # token, message ("cancelled…" when cancelled), details
+    sweepStarted = Signal(int, object)      # sweep id, the queued jobs of its points
+    sweepPoint = Signal(int, object)        # sweep id, {"finished", "total", "label", "status", "error"}
+    sweepFinished = Signal(int, str, str)   # sweep id, status (done / interrupted), message
+    sweepFailed = Signal(str, str)          # message, details (nothing was run, or the core stopped)
 
     def __init__(self, db: str | Path | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -61,6 +65,8 @@ class SessionBridge(QObject):
         self._inspect_threads: list[threading.Thread] = []     # joined at shutdown: they run workers
         self._explain_cancel: threading.Event | None = None
         self._explain_thread: threading.Thread | None = None
+        self._sweep_cancel: threading.Event | None = None
+        self._sweep_thread: threading.Thread | None = None
         self._shut_down = False
         self._prewarm_timer = QTimer(self)      # owned by the bridge: it dies with it
         self._prewarm_timer.setSingleShot(True)
@@ -231,6 +237,66 @@ class SessionBridge(QObject):
         if self._explain_cancel is not None:
             self._explain_cancel.set()
 
+    # -- sweeps (engine.sweep; the points run as jobs of the queue) --------------------------------
+    def plan_sweep(self, spec: RunSpec, grid: list[str], repeat: int = 1) -> dict:
+        """The checked plan of a sweep (``engine.sweep.plan_sweep``, as ``workbench sweep`` makes it);
+        raises SpecError naming every invalid point, before anything runs."""
+        from ..engine.sweep import plan_sweep
+        return plan_sweep(self.store, spec, grid, repeat=repeat, check_gpu=False)
+
+    def start_sweep(self, plan: dict, name: str | None = None) -> threading.Thread:
+        """Store the sweep and run it (``engine.sweep.run_sweep``) in a thread, each point a job of the
+        queue. sweepStarted, sweepPoint and sweepFinished (or sweepFailed) answer."""
+        if self.sweeping():
+            raise WorkbenchError("a sweep is already running: wait for it or cancel it")
+        cancel = threading.Event()
+        self._sweep_cancel = cancel
+
+        def work() -> None:
+            from ..engine.sweep import create, pending_tasks, run_sweep
+            from ..results.sweeps import SweepRecord
+            from .sweep_runner import QueueExecutor
+            store = None
+            try:
+                store = ResultsStore(self.db_path)
+                preview = SweepRecord(0, 0.0, None, "running", None, plan["base_spec"]["model"], plan, None)
+                tasks = pending_tasks(preview)
+                executor = QueueExecutor(self.queue, "sweep")
+                executor.check(tasks)        # refused before the sweep is stored
+                sweep_id = create(store, plan, name)
+                executor.group = f"sweep-{sweep_id}"
+                executor.on_queued = lambda jobs: self._emit("sweepStarted", sweep_id, jobs)
+                finished = [0]
+
+                def on_point(task, outcome) -> None:
+                    finished[0] += 1
+                    self._emit("sweepPoint", sweep_id, {"finished": finished[0], "total": len(tasks),
+                                                        "label": task.label, "repeat": task.repeat,
+                                                        "status": outcome.status, "error": outcome.error,
+                                                        "run_id": outcome.run_id})
+
+                record = run_sweep(store, sweep_id, executor, cancel, on_point)
+                self._emit("sweepFinished", sweep_id, record.status, record.error or "")
+            except WorkbenchError as exc:
+                first, _, rest = str(exc).partition("\n")
+                self._emit("sweepFailed", first, rest.strip())
+            except Exception as exc:
+                self._emit("sweepFailed", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            finally:
+                if store is not None:
+                    store.close()
+
+        self._sweep_thread = self._start("workbench-sweep", work)
+        return self._sweep_thread
+
+    def sweeping(self) -> bool:
+        return self._sweep_thread is not None and self._sweep_thread.is_alive()
+
+    def cancel_sweep(self) -> None:
+        """Stop the sweep after the run in flight (stored as cancelled); it stays resumable."""
+        if self._sweep_cancel is not None:
+            self._sweep_cancel.set()
+
     # -- report ------------------------------------------------------------------------------------
     def write_report(self, run_ids: list[int], path: str) -> threading.Thread:
         """Render the report of ``run_ids`` to ``path`` in a thread (it may take seconds);
@@ -276,11 +342,13 @@ class SessionBridge(QObject):
         self._prewarm_timer.stop()
         self.cancel_inspect()
         self.cancel_explain()
+        self.cancel_sweep()
         stopped = self.queue.shutdown(timeout_s)
-        for thread in self._inspect_threads + ([self._explain_thread] if self._explain_thread else []):
+        for thread in self._inspect_threads + [t for t in (self._explain_thread, self._sweep_thread) if t]:
             thread.join(max(0.0, deadline - time.monotonic()))
         warm_workers.close()    # a spare never outlives the window
-        return stopped and not any(t.is_alive() for t in self._inspect_threads) and not self.explaining()
+        return (stopped and not any(t.is_alive() for t in self._inspect_threads) and not self.explaining()
+                and not self.sweeping())
 
 
 def _check_scan_step(spec: dict, plugin: dict) -> None:

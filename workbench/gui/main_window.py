@@ -141,6 +141,7 @@ class MainWindow(QMainWindow):
         self.runs.statusMessage.connect(self.statusBar().showMessage)
         self.runs.runsChanged.connect(self.results_split.runs_changed)
         self.runs.groupFinished.connect(self.select_runs)
+        self.runs.sweepFinished.connect(self.show_sweep)
         self.runs.errorOccurred.connect(self.show_error)
         self.bridge.busyChanged.connect(lambda _busy: self.cancel_action.setEnabled(self.bridge.is_busy()))
         self.bridge.reportDone.connect(self._report_done)
@@ -240,6 +241,8 @@ class MainWindow(QMainWindow):
                                   "Measure the plain model and the optimized one")
         self.all_action = action("Run &all combinations", lambda: self.start("all"), None,
                                  "Baseline, each checked plugin alone, and the full chain")
+        self.sweep_action = action("S&weep…", lambda: self.start("sweep"), None,
+                                   "A grid over settings and plugin parameters, with scaling curves and the sweet spot")
         self.cancel_action = action("&Cancel", self.cancel, ["Esc", "Ctrl+."],
                                     "Stop the running job and clear the queue")
         self.export_action = action("&Export report…", self.export_report, "Ctrl+E",
@@ -270,7 +273,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         run_menu = bar.addMenu("&Run")
-        for act in (self.run_action, self.pair_action, self.all_action, self.cancel_action):
+        for act in (self.run_action, self.pair_action, self.all_action, self.sweep_action, self.cancel_action):
             run_menu.addAction(act)
         view_menu = bar.addMenu("&View")
         for dock in self.docks():
@@ -386,10 +389,16 @@ class MainWindow(QMainWindow):
         self.run_action.setEnabled(self.run_panel.run_button.isEnabled())
         self.pair_action.setEnabled(self.run_panel.pair_button.isEnabled())
         self.all_action.setEnabled(self.run_panel.all_button.isEnabled())
+        self.sweep_action.setEnabled(self.run_panel.sweep_button.isEnabled())
 
     def select_runs(self, run_ids: list[int]) -> None:
         """Select these runs in the results table (and so show them in the charts)."""
         self.results_split.select_runs(run_ids)
+
+    def show_sweep(self, sweep_id: int) -> None:
+        """Bring the Results' Sweep tab forward with this sweep's charts."""
+        self.results_dock.raise_()
+        self.results_split.show_sweep(sweep_id)
 
     # -- report ----------------------------------------------------------------------------------------
     def export_report(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QWidget
 
 from ..engine.plan import check_chain, check_files_exist, combinations_plan, pair_plan
@@ -35,6 +35,7 @@ class RunControl(QObject):
     runsChanged = Signal(bool)          # the stored runs changed; True: reload now, False: soon (debounced)
     groupFinished = Signal(list)        # run ids of a finished pair / all-combinations group: compare them
     errorOccurred = Signal(str, str)    # message, details
+    sweepFinished = Signal(int)         # a sweep ended (done or interrupted): show it in the Results
 
     def __init__(self, bridge: SessionBridge, model_panel: ModelPanel, plugin_panel: PluginPanel,
                  run_panel: RunPanel, live: LivePlots, log: LogDock, dialog_parent: QWidget) -> None:
@@ -60,6 +61,11 @@ class RunControl(QObject):
         bridge.queueChanged.connect(self._queue_changed)
         bridge.busyChanged.connect(self._busy_changed)
         bridge.gpusFound.connect(self._gpus_found)
+        bridge.sweepStarted.connect(self._sweep_started)
+        bridge.sweepPoint.connect(self._sweep_point)
+        bridge.sweepFinished.connect(self._sweep_finished)
+        bridge.sweepFailed.connect(lambda message, detail: self.errorOccurred.emit(
+            f"Cannot run the sweep: {message}", detail))
 
     # -- what can run --------------------------------------------------------------------------------
     def run_problem(self) -> str | None:
@@ -158,6 +164,9 @@ class RunControl(QObject):
     def start(self, mode: str = "run") -> list[Job]:
         """Queue runs: "run" (the current chain), "pair" (baseline + variant) or "all" (baseline,
         each checked plugin alone, the full chain). Returns the queued jobs."""
+        if mode == "sweep":
+            self.open_sweep_dialog()
+            return []
         try:
             if mode == "run":
                 spec = self.build_spec()
@@ -183,11 +192,63 @@ class RunControl(QObject):
         return jobs
 
     def cancel(self) -> None:
+        self.bridge.cancel_sweep()      # its queued points are dropped with the rest below
         if self.bridge.is_busy():
             n = self.bridge.cancel_all()
             self.run_panel.cancelling()
             self.log.append("cancel requested" + (f" ({n} job(s))" if n else ""))
             self.statusMessage.emit("Cancelling…", 3000)
+
+    # -- sweeps (sweep_dialog.py; the points are runs of the queue) ----------------------------------
+    def open_sweep_dialog(self):
+        """Run ▸ Sweep…: the dialog over the current docks' run; Start queues the sweep."""
+        from .sweep_dialog import SweepDialog
+        if self.bridge.sweeping():
+            self.errorOccurred.emit("A sweep is already running: wait for it, or cancel it first", "")
+            return None
+        try:
+            spec = self.build_spec()
+        except WorkbenchError as exc:
+            self.errorOccurred.emit(f"Cannot plan a sweep: {exc}", "")
+            return None
+        note = ""
+        if spec.save_model:
+            spec.save_model = None
+            note = "The Save to field is ignored: a sweep does not save models."
+        dialog = SweepDialog(self.bridge, spec, self.dialog_parent, note)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.start_sweep(dialog.plan, dialog.name()))
+        dialog.open()
+        return dialog
+
+    def start_sweep(self, plan: dict | None, name: str | None = None) -> bool:
+        if plan is None:
+            return False
+        try:
+            self.bridge.start_sweep(plan, name)
+        except WorkbenchError as exc:
+            self.errorOccurred.emit(f"Cannot start the sweep: {exc}", "")
+            return False
+        self.log.append(f"sweep of {plan['base_spec']['model']}: {plan['grid_points']} point(s), "
+                        f"{len(plan['points']) * plan['repeat']} run(s) planned")
+        return True
+
+    def _sweep_started(self, sweep_id: int, jobs: list) -> None:
+        self.jobsQueued.emit()
+        self.log.append(f"sweep {sweep_id}: queued {len(jobs)} run(s)")
+
+    def _sweep_point(self, sweep_id: int, info: dict) -> None:
+        tail = "" if info["status"] == "done" else f": {info.get('error') or info['status']}"
+        self.log.append(f"[{info['finished']}/{info['total']}] {info['label']} (repeat {info['repeat'] + 1}): "
+                        f"{info['status']}{tail}")
+        self.statusMessage.emit(f"Sweep {sweep_id}: {info['finished']} of {info['total']} run(s) finished", 5000)
+
+    def _sweep_finished(self, sweep_id: int, status: str, message: str) -> None:
+        self.log.append(f"sweep {sweep_id} {status}" + (f": {message}" if message else ""))
+        self.statusMessage.emit(f"Sweep {sweep_id} {status}" + (" (resumable: workbench sweep --resume "
+                                                                f"{sweep_id})" if status != "done" else ""), 10000)
+        self.runsChanged.emit(True)
+        self.sweepFinished.emit(sweep_id)
 
     # -- GPUs ----------------------------------------------------------------------------------------
     def _gpus_found(self, env: dict) -> None:
@@ -253,7 +314,7 @@ class RunControl(QObject):
             self.log.append(f"cancelled: {job.label}" + (f" — {job.message}" if job.message else ""))
         else:
             self.log.append(f"failed: {job.label}: {job.message}")
-            if not self.closing:
+            if not self.closing and not job.group.startswith("sweep-"):   # a sweep goes on; its chart says
                 errors.show_error(f"Run “{job.label}” failed: {job.message or 'unknown reason'}", job.detail,
                                   self.dialog_parent)
         group = self._groups.get(job.group)

@@ -81,7 +81,7 @@ class QueueList(QListWidget):
 
 
 class RunPanel(QWidget):
-    runRequested = Signal(str)          # "run" | "pair" | "all"
+    runRequested = Signal(str)          # "run" | "pair" | "all" | "sweep" (opens the Sweep dialog)
     cancelRequested = Signal()
     settingsChanged = Signal()
     removeJobRequested = Signal(int)
@@ -183,6 +183,10 @@ class RunPanel(QWidget):
         self.all_button = QPushButton("Run all combinations")
         self.all_button.setObjectName("allButton")
         self.all_button.setToolTip("Queue the baseline, each checked plugin alone, and the full chain")
+        self.sweep_button = QPushButton("Sweep…")
+        self.sweep_button.setObjectName("sweepButton")
+        self.sweep_button.setToolTip("Run a grid over settings and plugin parameters (batch, prune.amount, …)")
+        self.sweep_button.clicked.connect(lambda: self.runRequested.emit("sweep"))
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setObjectName("cancelButton")
         self.cancel_button.setToolTip("Stop the running job and clear the queue (Esc or Ctrl+.)")
@@ -196,7 +200,8 @@ class RunPanel(QWidget):
         buttons.addWidget(self.run_button, 0, 0)
         buttons.addWidget(self.cancel_button, 0, 1)
         buttons.addWidget(self.pair_button, 1, 0, 1, 2)
-        buttons.addWidget(self.all_button, 2, 0, 1, 2)
+        buttons.addWidget(self.all_button, 2, 0)
+        buttons.addWidget(self.sweep_button, 2, 1)
 
         self.problem_label = QLabel()
         self.problem_label.setObjectName("runProblem")
@@ -378,8 +383,9 @@ class RunPanel(QWidget):
         self.run_button.setEnabled(ok)
         self.pair_button.setEnabled(ok and chain_len > 0)
         self.all_button.setEnabled(ok and chain_len > 0)
+        self.sweep_button.setEnabled(ok)
         reason = problem or ""
-        for button in (self.run_button, self.pair_button, self.all_button):
+        for button in (self.run_button, self.pair_button, self.all_button, self.sweep_button):
             button.setStatusTip(reason)
         if ok and chain_len == 0:
             tip = "check at least one plugin to compare a variant with the baseline"

@@ -1,6 +1,7 @@
 """The Results dock's contents: the runs table beside the charts of its selection, kept in step
 (the charts follow the selection, the table follows the store). The charts' tabs end with Profile
-and Layers, which explain the selected run from what it stored (issue 15)."""
+and Layers, which explain the selected run from what it stored (issue 15), and Sweep, the charts of a
+stored sweep (the selected run's, or the one picked there)."""
 from __future__ import annotations
 
 from typing import Any
@@ -12,6 +13,7 @@ from ...results.store import ResultsStore
 from .charts import ComparisonCharts
 from .layers_tab import LayersTab
 from .profile_tab import ProfileTab
+from .sweep_tab import SweepTab
 from .table import ResultsView
 
 
@@ -27,10 +29,11 @@ class ResultsPane(QSplitter):
         self.charts = ComparisonCharts()
         self.profile_tab = ProfileTab()
         self.layers_tab = LayersTab(bridge)       # without a bridge: no Compare / Scan buttons
+        self.sweep_tab = SweepTab()
         # in scroll areas: their tables and hints must not raise the Results dock's minimum height
         # (the window still lays out at 1280x720); a pane shorter than a tab scrolls it instead
         self._areas = {}
-        for tab, title in ((self.profile_tab, "Profile"), (self.layers_tab, "Layers")):
+        for tab, title in ((self.profile_tab, "Profile"), (self.layers_tab, "Layers"), (self.sweep_tab, "Sweep")):
             area = QScrollArea()
             area.setWidgetResizable(True)
             area.setFrameShape(QFrame.Shape.NoFrame)
@@ -89,6 +92,15 @@ class ResultsPane(QSplitter):
         if tab is not None and self._explained != (tab, ids):
             tab.show_runs(self.store, ids)
             self._explained = (tab, ids)
+
+    def show_sweep(self, sweep_id: int) -> None:
+        """Bring the Sweep tab forward with this sweep's charts."""
+        area = next(a for a, tab in self._areas.items() if tab is self.sweep_tab)
+        self.charts.tabs.blockSignals(True)
+        self.charts.tabs.setCurrentWidget(area)
+        self.charts.tabs.blockSignals(False)
+        self.sweep_tab.show_sweep(self.store, sweep_id)
+        self._explained = (self.sweep_tab, self.table.selected_run_ids())
 
     def stop(self) -> None:
         self._refresh_timer.stop()

@@ -13,7 +13,7 @@ import time
 from typing import Any, Callable
 
 from ..engine.executors import DoneCallback, PointOutcome, PointTask, StartCallback
-from ..engine.queue import CANCELLED, DONE, QUEUED, Job, JobQueue
+from ..engine.queue import CANCELLED, DONE, QUEUED, REMOVED, Job, JobQueue
 from ..errors import SpecError
 from ..spec import RunSpec
 
@@ -53,6 +53,7 @@ class QueueExecutor:
         self.on_queued(jobs)
         waiting = list(zip(tasks, jobs))
         started: set[int] = set()
+        cancel_rest = False
         while waiting:
             if cancel.is_set():
                 self._cancel([job for _task, job in waiting])
@@ -62,7 +63,12 @@ class QueueExecutor:
                     on_start(task)
                 if job.finished:
                     waiting.remove((task, job))
-                    on_done(task, outcome_of_job(job))
+                    outcome = outcome_of_job(job)
+                    on_done(task, outcome)
+                    if outcome.status == "cancelled" and job.message != REMOVED:
+                        cancel_rest = True      # the run in flight was stopped: so is the sweep (resumable)
+            if cancel_rest:
+                self._cancel([job for _task, job in waiting])
             if waiting:
                 time.sleep(POLL_S)
 

@@ -259,7 +259,7 @@ class SweepTab(QWidget):
         best = spot.get("best") if spot.get("found") else None
         if best is not None:
             plot.addItem(pg.InfiniteLine(pos=best["budget_ms"], angle=90, label=f"budget {fmt.ms(best['budget_ms'])}",
-                                         labelOpts={"position": 0.08, "color": SWEET_COLOR, "anchors": [(0, 1), (0, 1)]},
+                                         labelOpts={"position": 0.55, "color": SWEET_COLOR, "anchors": [(0, 0.5), (0, 0.5)]},
                                          pen=pg.mkPen(SWEET_COLOR, width=1, style=Qt.PenStyle.DashLine)))
             star = pg.ScatterPlotItem([best["latency_ms"]], [best["throughput"]], symbol="star", size=20,
                                       brush=pg.mkBrush(SWEET_COLOR), pen=pg.mkPen(style.foreground()))

@@ -112,6 +112,8 @@ class SweepTab(QWidget):
         plot = self.charts.addPlot(row=row, col=col)
         plot.getViewBox().setDefaultPadding(0.08)      # room for the points' names
         style.style_plot_item(plot)
+        for side in ("left", "bottom"):                # ticks are the values themselves (0.1, not 100 x0.001)
+            plot.getAxis(side).enableAutoSIPrefix(False)
         plot.setTitle(style.title_html(title, "9pt"))
         plot.setLabel("left", y_label)
         plot.setMenuEnabled(False)

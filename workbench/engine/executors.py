@@ -8,6 +8,7 @@ bundle that ``import_run`` writes into the local store as the point finishes.
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -261,7 +262,7 @@ class RayExecutor:
                 raise WorkbenchError(f"no Ray cluster reachable at {self.address}: {why}; start one with "
                                      "`ray start --head` and pass --address HOST:PORT of its head node")
         try:
-            ray.init(address=self.address, log_to_driver=False, logging_level="ERROR")
+            ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
         except Exception as exc:   # ConnectionError, or Ray's own errors for a bad address
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise WorkbenchError(f"no Ray cluster reachable at {_address_hint(self.address)}: {first}; start one "

@@ -182,8 +182,8 @@ COLUMNS: list[Column] = [
 ]
 # What tells the truth at a glance comes first and fits a narrow table (speed-up, its verdict, what it
 # cost in fidelity); the numbers behind it follow, context columns last.
-PRIORITY = ("id", "chain", "speedup", "verdict", "top1", "accuracy", "ppl", "next_tok")
-_ORDER = PRIORITY + ("p50", "p99", "throughput", "ttft", "tok_s", "size", "name", "status", "cosine", "rss", "gpu_mem", "power",
+PRIORITY = ("id", "chain", "speedup", "verdict", "top1", "accuracy")
+_ORDER = PRIORITY + ("ppl", "next_tok", "p50", "p99", "throughput", "ttft", "tok_s", "size", "name", "status", "cosine", "rss", "gpu_mem", "power",
                      "energy", "model", "device", "runtime", "duration", "tags")
 COLUMNS.sort(key=lambda c: _ORDER.index(c.key) if c.key in _ORDER else len(_ORDER))
 COLUMN_INDEX = {c.key: i for i, c in enumerate(COLUMNS)}

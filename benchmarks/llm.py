@@ -171,7 +171,9 @@ def main() -> int:
                 "plugin_reports": [{k: r.get(k) for k in ("plugin", "summary", "seconds")}
                                    for r in result.get("plugin_reports") or []],
                 "speedup": None, "speedup_ci": None, "verdict": None, "prefill_speedup": None,
-                "prefill_speedup_ci": None}
+                "prefill_speedup_ci": None,
+                # the worker got less CPU than its threads could use: its latencies are inflated
+                "cpu_contention": (result.get("contention") or {}).get("message")}
         if row:
             item.update(speedup=row["speedup"], speedup_ci=row["speedup_ci"], verdict=row["verdict"]["text"])
             base_prefill = ((baseline.result or {}).get("generation") or {}).get("prefill")
@@ -258,6 +260,9 @@ def main() -> int:
                                  "prompt_tokens": settings["prompt_len"], "new_tokens": gen_len,
                                  "gqa_llama_config": SMOKE_LLAMA if args.smoke else GQA_LLAMA,
                                  "rows": items, "generate_vs_hf": generate_vs_hf, "targets": TARGETS}, out_folder)
+    contended = [f"{item['model']} {item['variant']}" for item in items if item["cpu_contention"]]
+    if contended:
+        print(f"CPU contention (other processes took the CPU; latencies inflated) in: {', '.join(contended)}")
     print(f"wrote {path}")
     if args.smoke:
         check_smoke(path)

@@ -2,9 +2,10 @@
 """Regenerate the bundled demo assets (seeded, reproducible, CPU only, a few minutes on 2 cores).
 
     pip install 'workbench[demos]'                         # scikit-learn: the digits data
-    python -m workbench.assets.make_demos              # data + both models + speed checks
+    python -m workbench.assets.make_demos              # data + both models + speed checks, then tiny-lm
     python -m workbench.assets.make_demos --bench-only # re-measure the speed-ups with the existing weights
     python -m workbench.assets.make_demos --no-bench   # train only (speed figures are left out)
+    python -m workbench.assets.make_demos --no-tiny-lm # the digits demos only (tiny-lm: make_tiny_lm.py)
 
 Writes to the folder the demos are loaded from (``workbench.models.demos.assets_dir()``: the
 installed ``workbench.assets`` package, which is the repo's ``assets/`` in an editable install,
@@ -327,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     group = ap.add_mutually_exclusive_group()
     group.add_argument("--bench-only", action="store_true", help="keep data/weights, re-measure speed-ups")
     group.add_argument("--no-bench", action="store_true", help="skip the speed checks")
+    ap.add_argument("--no-tiny-lm", action="store_true", help="skip demo:tiny-lm (make_tiny_lm.py, minutes)")
     args = ap.parse_args(argv)
     if not args.bench_only:
         try:
@@ -416,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_count": os.cpu_count(),
             "threads": THREADS,
         },
-        "demos": records,
+        "demos": {**previous.get("demos", {}), **records},   # keeps tiny-lm's record (make_tiny_lm.py)
     }
     json_path.write_text(json.dumps(meta, indent=2) + "\n")
 
@@ -442,6 +444,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     total = sum(p.stat().st_size for p in out.iterdir() if p.suffix in (".npz", ".safetensors", ".json"))
     log(f"assets total: {total / 1e6:.2f} MB in {out}")
+    if not args.bench_only and not args.no_tiny_lm:
+        from workbench.assets import make_tiny_lm
+        log("train tiny-lm (make_tiny_lm.py)")
+        return make_tiny_lm.main(["--out", str(out)])
     return 0
 
 

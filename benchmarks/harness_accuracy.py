@@ -131,7 +131,7 @@ def main() -> int:
     cases = []
     data = demos.load_eval_data(demos.assets_dir() / "digits.npz")
     x = torch.from_numpy(np.ascontiguousarray(data["x_test"][:DEMO_DEFAULT_BATCH]))
-    for name in [SMOKE_DEMO] if args.smoke else demos.demo_names():
+    for name in [SMOKE_DEMO] if args.smoke else demos.demo_names("module"):
         spec = RunSpec(model=f"demo:{name}", threads=args.threads, iters=iters["demo"], duration_s=args.duration,
                        **warmup)
         cases.append((f"demo:{name} (batch {DEMO_DEFAULT_BATCH})", demos.build_demo_module(name), [x], spec, name))

@@ -25,7 +25,15 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 
 
 def _asset_files() -> list[str]:
-    return sorted(p.name for p in (REPO / "assets").iterdir() if p.is_file() and p.suffix != ".py")
+    """Every asset file, as a path relative to assets/ (tiny-lm/config.json)."""
+    root = REPO / "assets"
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_file() and p.suffix not in (".py", ".pyc"))
+
+
+def _shipped(name: str, pattern: str) -> bool:
+    """setuptools' package-data glob: ``*`` never crosses a folder."""
+    return name.count("/") == pattern.count("/") and fnmatch.fnmatch(name, pattern)
 
 
 def test_assets_resolve_through_importlib_resources(monkeypatch):
@@ -49,7 +57,7 @@ def test_pyproject_ships_every_asset_in_the_package():
     files = _asset_files()
     assert files, "no assets in the repo"
     for name in files:
-        assert any(fnmatch.fnmatch(name, pattern) for pattern in globs), f"{name} would not be in the wheel"
+        assert any(_shipped(name, pattern) for pattern in globs), f"{name} would not be in the wheel"
     for name in demos.demo_names():
         assert {demos.get_demo(name).weights, demos.get_demo(name).data} <= set(files)
 

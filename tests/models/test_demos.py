@@ -28,8 +28,9 @@ def digits():
 
 
 def test_catalog_entries_are_consistent():
-    assert demos.demo_names() == ["digits-cnn", "digits-transformer"]
-    for name in demos.demo_names():
+    assert demos.demo_names() == ["digits-cnn", "digits-transformer", "tiny-lm"]   # tiny-lm: test_demo_lm.py
+    assert demos.demo_names("module") == ["digits-cnn", "digits-transformer"]
+    for name in demos.demo_names("module"):
         entry = demos.get_demo(name)
         assert entry.name == name
         assert entry.summary and "\n" not in entry.summary
@@ -103,7 +104,7 @@ def test_eval_data_arrays(digits):
 def test_demos_json_records(digits):
     data = json.loads((ASSETS / "demos.json").read_text())
     assert data["data"]["n_test"] == len(digits["y_test"])
-    for name in demos.demo_names():
+    for name in demos.demo_names("module"):
         m = demos.demo_metrics(name)
         assert m, name
         for key in ("test_accuracy", "train_accuracy", "params", "bytes", "epochs", "seed"):
@@ -140,7 +141,7 @@ def test_weights_are_strict_fp32_state_dicts(tmp_path, monkeypatch):
     from safetensors.torch import load_file, save_file
     import torch
 
-    for name in demos.demo_names():
+    for name in demos.demo_names("module"):
         state = load_file(str(ASSETS / demos.get_demo(name).weights))
         floats = [t for t in state.values() if t.is_floating_point()]
         assert floats and all(t.dtype == torch.float32 for t in floats)

@@ -178,6 +178,12 @@ def _load_demo(name: str) -> LoadedModel:
         entry = demos.get_demo(name)
     except (KeyError, ValueError) as exc:
         raise ModelLoadError(str(exc).strip("'\"")) from None
+    if entry.kind == "hf":      # demo:tiny-lm: a Hugging Face folder, opened as any other one
+        try:
+            folder = demos.hf_demo_folder(name)
+        except FileNotFoundError as exc:
+            raise ModelLoadError(str(exc)) from None
+        return load_hf_folder(folder)
     module = demos.build_demo_module(name)
     data = demos.load_eval_data(demos.assets_dir() / entry.data)
     shape = [-1] + list(entry.input_shape[1:])

@@ -78,7 +78,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         finished[0] += 1
         tail = "" if outcome.status == "done" else f": {outcome.error}"
         out.note(f"[{finished[0]}] {task.label} (repeat {task.repeat + 1}): {outcome.status}"
-                 + (f" on {outcome.node}" if args.executor == "ray" and outcome.node else "") + tail)
+                 + (f" on node {outcome.node[:12]}" if args.executor == "ray" and outcome.node else "") + tail)
 
     record = run_sweep(store, sweep_id, executor, args.stop, on_point)
     out.note(f"sweep {sweep_id} {record.status} after {time.monotonic() - started:.0f} s")

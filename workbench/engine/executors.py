@@ -25,6 +25,7 @@ from ..spec import RunSpec, device_kind
 
 RAY_EXTRA = "pip install 'workbench[ray]'"
 RETRIES_ON_LOST_WORKER = 1      # a point whose node (or Ray worker) died is tried once more, then failed
+RAY_CONNECT_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -261,9 +262,26 @@ class RayExecutor:
             if why:
                 raise WorkbenchError(f"no Ray cluster reachable at {self.address}: {why}; start one with "
                                      "`ray start --head` and pass --address HOST:PORT of its head node")
-        try:
-            ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
-        except Exception as exc:   # ConnectionError, or Ray's own errors for a bad address
+        outcome: dict[str, Any] = {}
+
+        def connect() -> None:
+            try:
+                ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
+                outcome["ok"] = True
+            except Exception as exc:   # ConnectionError, or Ray's own errors for a bad address
+                outcome["error"] = exc
+
+        # ray.init retries for as long as the GCS answers TCP without completing its handshake (a head
+        # bound to another interface, another Ray version): a deadline turns that into an error.
+        thread = threading.Thread(target=connect, name="ray-connect", daemon=True)
+        thread.start()
+        thread.join(RAY_CONNECT_TIMEOUT_S)
+        if thread.is_alive():
+            raise WorkbenchError(f"the Ray cluster at {self.address} answers but did not complete the connection in "
+                                 f"{RAY_CONNECT_TIMEOUT_S:g} s (a head started on another interface than this "
+                                 "address, or another Ray version?); check `ray status` on the head node")
+        if "error" in outcome:
+            exc = outcome["error"]
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise WorkbenchError(f"no Ray cluster reachable at {_address_hint(self.address)}: {first}; start one "
                                  "with `ray start --head`, or pass --address HOST:PORT of its head node") from None
@@ -367,7 +385,7 @@ class RayExecutor:
         for ref in pending:
             self.ray.cancel(ref)        # not forced: the task stops its worker cleanly (KeyboardInterrupt)
         for ref, (task, attempt, _) in list(pending.items()):
-            on_done(task, PointOutcome("cancelled", error="cancelled: the sweep was stopped", attempts=attempt))
+            on_done(task, PointOutcome("cancelled", error="the sweep was stopped", attempts=attempt))
         pending.clear()
 
     def _fail_unplaceable(self, pending: dict, on_done: DoneCallback) -> None:

@@ -69,7 +69,8 @@ def render_sweep_text(analysis: dict) -> str:
     lines.extend(_findings(analysis))
     for e in analysis["points"]:
         for f in e["failures"]:
-            lines.append(f"point {e['index']} repeat {f['repeat']}: {f['status']}: {f['error']}")
+            if f["status"] == "failed":     # cancellations are in the counts and the sweep's own message
+                lines.append(f"point {e['index']} repeat {f['repeat']}: failed: {f['error']}")
     if analysis.get("error"):
         lines.append(analysis["error"])
     return "\n".join(lines)

@@ -194,6 +194,23 @@ def test_an_unreachable_address_is_named(store, monkeypatch):
         RayExecutor(store, "127.0.0.1:1")
 
 
+def test_a_cluster_that_never_completes_the_handshake_is_an_error_not_a_hang(store, monkeypatch):
+    import workbench.engine.executors as executors
+    release = threading.Event()
+
+    class Hanging(FakeRay):
+        def is_initialized(self):
+            return False
+
+        def init(self, **kwargs):       # what ray.init does when the GCS answers TCP but not Ray
+            release.wait(10)
+    monkeypatch.setitem(sys.modules, "ray", Hanging(None))
+    monkeypatch.setattr(executors, "RAY_CONNECT_TIMEOUT_S", 0.2)
+    with pytest.raises(WorkbenchError, match="did not complete the connection in 0.2 s"):
+        RayExecutor(store, "auto")
+    release.set()
+
+
 def test_a_run_bundle_round_trips_between_stores(store, tmp_path):
     node = ResultsStore(tmp_path / "node.sqlite")
     record = FakeSession(node).run(RunSpec(model="demo:digits-cnn", batch=4))

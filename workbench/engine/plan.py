@@ -57,6 +57,9 @@ def check_files_exist(spec: RunSpec) -> None:
     check_model_source(spec.model)
     if spec.data and not Path(spec.data).expanduser().is_file():
         raise SpecError(f"data file not found: {spec.data} (expected an .npz with x_test[, y_test, x_train, y_train])")
+    if spec.text:       # missing, empty, not UTF-8: refused now, not stored later as a failed run
+        from ..worker.text_inputs import read_text_file
+        read_text_file(spec.text)
 
 
 def check_model_source(model: str) -> None:

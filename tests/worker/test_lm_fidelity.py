@@ -136,7 +136,11 @@ def test_language_model_verdict_uses_agreement_and_perplexity():
     assert worse_ppl.level == LOSS and worse_ppl.text.endswith("perplexity +8.0 %, next-token agreement 99.5 % "
                                                                "(bound +5 %)")
     low_agreement = verdict_for(row(next_token_agreement=0.95, perplexity=10.0, perplexity_delta_pct=0.5))
-    assert low_agreement.level == LOSS and low_agreement.text.endswith("(gate 99 %)")
+    assert low_agreement.level == LOSS and low_agreement.text.endswith("(gate 97 %)")   # the default, for LMs
+    int8_like = verdict_for(row(next_token_agreement=0.984, perplexity=1.857, perplexity_delta_pct=0.12))
+    assert int8_like.level == WIN                   # near-tie flips that cost no perplexity pass the default
+    assert verdict_for(row(next_token_agreement=0.984, perplexity=1.857, perplexity_delta_pct=0.12),
+                       0.995).level == LOSS         # an explicit gate applies as given
     assert verdict_for(row(next_token_agreement=0.95, perplexity=10.0, perplexity_delta_pct=0.5), 0.9).level == WIN
     assert verdict_for(row(next_token_agreement=0.995, perplexity=10.8, perplexity_delta_pct=8.0), 0.99,
                        max_perplexity_increase_pct=10).level == WIN

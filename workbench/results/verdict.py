@@ -18,6 +18,11 @@ DEFAULT_MIN_FIDELITY = 0.99     # next-token agreement for LMs, top-1 agreement 
 # (in %, over the unoptimized model's, measured in the same run): int8 weight-only quantization of
 # a well-trained LM costs well under 1 %, a damaged model tens of %.
 DEFAULT_MAX_PERPLEXITY_INCREASE_PCT = 5.0
+# The default gate, read for a language model's next-token agreement. An argmax over thousands of
+# tokens flips on near-ties that cost nothing: lossless-in-perplexity int8 and bf16 of the demo LM
+# agree on 98.4-98.9 % of positions (benchmarks/results/llm.json), 8-bit LLM quantizations on about
+# 99 %, damaging 4-bit ones on 94-96 %. An explicit --min-fidelity other than 0.99 applies as given.
+DEFAULT_MIN_TOKEN_AGREEMENT = 0.97
 UNCHANGED = 0.9999              # at or above this (agreement and cosine), the outputs did not change
 # Verdict levels, and how every face colours them.
 WIN, LOSS, NOISE, BASELINE, FAILED = "win", "loss", "noise", "baseline", "failed"
@@ -98,6 +103,8 @@ def verdict_for(row: dict, min_fidelity: float = DEFAULT_MIN_FIDELITY,
         return Verdict(FAILED, row.get("status") or "not measured", None, "")
     fidelity_text = describe_fidelity(row)
     kind, score = fidelity_score(row)
+    if kind == "next-token agreement" and min_fidelity == DEFAULT_MIN_FIDELITY:
+        min_fidelity = DEFAULT_MIN_TOKEN_AGREEMENT
     fidelity_ok = None if score is None else (score >= min_fidelity and not row.get("nonfinite_outputs"))
     gate = f" (gate {100 * min_fidelity:g} %)" if "accuracy" not in fidelity_text else ""
     if kind == "next-token agreement":

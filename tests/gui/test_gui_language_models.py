@@ -10,9 +10,9 @@ from workbench.gui.results.columns import COLUMN_INDEX, COLUMNS, LANGUAGE_MODEL_
 from workbench.models.formats import is_model_file
 from workbench.spec import RunSpec
 
-CAUSAL = {"task": "causal-lm", "inputs": [{"name": "input_ids", "shape": [-1, 16], "dtype": "int64"},
+CAUSAL = {"hf": {"task": "causal-lm"}, "inputs": [{"name": "input_ids", "shape": [-1, 16], "dtype": "int64"},
                                           {"name": "attention_mask", "shape": [-1, 16], "dtype": "int64"}]}
-ENCODER = dict(CAUSAL, task="feature-extraction")
+ENCODER = dict(CAUSAL, hf={"task": "feature-extraction"})     # as ModelInfo.hf describes them
 IMAGE = {"task": None, "inputs": [{"name": "x", "shape": [-1, 1, 8, 8], "dtype": "float32"}]}
 
 

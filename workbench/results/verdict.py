@@ -66,6 +66,11 @@ def fidelity_score(row: dict) -> tuple[str | None, float | None]:
     return None, None
 
 
+def default_gate(row: dict) -> float:
+    """The default fidelity gate as it applies to ``row``'s gated figure (see DEFAULT_MIN_TOKEN_AGREEMENT)."""
+    return DEFAULT_MIN_TOKEN_AGREEMENT if fidelity_score(row)[0] == "next-token agreement" else DEFAULT_MIN_FIDELITY
+
+
 def perplexity_ok(row: dict, max_increase_pct: float = DEFAULT_MAX_PERPLEXITY_INCREASE_PCT) -> bool | None:
     """A language model's perplexity within the bound (None: no perplexity measured)."""
     delta = row.get("perplexity_delta_pct")
@@ -103,8 +108,8 @@ def verdict_for(row: dict, min_fidelity: float = DEFAULT_MIN_FIDELITY,
         return Verdict(FAILED, row.get("status") or "not measured", None, "")
     fidelity_text = describe_fidelity(row)
     kind, score = fidelity_score(row)
-    if kind == "next-token agreement" and min_fidelity == DEFAULT_MIN_FIDELITY:
-        min_fidelity = DEFAULT_MIN_TOKEN_AGREEMENT
+    if min_fidelity == DEFAULT_MIN_FIDELITY:
+        min_fidelity = default_gate(row)
     fidelity_ok = None if score is None else (score >= min_fidelity and not row.get("nonfinite_outputs"))
     gate = f" (gate {100 * min_fidelity:g} %)" if "accuracy" not in fidelity_text else ""
     if kind == "next-token agreement":

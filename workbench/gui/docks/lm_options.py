@@ -31,11 +31,17 @@ def text_file_problem(path: str) -> str | None:
     return None
 
 
+def model_task(info: dict | None) -> str | None:
+    """The Hugging Face task of a described model (``ModelInfo.hf``), None for other models."""
+    hf = (info or {}).get("hf") or {}
+    return hf.get("task") or (info or {}).get("task")
+
+
 def takes_tokens(info: dict | None) -> bool:
     """True for a model whose inputs are token ids (an HF language model or encoder)."""
     if not info:
         return False
-    if info.get("task") in ("causal-lm", "masked-lm", "feature-extraction", "sequence-classification",
+    if model_task(info) in ("causal-lm", "masked-lm", "feature-extraction", "sequence-classification",
                             "token-classification"):
         return True
     return any((i.get("name") or "") == "input_ids" for i in info.get("inputs") or [])
@@ -99,7 +105,7 @@ class LanguageModelOptions(QGroupBox):
         """Show the group for token models; offer generate only where the model can generate."""
         self.for_tokens = takes_tokens(info)
         self.setVisible(self.for_tokens)
-        self._task = (info or {}).get("task")
+        self._task = model_task(info)
         generate = self.scenario_combo.findData("generate")
         item = self.scenario_combo.model().item(generate)
         can_generate = self._task in (None, "causal-lm")

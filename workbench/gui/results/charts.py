@@ -22,7 +22,7 @@ from ...results.compare import compare_runs, verdict_text
 from ...results.distribution import latency_cdf
 from ...results.pareto import pareto_fronts
 from ...results.store import ResultsStore
-from ...results.verdict import BASELINE, DEFAULT_MIN_FIDELITY, LOSS, NOISE, WIN
+from ...results.verdict import BASELINE, DEFAULT_MIN_FIDELITY, LOSS, NOISE, WIN, default_gate
 from .. import plot_style as style
 from .columns import energy_text, model_name
 
@@ -202,6 +202,10 @@ class ComparisonCharts(QWidget):
     def _label(self, row: dict) -> str:
         return f"#{row['id']}"
 
+    def _gate(self) -> float:
+        """The default gate for these rows' gated figure (next-token agreement reads it lower)."""
+        return min((default_gate(r) for r in self.rows), default=DEFAULT_MIN_FIDELITY)
+
     def _baseline_row(self) -> dict | None:
         ids = {r["baseline_id"] for r in self.rows if r["baseline_id"] is not None and r["status"] == "done"}
         if len(ids) != 1:
@@ -270,7 +274,7 @@ class ComparisonCharts(QWidget):
         high = max(values.values())
         if metric.key == "p50_ms":
             high = max(high, self._error_bars(plot, present, ys))
-        reference = (DEFAULT_MIN_FIDELITY * scale if metric.key == FIDELITY and key != "accuracy"
+        reference = (self._gate() * scale if metric.key == FIDELITY and key != "accuracy"
                      else base_value)
         if reference is not None:
             plot.addItem(pg.InfiniteLine(pos=reference, angle=90, movable=False,
@@ -400,7 +404,7 @@ class ComparisonCharts(QWidget):
         baseline = self._baseline_row()
         dashed = [f"baseline #{baseline['id']}"] if baseline is not None else []
         if self.fidelity_metric in ("top1_agreement", "cosine"):
-            dashed.append(f"on fidelity, the {100 * DEFAULT_MIN_FIDELITY:g} % gate")
+            dashed.append(f"on fidelity, the {100 * self._gate():g} % gate")
         if dashed:
             lines.append(f"<span style='color:{muted}'>╌ dashed line: {'; '.join(dashed)}</span>")
         left_out = [f"{metric.title} ({self.placeholders[metric.key]})" for metric in BAR_METRICS

@@ -10,7 +10,7 @@ from ... import format as fmt
 from ...results.compare import verdict_text
 from ...results.stats import NOISE_RULE
 from ...results.store import RunRecord
-from ...results.verdict import BASELINE, DEFAULT_MIN_FIDELITY, FAILED, LOSS, NOISE, WIN, fidelity_score
+from ...results.verdict import BASELINE, FAILED, LOSS, NOISE, WIN, default_gate, fidelity_score
 
 
 def energy_text(joules: float | None) -> str:
@@ -77,7 +77,7 @@ def verdict_cell(row: dict) -> str:
 def gate_text(row: dict) -> str:
     """What the verdict gated the outputs on, and where this run stands."""
     kind, score = fidelity_score(row)
-    gate = f"{100 * DEFAULT_MIN_FIDELITY:g} %"
+    gate = f"{100 * default_gate(row):g} %"
     if kind is None:
         return f"fidelity gate: top-1 agreement (or cosine) ≥ {gate}; not measured for this run"
     ok = (row.get("verdict") or {}).get("fidelity_ok")

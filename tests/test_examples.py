@@ -201,6 +201,7 @@ def test_every_script_is_covered():
 
 
 @pytest.mark.slow
+@pytest.mark.extended           # ~5 CPU-minutes in all: run by .ci/run after the main suite
 @pytest.mark.timeout(TIMEOUT_S + 60)
 @pytest.mark.parametrize("script", discovered())
 def test_script_smoke(script, tmp_path):

@@ -104,6 +104,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     rows = [row_for(store, r, records, args.min_fidelity) for r in records]
     if args.all_combinations:
         out.text(comparison_table(rows))
+        contributions = plugin_contributions(records, rows)
+        for line in contributions_text(contributions):
+            out.text(line)
     else:
         out.text(render_run(records[-1], rows[-1] if records[-1].status == "done" else None))
     if args.json_out:
@@ -113,8 +116,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if run.status != "done":
                 payload.update(error=run.error, kind=f"run_{run.status}")
             payloads.append(payload)
-        out.json({"runs": payloads} if args.all_combinations else payloads[-1])
+        out.json({"runs": payloads, "contributions": contributions} if args.all_combinations else payloads[-1])
     return EXIT_OK if all(r.status == "done" for r in records) else EXIT_FAILED
+
+
+def plugin_contributions(records: list, rows: list[dict]) -> list[dict]:
+    """Each plugin's effect in an --all-combinations plan: with it vs without it, averaged over the
+    measured combinations of the others (``results.sweep_analysis.contributions``, the sweep's rule)."""
+    from .results.sweep_analysis import contributions
+    entries = []
+    for run, row in zip(records, rows):
+        if run.status != "done":
+            continue
+        combo = [step["name"] for step in run.spec.get("plugins") or []]
+        fidelity = row.get("next_token_agreement") or row.get("top1_agreement") or row.get("cosine")
+        entries.append({"values": {}, "combo": combo, "role": "variant" if combo else "baseline",
+                        "speedup": row.get("speedup"), "fidelity": fidelity})
+    return contributions(entries)
+
+
+def contributions_text(contributions: list[dict]) -> list[str]:
+    lines = []
+    for c in contributions:
+        if c["speedup_factor"] is None:
+            continue
+        fidelity = "" if c["fidelity_delta"] is None else f", fidelity {100 * c['fidelity_delta']:+.1f} pts"
+        lines.append(f"contribution of {c['plugin']}: {c['speedup_factor']:.2f}× speed{fidelity} "
+                     f"(with vs without it, over {c['pairs']} pair{'s' if c['pairs'] != 1 else ''})")
+    return lines
 
 
 def _run_one(session, spec: RunSpec, args: argparse.Namespace):

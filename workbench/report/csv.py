@@ -41,6 +41,10 @@ def _fid(key: str) -> Getter:
     return lambda run, report: (run["fidelity"] or {}).get(key)
 
 
+def _ex(section: str, key: str) -> Getter:
+    return lambda run, report: (((run.get("explain") or {}).get(section)) or {}).get(key)
+
+
 # (column, description, getter)
 CSV_COLUMNS: list[tuple[str, str, Getter]] = [
     ("id", "run id in the results store", lambda r, _: r["id"]),
@@ -112,6 +116,26 @@ CSV_COLUMNS: list[tuple[str, str, Getter]] = [
     ("runtime_speedup_ci_low", "95 % interval of runtime_speedup, low", _ci(0, "runtime_speedup_ci", "comparison")),
     ("runtime_speedup_ci_high", "95 % interval of runtime_speedup, high", _ci(1, "runtime_speedup_ci", "comparison")),
     ("runtime_speedup_significant", "false: inside the noise", _cmp("runtime_speedup_significant")),
+    ("profile_total_us", "profiled op time per iteration, microseconds (--profile runs)", _ex("profile", "total_us")),
+    ("profile_top_op", "the op with the most self time in the profile",
+     lambda r, _: ((((r.get("explain") or {}).get("profile") or {}).get("top_ops") or [{}])[0]).get("op")),
+    ("profile_explanation", "why the run is faster/slower than its baseline, from both profiles",
+     _ex("profile_diff", "sentence")),
+    ("layers_most_drift", "the layer whose output drifted most from the unoptimized model's",
+     lambda r, _: ((((r.get("explain") or {}).get("layers") or {}).get("rows") or [{}])[0]).get("name")),
+    ("layers_max_relative_error", "that layer's output relative error",
+     lambda r, _: ((((r.get("explain") or {}).get("layers") or {}).get("rows") or [{}])[0]).get("relative_error")),
+    ("ttft_ms", "generate runs: time to first token", _ex("generation", "ttft_ms")),
+    ("decode_tokens_per_s", "generate runs: decode throughput, tokens/s", _ex("generation", "decode_tokens_per_s")),
+    ("token_p50_ms", "generate runs: median per-token decode latency", _ex("generation", "token_p50_ms")),
+    ("token_p99_ms", "generate runs: 99th-percentile per-token decode latency", _ex("generation", "token_p99_ms")),
+    ("kv_cache_bytes", "generate runs: KV-cache size", _ex("generation", "kv_cache_bytes")),
+    ("perplexity", "language models: perplexity on held-out text", _ex("lm_fidelity", "perplexity")),
+    ("reference_perplexity", "the unoptimized model's perplexity on the same text",
+     _ex("lm_fidelity", "reference_perplexity")),
+    ("perplexity_delta_pct", "100 × (perplexity − reference) / reference", _ex("lm_fidelity", "perplexity_delta_pct")),
+    ("next_token_agreement", "fraction of positions with the unoptimized model's next token",
+     _ex("lm_fidelity", "next_token_agreement")),
 ]
 COLUMN_NAMES = [name for name, _, _ in CSV_COLUMNS]
 

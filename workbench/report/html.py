@@ -11,6 +11,7 @@ import json
 from typing import Any, Iterable
 
 from .charts import render_charts
+from .explain_render import explain_html
 from .text import (
     ENV_FIELDS, chain_steps, comparison_columns, env_differences, env_fingerprint, failure_line,
     fidelity_rows, group_rows, group_value_title, kpis, latency_rows, memory_power_rows, param_text,
@@ -247,6 +248,7 @@ def _runs(report: dict) -> str:
             out.append("<div><h4>Fidelity vs the unoptimized model</h4>"
                        + _kv((k, _e(v)) for k, v in fidelity_rows(run)) + "</div>")
         out.append("</div>")
+        out.append(explain_html(run))
         notes = run["warnings"] + run["flags"] + run["notes"]
         if notes:
             out.append("<h4>Notes and warnings</h4>" + _list(notes))

@@ -23,6 +23,7 @@ from ..results.pareto import pareto_fronts
 from .. import format as fmt
 from ..errors import WorkbenchError
 from .command import spec_to_argv
+from .explain_section import attach_explanations
 from ..results.stats import NOISE_RULE
 from ..results.store import ResultsStore, RunRecord
 from ..results.verdict import DEFAULT_MIN_FIDELITY, parse_min_fidelity
@@ -95,6 +96,7 @@ def build_report(store: ResultsStore, run_ids: list[int], criterion: str = "p50"
     for record in records:
         baseline = baseline_for(store, record, records)
         runs.append(_run_entry(store, record, baseline, by_id, runtime_baseline_for(store, record, records)))
+    attach_explanations(store, records, runs)      # profiles, layers, LM figures: why
     _mark_pareto(runs)
     summary = _summary(runs, crit)
     for run in runs:

@@ -15,6 +15,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from .charts import render_charts
+from .explain_render import explain_pdf
 from .text import (
     ENV_FIELDS, chain_steps, comparison_columns, env_differences, env_fingerprint, failure_line,
     fidelity_rows, group_rows, group_value_title, kpis, latency_rows, memory_power_rows, param_text,
@@ -386,6 +387,8 @@ def _run(run: dict, st: _Styles, width: float) -> list:
     grid.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0),
                               ("RIGHTPADDING", (0, 0), (-1, -1), gap), ("RIGHTPADDING", (-1, 0), (-1, 0), 0)]))
     out.append(grid)
+    out += explain_pdf(run, st, width, lambda rows, widths, header=True: _table(rows, widths, st, header=header),
+                       _Picture.make, CHART_DPI)
     notes = run["warnings"] + run["flags"] + run["notes"]
     if notes:
         out.append(Paragraph("NOTES AND WARNINGS", st.h2))

@@ -46,6 +46,12 @@ def _render(data: dict) -> str:
              f"{settings.get('image')} px; {settings.get('iters')} iterations / {settings.get('duration_s')} s "
              f"per run). Command: `python benchmarks/model_zoo.py --{settings.get('size', 'quick')} "
              f"--threads {settings.get('threads')}`.", ""]
+    measured = [c for c in cells if c["status"] in ("ok", "no change")]
+    contended = sum(1 for c in measured if c.get("contended"))
+    if contended:
+        lines += [f"† {contended} of {len(measured)} measured cells were flagged for CPU contention (other "
+                  "processes took part of the core their thread could use): their ratios are indicative; rerun "
+                  "on a quiet machine for published figures.", ""]
     lines += ["## Summary", "", "| architecture | " + " | ".join(STATUSES) + " |", "|---|" + "---:|" * len(STATUSES)]
     by_arch: dict[str, list[dict]] = {}
     for cell in cells:
@@ -80,7 +86,8 @@ def _result(cell: dict, group: list[dict]) -> str:
         speed = cell.get("speedup")
         mark = "" if speed is None else " inside the noise" if not cell.get("significant") else (
             " faster" if speed > 1 else " slower")
-        return f"{_ratio(speed, cell.get('speedup_ci'))}{mark}" if speed is not None else "no baseline"
+        dagger = " †" if cell.get("contended") else ""
+        return f"{_ratio(speed, cell.get('speedup_ci'))}{mark}{dagger}" if speed is not None else "no baseline"
     reason = _clip(cell.get("reason"), 220)
     if status in ("refused", "failed"):
         works = sorted({c["format"] for c in group if c["chain"] == cell["chain"] and c["status"] == "ok"})

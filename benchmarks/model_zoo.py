@@ -188,7 +188,8 @@ def run_cell(session, store, spec, since: float, sitting: list, stop=None) -> di
         runtime_speedup_ci=row.get("runtime_speedup_ci"), verdict=row["verdict"]["text"],
         top1_agreement=fidelity.get("top1_agreement"), cosine=fidelity.get("cosine"),
         size_bytes=row["size_bytes"], size_ratio=row["size_ratio"], layers=layers_changed(reports),
-        summary="; ".join(r.get("summary") or "" for r in reports), notes=record.result.get("notes") or [])
+        summary="; ".join(r.get("summary") or "" for r in reports), notes=record.result.get("notes") or [],
+        contended=bool((record.result.get("contention") or {}).get("contended")))
     if unchanged:
         out["reason"] = "; ".join(r.get("summary") or "" for r in reports)
     return out

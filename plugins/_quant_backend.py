@@ -373,10 +373,14 @@ def onnx_static_int8(proto: Any, workdir: Path, batches: list,
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
+    from onnx.helper import tensor_dtype_to_np_dtype
     names = _onnx_input_names(proto)
-    if len(names) != 1:
-        raise PluginError(f"quantize static_int8 calibrates single-input ONNX models (x_train feeds the input); "
-                          f"this model has {len(names)} inputs ({', '.join(names)})")
+    declared = {i.name: i.type.tensor_type.elem_type for i in proto.graph.input}
+    # Each input is fed as the graph declares it: token ids stay int64, masks int64, images float.
+    dtypes = [tensor_dtype_to_np_dtype(declared[n]) if declared.get(n) else np.float32 for n in names]
+    if batches and len(batches[0]) != len(names):
+        raise PluginError(f"quantize static_int8: the calibration batches carry {len(batches[0])} array(s) but the "
+                          f"ONNX model has {len(names)} inputs ({', '.join(names)})")
     notes: list[str] = []
     source = _preprocess(proto, workdir, notes)
 
@@ -390,7 +394,8 @@ def onnx_static_int8(proto: Any, workdir: Path, batches: list,
             on_batch(self.index)
             batch = batches[self.index]
             self.index += 1
-            return {names[0]: np.ascontiguousarray(batch[0].detach().cpu().numpy().astype(np.float32))}
+            return {name: np.ascontiguousarray(array.detach().cpu().numpy().astype(dtype))
+                    for name, array, dtype in zip(names, batch, dtypes)}
 
     target = workdir / "quantized_static_int8.onnx"
     with _quiet(), contextlib.redirect_stdout(io.StringIO()):

@@ -437,3 +437,23 @@ def test_skip_applies_to_the_int_methods_and_onnx_nodes(transformer_onnx, data, 
     assert report.extra["layers_skipped"] == {nodes[0]: "skip pattern"}
     assert nodes[0] not in report.layers_changed
     assert report.summary.startswith(f"{len(report.layers_changed)} of {len(nodes)} nodes quantized")
+
+
+def test_onnx_static_int8_feeds_token_ids_as_the_graph_declares_them(tmp_path):
+    """A token model's calibration batches reach ONNX Runtime as int64 ids, not floats."""
+    from workbench.plugin_api.onnx_export import export_to_onnx
+
+    class TokenModel(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed, self.head = nn.Embedding(50, 16), nn.Linear(16, 50)
+
+        def forward(self, ids):
+            return self.head(torch.relu(self.embed(ids)))
+
+    ids = torch.randint(0, 50, (4, 8))
+    proto = export_to_onnx(TokenModel().eval(), [ids])
+    data = {"x_train": np.random.default_rng(0).integers(0, 50, (64, 8)).astype(np.int64)}
+    context = PluginContext(device="cpu", dtype="float32", example_inputs=[ids], data=data, seed=0, workdir=tmp_path)
+    quantized, report = Quantize(method="static_int8", calibration_samples=64).run(proto, context)
+    assert report.extra["layers_quantized"] >= 1 and report.bytes_after < report.bytes_before

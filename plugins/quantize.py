@@ -193,6 +193,8 @@ class Quantize(Plugin):
             if method == "bf16" and device_kind(context.device) == "cpu":
                 notes.append(f"bf16 on this CPU: {backend.cpu_bf16_support()[1]}")
             result = backend.cast(model, "float16" if method == "fp16" else "bfloat16", context.device)
+            if _is_torchscript(model) or is_graph:
+                _check_cast_graph_runs(result.model, context, method)
         elif is_graph:
             batches = (self._calibration_batches(context, extra, notes) if method == "static_int8"
                        else [list(context.example_inputs)])
@@ -396,3 +398,22 @@ def _onnx_fixed_batch(proto: Any) -> int | None:
             return int(dims[0].dim_value)
         return None
     return None
+
+
+def _check_cast_graph_runs(model: Any, context: PluginContext, method: str) -> None:
+    """A TorchScript or .pt2 graph may record float32 ops (GPT-2's and Llama's masks, oneDNN's LSTM):
+    casting its weights then breaks it. One call on the example inputs tells, and a failure is this
+    step's refusal in one line instead of a crash while measuring."""
+    import torch
+    dtype = torch.float16 if method == "fp16" else torch.bfloat16
+    inputs = [t.to(dtype) if t.is_floating_point() else t for t in context.example_inputs]
+    try:
+        with torch.no_grad():
+            (model.module() if hasattr(model, "module") and not isinstance(model, torch.nn.Module) else model)(*inputs)
+    except Exception as exc:
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
+        # TorchScript puts the interpreter's preamble first and the real error last
+        first = next((line for line in reversed(lines) if "Error" in line), lines[0])[:200]
+        raise PluginError(f"quantize {method}: this {'TorchScript' if _is_torchscript(model) else '.pt2'} graph "
+                          f"records float32 operations, so casting its weights breaks it ({first}); load the model "
+                          "as a state_dict + factory or a Hugging Face folder to cast it") from None

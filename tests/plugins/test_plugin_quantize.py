@@ -457,3 +457,20 @@ def test_onnx_static_int8_feeds_token_ids_as_the_graph_declares_them(tmp_path):
     context = PluginContext(device="cpu", dtype="float32", example_inputs=[ids], data=data, seed=0, workdir=tmp_path)
     quantized, report = Quantize(method="static_int8", calibration_samples=64).run(proto, context)
     assert report.extra["layers_quantized"] >= 1 and report.bytes_after < report.bytes_before
+
+
+def test_bf16_of_a_torchscript_graph_that_records_float32_ops_is_refused_in_one_line(tmp_path):
+    class Recurrent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(8, 16, batch_first=True)
+
+        def forward(self, x):
+            return self.lstm(x)[0]
+
+    x = torch.rand(2, 4, 8)
+    scripted = torch.jit.trace(Recurrent().eval(), x)
+    context = PluginContext(device="cpu", dtype="float32", example_inputs=[x], data=None, seed=0, workdir=tmp_path)
+    with pytest.raises(PluginError, match="TorchScript graph records float32 operations.*state_dict") as refused:
+        Quantize(method="bf16").run(scripted, context)
+    assert "\n" not in str(refused.value)

@@ -219,6 +219,11 @@ class Quantize(Plugin):
         total, kinds = _totals(model, method, plan, layers, result, is_onnx)
         extra["layers_total"] = total
         extra["layer_types"] = kinds
+        recurrent = sum(n for kind, n in (kinds or {}).items() if kind in ("LSTM", "GRU"))
+        if recurrent and method == "dynamic_int8" and not is_onnx:
+            notes.append(f"{recurrent} LSTM/GRU layer(s) quantized: torch's dynamic int8 LSTM/GRU runs its own "
+                         "kernel, which can be several times slower than the fp32 one (0.12× on the model zoo's "
+                         "LSTM, docs/compatibility.md); compare, and keep them in float with skip= if so")
         if isinstance(plan, layers_of.LayerPlan):
             notes += plan.notes
             extra["layers_skipped"] = dict(plan.skipped)

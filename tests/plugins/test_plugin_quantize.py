@@ -474,3 +474,19 @@ def test_bf16_of_a_torchscript_graph_that_records_float32_ops_is_refused_in_one_
     with pytest.raises(PluginError, match="TorchScript graph records float32 operations.*state_dict") as refused:
         Quantize(method="bf16").run(scripted, context)
     assert "\n" not in str(refused.value)
+
+
+def test_dynamic_int8_of_an_lstm_warns_that_it_can_be_slower(tmp_path):
+    class Recurrent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm, self.head = nn.LSTM(8, 16, batch_first=True), nn.Linear(16, 4)
+
+        def forward(self, x):
+            return self.head(self.lstm(x)[0])
+
+    x = torch.rand(2, 4, 8)
+    context = PluginContext(device="cpu", dtype="float32", example_inputs=[x], data=None, seed=0, workdir=tmp_path)
+    _, report = Quantize(method="dynamic_int8").run(Recurrent().eval(), context)
+    assert report.extra["layer_types"] == {"LSTM": 1, "Linear": 1}
+    assert any("LSTM/GRU" in note and "slower" in note for note in report.notes)

@@ -97,3 +97,31 @@ def test_the_baseline_of_a_chain_on_onnx_runtime_is_the_model_on_its_own_runtime
     assert same is variant
     onnx_model = RunSpec(model="m.onnx", plugins=[PluginStep("quantize", {"method": "dynamic_int8"})])
     assert [s.describe_chain() for s in pair_plan(onnx_model)] == ["baseline", "quantize:method=dynamic_int8"]
+
+
+def test_generate_on_a_model_that_cannot_generate_is_refused_before_any_worker(tmp_path):
+    """config.json (or the demo catalog) is read without torch: an encoder folder, a non-HF model and
+    a causal LM forced to another task are usage errors; a causal LM folder and demo:tiny-lm pass."""
+    import json as _json
+    import sys as _sys
+
+    from workbench.engine.plan import check_files_exist
+    from workbench.errors import SpecError
+    from workbench.spec import RunSpec
+
+    def folder(name: str, architecture: str):
+        path = tmp_path / name
+        path.mkdir()
+        (path / "config.json").write_text(_json.dumps({"architectures": [architecture], "model_type": "x"}))
+        return str(path)
+
+    bert, gpt2 = folder("bert", "BertModel"), folder("gpt2", "GPT2LMHeadModel")
+    with pytest.raises(SpecError, match="opens as a feature-extraction model: use --scenario forward, or --task causal-lm"):
+        check_files_exist(RunSpec(model=bert, scenario="generate"))
+    with pytest.raises(SpecError, match="demo:digits-cnn is not one"):
+        check_files_exist(RunSpec(model="demo:digits-cnn", scenario="generate"))
+    with pytest.raises(SpecError, match="opens as a masked-lm model"):
+        check_files_exist(RunSpec(model=gpt2, scenario="generate", task="masked-lm"))
+    check_files_exist(RunSpec(model=gpt2, scenario="generate"))
+    check_files_exist(RunSpec(model="demo:tiny-lm", scenario="generate"))
+    check_files_exist(RunSpec(model=bert, scenario="generate", task="causal-lm"))

@@ -57,9 +57,32 @@ def check_files_exist(spec: RunSpec) -> None:
     check_model_source(spec.model)
     if spec.data and not Path(spec.data).expanduser().is_file():
         raise SpecError(f"data file not found: {spec.data} (expected an .npz with x_test[, y_test, x_train, y_train])")
+    if spec.scenario == "generate":
+        check_generates(spec)
     if spec.text:       # missing, empty, not UTF-8: refused now, not stored later as a failed run
         from ..worker.text_inputs import read_text_file
         read_text_file(spec.text)
+
+
+def check_generates(spec: RunSpec) -> None:
+    """--scenario generate needs a causal language model: refused here, before any worker starts,
+    when config.json (or the demo catalog) says the model is something else."""
+    from ..models.hf_load import is_hf_folder, source_task
+    if spec.model.startswith("demo:"):      # the catalog's HF demos are causal LMs (demo:tiny-lm)
+        from ..models.demos import DEMOS
+        entry = DEMOS.get(spec.model[5:])
+        task = (spec.task if spec.task != "auto" else "causal-lm") if entry is not None and entry.kind == "hf" else None
+    else:
+        task = source_task(spec.model, spec.task)
+    if task == "causal-lm":
+        return
+    if task is None and (spec.model.startswith("demo:") or not is_hf_folder(spec.model)):
+        raise SpecError("--scenario generate needs a causal language model (a Hugging Face folder such as a "
+                        f"*ForCausalLM, or demo:tiny-lm); {spec.model} is not one: use --scenario forward")
+    if task is not None:
+        raise SpecError(f"--scenario generate needs a causal language model; {spec.model} opens as a {task} "
+                        "model: use --scenario forward" + (", or --task causal-lm if the folder holds a causal LM"
+                                                           if task in ("feature-extraction", "masked-lm") else ""))
 
 
 def check_model_source(model: str) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .hf_tasks import ARCHITECTURE_SUFFIXES, task_of_architecture  # noqa: F401 (re-exported)
+
 # Task -> the transformers Auto class that builds it.
 AUTO_CLASSES = {
     "causal-lm": "AutoModelForCausalLM",
@@ -22,23 +24,8 @@ AUTO_CLASSES = {
     "image-classification": "AutoModelForImageClassification",
     "feature-extraction": "AutoModel",
 }
-# Architecture-name suffix -> task (a plain *Model is an encoder giving features).
-ARCHITECTURE_SUFFIXES = (
-    ("ForCausalLM", "causal-lm"), ("LMHeadModel", "causal-lm"), ("ForMaskedLM", "masked-lm"),
-    ("ForSequenceClassification", "sequence-classification"),
-    ("ForTokenClassification", "token-classification"),
-    ("ForImageClassification", "image-classification"), ("Model", "feature-extraction"),
-)
 RANDOM_WEIGHTS_NOTE = "random weights: speed figures only"
 POOLINGS = ("mean", "cls")
-
-
-def task_of_architecture(architecture: str) -> str | None:
-    """The task an ``architectures`` entry names (GPT2LMHeadModel -> causal-lm), or None."""
-    for suffix, task in ARCHITECTURE_SUFFIXES:
-        if architecture.endswith(suffix):
-            return task
-    return None
 
 
 @dataclass

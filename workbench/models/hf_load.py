@@ -63,6 +63,22 @@ def force_offline() -> None:
 
 
 # -- the folder, read without transformers ------------------------------------------------------
+def source_task(source: str, task: str = "auto") -> str | None:
+    """The task an HF folder will open as, read without torch from its config.json (``task`` when
+    it is given); None for other sources or an unreadable config."""
+    from .hf_tasks import task_of_architecture
+    folder = hf_folder_of(source)
+    if folder is None or not (folder / CONFIG).is_file():
+        return None
+    if task != "auto":
+        return task
+    try:
+        names = read_config(folder).get("architectures") or []
+    except ModelLoadError:
+        return None         # the worker says what is wrong with it
+    return task_of_architecture(str(names[0])) if names else None
+
+
 def read_config(folder: Path) -> dict:
     if not (folder / CONFIG).is_file():
         raise ModelLoadError(f"{folder} is a folder without {CONFIG}, so not a Hugging Face model folder "
@@ -131,7 +147,7 @@ def sentence_pooling(folder: Path) -> tuple[str, str | None]:
 
 def choose_task(config: dict, folder: Path, task: str) -> tuple[str, str]:
     """``(task, architecture named in config.json)``; ``task`` other than "auto" overrides."""
-    from .hf import task_of_architecture
+    from .hf_tasks import task_of_architecture
     architectures = config.get("architectures") or []
     named = str(architectures[0]) if architectures else ""
     if task != "auto":
@@ -206,7 +222,7 @@ def load_hf_folder(folder: Path, trust_pickle: bool = False, trust_remote_code: 
 
 
 def _auto_task(named: str) -> str | None:
-    from .hf import task_of_architecture
+    from .hf_tasks import task_of_architecture
     return task_of_architecture(named) if named else None
 
 

@@ -15,12 +15,11 @@ never pyplot).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 from ..errors import WorkbenchError
+from .files import write_atomically
 from .command import spec_to_command
 from .model import CRITERIA, CRITERION_HELP, build_report, parse_criterion
 from ..results.store import ResultsStore
@@ -68,20 +67,7 @@ def write_report(store: ResultsStore, run_ids: list[int], output: str | Path, cr
     render = format_for(path)
     report = build_report(store, list(run_ids), criterion)
     data = render(report)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise WorkbenchError(f"cannot write the report to {path}: {exc.strerror or exc}") from None
-    return path.resolve()
+    return write_atomically(path, data)
 
 
 __all__ = ["write_report", "build_report", "spec_to_command", "parse_criterion", "FORMATS", "CRITERIA",

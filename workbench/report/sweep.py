@@ -10,12 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 from ..errors import WorkbenchError
+from .files import write_atomically
 from ..results.store import ResultsStore
 from .sweep_text import _value_text, clean, render_sweep_text, special_points
 
@@ -116,17 +115,4 @@ def write_sweep_report(store: ResultsStore, analysis: dict, output: str | Path, 
     else:
         document = build_sweep_report(store, analysis, criterion)
         data = render_sweep_json(document) if suffix == ".json" else render_sweep_html(document)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise WorkbenchError(f"cannot write the report to {path}: {exc.strerror or exc}") from None
-    return path.resolve()
+    return write_atomically(path, data)

@@ -16,7 +16,7 @@ import time
 from . import format as fmt
 from .cli_args import UsageError, build_parser, spec_from_args, with_default_command
 from .engine.plan import check_files_exist, check_model_source
-from .cli_output import Output, Progress, render_run
+from .cli_output import Output, Progress, open_store, output, render_run
 from .cli_explain import cmd_layers, cmd_profile
 from .cli_sweep import COMMANDS as SWEEP_COMMANDS, cmd_report_sweep
 from .errors import SpecError, WorkbenchError
@@ -59,19 +59,6 @@ class stop_on_signals:
 
 
 # -- commands ------------------------------------------------------------------------------------
-def open_store(args: argparse.Namespace):
-    """The results store, with runs whose owning process is gone settled first (so no command
-    ever reports a dead run as `running`)."""
-    from .results.store import ResultsStore
-    store = ResultsStore(args.db)
-    store.settle_orphaned_runs()
-    return store
-
-
-def output(args: argparse.Namespace) -> Output:
-    return Output(args.json_out, quiet=args.quiet, verbose=args.verbose)
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     from .engine.plan import check_chain, combinations_plan, plan_note, plan_runs
     from .plugin_api import chain_warnings

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import format as fmt
 from .cli_args import UsageError
-from .cli_output import Output, Progress
+from .cli_output import Output, Progress, open_store, output
 from .errors import RunCancelled, WorkbenchError
 from .spec import PluginStep
 
@@ -25,15 +25,6 @@ NO_LAYERS_ONNX = ("its model is ONNX, whose layers run inside ONNX Runtime where
                   "run the same chain on the torch model (without onnx_export, --runtime torch) to compare layers")
 
 
-def _store(args: argparse.Namespace):
-    from .results.store import ResultsStore
-    store = ResultsStore(args.db)
-    store.settle_orphaned_runs()
-    return store
-
-
-def _output(args: argparse.Namespace) -> Output:
-    return Output(args.json_out, quiet=args.quiet, verbose=args.verbose)
 
 
 def _done_run(store, run_id: int):
@@ -67,8 +58,8 @@ def _profile_of(run) -> dict:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from .results.profile_diff import check_comparable
-    out = _output(args)
-    store = _store(args)
+    out = output(args)
+    store = open_store(args)
     run = _done_run(store, args.run_id)
     profile = _profile_of(run)
     if args.vs is None:
@@ -158,8 +149,8 @@ def _us(value: float) -> str:
 
 # -- layers --------------------------------------------------------------------------------------------
 def cmd_layers(args: argparse.Namespace) -> int:
-    out = _output(args)
-    store = _store(args)
+    out = output(args)
+    store = open_store(args)
     run = _done_run(store, args.run_id)
     _check_hookable(run)
     try:

@@ -13,6 +13,19 @@ from . import format as fmt
 from .results.compare import verdict_text
 
 
+def open_store(args: Any):
+    """The results store, with runs whose owning process is gone settled first (so no command
+    ever reports a dead run as `running`)."""
+    from .results.store import ResultsStore
+    store = ResultsStore(args.db)
+    store.settle_orphaned_runs()
+    return store
+
+
+def output(args: Any) -> Output:
+    return Output(args.json_out, quiet=args.quiet, verbose=args.verbose)
+
+
 class Output:
     """Routes a command's text and JSON by its ``--json`` and ``-q`` options."""
 

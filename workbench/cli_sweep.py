@@ -11,20 +11,11 @@ import argparse
 import time
 
 from .cli_args import UsageError, spec_from_args
-from .cli_output import Output, Progress
+from .cli_output import Output, Progress, open_store, output
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
-def _store(args: argparse.Namespace):
-    from .results.store import ResultsStore
-    store = ResultsStore(args.db)
-    store.settle_orphaned_runs()
-    return store
-
-
-def _output(args: argparse.Namespace) -> Output:
-    return Output(args.json_out, quiet=args.quiet, verbose=args.verbose)
 
 
 def _analysis(store, sweep_id: int, args: argparse.Namespace) -> dict:
@@ -42,11 +33,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .results.sweeps import SweepRecord
     from .telemetry.gpu_control import restore_leftover_settings
 
-    out = _output(args)
+    out = output(args)
     parse_latency_budget(args.latency_budget)          # a bad budget is refused before anything runs
     for line in restore_leftover_settings():           # GPU settings a killed sweep left here (one file check)
         out.note(line)
-    store = _store(args)
+    store = open_store(args)
     if args.resume is not None:
         if args.model or args.grid:
             raise UsageError("--resume continues a stored sweep with its own model and grid: drop MODEL and --grid")
@@ -98,8 +89,8 @@ def _show(out: Output, args: argparse.Namespace, analysis: dict) -> None:
 def cmd_sweeps(args: argparse.Namespace) -> int:
     from . import format as fmt
     from .results.sweeps import list_sweeps
-    out = _output(args)
-    store = _store(args)
+    out = output(args)
+    store = open_store(args)
     sweeps = list_sweeps(store, limit=args.limit)
     if args.json_out:
         out.json([{**{k: v for k, v in s.to_dict().items() if k not in ("plan", "points")},
@@ -120,8 +111,8 @@ def cmd_sweeps(args: argparse.Namespace) -> int:
 
 
 def cmd_show_sweep(args: argparse.Namespace) -> int:
-    out = _output(args)
-    analysis = _analysis(_store(args), args.sweep_id, args)
+    out = output(args)
+    analysis = _analysis(open_store(args), args.sweep_id, args)
     _show(out, args, analysis)
     return EXIT_OK
 
@@ -131,8 +122,8 @@ def cmd_report_sweep(args: argparse.Namespace) -> int:
     from .report.sweep import write_sweep_report
     if args.run_ids:
         raise UsageError("give either run ids or --sweep ID, not both")
-    out = _output(args)
-    store = _store(args)
+    out = output(args)
+    store = open_store(args)
     path = write_sweep_report(store, _analysis(store, args.sweep, args), args.output, criterion=args.criterion)
     if args.json_out:
         out.json({"path": str(path), "sweep": args.sweep})

@@ -38,22 +38,7 @@ class Session:
         """Load the model in a worker and return its ModelInfo dict (raises WorkbenchError)."""
         log = self.store.artifacts_root / "inspect" / f"{os.getpid()}-{threading.get_ident()}.log"
         worker = WorkerProcess({"job": "inspect", "spec": spec.to_dict()}, log, self.warm)
-        deadline = time.monotonic() + timeout_s
-        result = error = None
-        while True:
-            if (cancel is not None and cancel.is_set()) or time.monotonic() > deadline:
-                worker.request_stop()
-            try:
-                event = worker.next_event(timeout=0.1)
-            except queue.Empty:
-                continue
-            if event is None:
-                break
-            if event["type"] == "result":
-                result = event["result"]
-            elif event["type"] == "error":
-                error = event
-        code = worker.finish()
+        result, error, code, _reason = _collect(worker, timeout_s, cancel)
         if result is not None and isinstance(result.get("model_info"), dict):
             return result["model_info"]
         if error is not None:
@@ -74,30 +59,13 @@ class Session:
         payload = {"job": job, "spec": spec, "workdir": str(workdir), **(extra or {})}
         worker = WorkerProcess(payload, workdir / f"{job}.log", self.warm)
         timeout_s = timeout_s if timeout_s is not None else (spec.get("timeout_s") or 1800.0)
-        deadline = time.monotonic() + timeout_s
-        result = error = None
-        stop_reason = None
-        while True:
-            if stop_reason is None and cancel is not None and cancel.is_set():
-                stop_reason = getattr(cancel, "reason", None) or "cancelled by the user"
-            if stop_reason is None and time.monotonic() > deadline:
-                stop_reason = f"timed out after {timeout_s:g} s"
-            if stop_reason is not None:
-                worker.request_stop()
-            try:
-                event = worker.next_event(timeout=0.1)
-            except queue.Empty:
-                continue
-            if event is None:
-                break
+
+        def forward(event: dict) -> None:
             event["run_id"] = run_id
-            if event["type"] == "result":
-                result = event["result"]
-            elif event["type"] == "error":
-                error = event
             if on_event is not None:
                 on_event(event)
-        code = worker.finish()
+
+        result, error, code, stop_reason = _collect(worker, timeout_s, cancel, forward)
         if result is not None and error is None:
             return result
         if (error or {}).get("kind") == "cancelled" or (stop_reason or "").startswith("cancelled"):
@@ -400,3 +368,31 @@ def _telemetry_summary(sampler: Any, result: dict) -> dict:
 
 def _tail_hint(tail: str) -> str:
     return f"\n--- worker log (last lines) ---\n{tail}" if tail else ""
+
+
+def _collect(worker: WorkerProcess, timeout_s: float, cancel: threading.Event | None,
+             on_event: EventCallback | None = None) -> tuple[dict | None, dict | None, int | None, str | None]:
+    """Read a short job's events until the worker ends, asking it to stop once ``cancel`` is set or
+    ``timeout_s`` has passed: ``(result, error event, exit code, why it was stopped or None)``."""
+    deadline = time.monotonic() + timeout_s
+    result = error = stop_reason = None
+    while True:
+        if stop_reason is None and cancel is not None and cancel.is_set():
+            stop_reason = getattr(cancel, "reason", None) or "cancelled by the user"
+        if stop_reason is None and time.monotonic() > deadline:
+            stop_reason = f"timed out after {timeout_s:g} s"
+        if stop_reason is not None:
+            worker.request_stop()
+        try:
+            event = worker.next_event(timeout=0.1)
+        except queue.Empty:
+            continue
+        if event is None:
+            break
+        if event["type"] == "result":
+            result = event["result"]
+        elif event["type"] == "error":
+            error = event
+        if on_event is not None:
+            on_event(event)
+    return result, error, worker.finish(), stop_reason

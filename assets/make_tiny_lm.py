@@ -27,13 +27,13 @@ import math
 import os
 import pathlib
 import platform
-import random
 import sys
 import time
 
 import numpy as np
 import torch
 
+from workbench.assets.make_demos import set_seed   # one seeding rule for every demo
 from workbench.models import demos
 from workbench.worker import text_inputs
 
@@ -53,15 +53,6 @@ RECIPE = dict(steps=400, batch_size=8, seq_len=256, lr=3e-3, min_lr_ratio=0.05, 
 
 def log(msg: str) -> None:
     print(msg, flush=True)
-
-
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    # deterministic mode would also NaN-fill every fresh tensor: slow and pointless here
-    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def file_sha256(path: pathlib.Path) -> str:

@@ -164,13 +164,16 @@ def run_cell(session, store, spec, since: float, sitting: list, stop=None) -> di
         planned = plan_runs(store, spec, since=since)
     except WorkbenchError as exc:
         return {"status": "refused", "reason": str(exc), "when": "before the run"}
+    from workbench.engine.runner import run_planned
+    from workbench.errors import VariantsRefused
     started = time.monotonic()
-    records = []
-    for planned_spec in planned:
-        records.append(session.run(planned_spec, cancel=stop))
-        if records[-1].status == "cancelled":
-            raise Stopped(records[-1].error)
-        sitting.append(records[-1])
+    try:
+        records, _ = run_planned(session, planned, cancel=stop)
+    except VariantsRefused as exc:   # refused on the loaded model, before the baseline was timed
+        return {"status": "refused", "reason": str(exc), "when": "after loading, before timing"}
+    sitting.extend(records)
+    if records[-1].status == "cancelled":
+        raise Stopped(records[-1].error)
     record = records[-1]
     out = {"run_id": record.id, "seconds": round(time.monotonic() - started, 1),
            "baselines_measured": len(records) - 1}

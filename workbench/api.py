@@ -55,11 +55,8 @@ def bench(model: str | Path, plugins: str | PluginStep | Iterable[str | PluginSt
     store.settle_orphaned_runs()
     from .engine.session import Session   # imported here: only a bench needs the process machinery
     session = Session(store)
-    records: list[RunRecord] = []
-    for planned in plan_runs(store, spec, baseline=baseline):
-        records.append(session.run(planned, on_event=on_event))
-        if records[-1].status == "cancelled":
-            break
+    from .engine.runner import run_planned
+    records, _ = run_planned(session, plan_runs(store, spec, baseline=baseline), lambda _spec: on_event)
     return Run(records[-1], store, selection=records)
 
 

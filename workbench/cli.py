@@ -62,6 +62,7 @@ class stop_on_signals:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .engine.plan import check_chain, combinations_plan, plan_note, plan_runs
     from .plugin_api import chain_warnings
+    from .engine.runner import run_planned
     from .engine.session import Session
     from .results.compare import comparison_table, row_for
 
@@ -83,11 +84,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         planned = plan_runs(store, spec, baseline=not args.no_baseline)
         if plan_note(spec, planned):
             out.note(plan_note(spec, planned))
-    records = []
-    for planned_spec in planned:
-        records.append(_run_one(session, planned_spec, args))
-        if records[-1].status == "cancelled" or args.stop.is_set():
-            break   # the user asked to stop: do not start the next run
+    records, refused = run_planned(session, planned, lambda s: _progress(s, args), args.stop,
+                                   require_last=not args.all_combinations)
+    for reason in refused:
+        out.note(f"skipped {reason}")
     rows = [row_for(store, r, records, args.min_fidelity) for r in records]
     if args.all_combinations:
         out.text(comparison_table(rows))
@@ -133,10 +133,8 @@ def contributions_text(contributions: list[dict]) -> list[str]:
     return lines
 
 
-def _run_one(session, spec: RunSpec, args: argparse.Namespace):
-    label = spec.label or spec.describe_chain()
-    progress = Progress(label, quiet=args.quiet, verbose=args.verbose)
-    return session.run(spec, on_event=progress, cancel=args.stop)
+def _progress(spec: RunSpec, args: argparse.Namespace) -> Progress:
+    return Progress(spec.label or spec.describe_chain(), quiet=args.quiet, verbose=args.verbose)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -30,6 +30,11 @@ class PluginError(WorkbenchError):
     """A plugin chain is invalid, or a plugin failed while applying."""
 
 
+class VariantsRefused(PluginError):
+    """Every variant planned after a baseline is refused for the loaded model (``Plugin.check_model``):
+    the baseline worker stops before timing anything, as there would be nothing to compare it with."""
+
+
 class RunCancelled(WorkbenchError):
     """The user (or a timeout) stopped the run."""
 

@@ -11,9 +11,9 @@ import os
 import queue
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-from ..errors import StoreError, WorkbenchError
+from ..errors import StoreError, VariantsRefused, WorkbenchError
 from ..spec import RunSpec, device_kind
 from ..results.generation import attach_energy_per_token
 from ..results.store import ResultsStore, RunRecord
@@ -76,11 +76,18 @@ class Session:
 
     # -- run -------------------------------------------------------------------------------------
     def run(self, spec: RunSpec, on_event: EventCallback | None = None,
-            cancel: threading.Event | None = None) -> RunRecord:
+            cancel: threading.Event | None = None, check_variants: Sequence[RunSpec] = (),
+            required: RunSpec | None = None) -> RunRecord:
+        """Measure ``spec`` in a worker and store it. ``check_variants`` (for a baseline): the variants
+        planned after it, whose chains the worker checks on the loaded model before timing anything.
+        Their refusals come back as ``record.variant_refusals``; when every one is refused, or
+        ``required`` (the one the user asked for) is, nothing is timed, the run is not kept and
+        ``VariantsRefused`` is raised."""
         with self.warm.running():   # no spare starts importing beside a measurement
-            return self._run(spec, on_event, cancel)
+            return self._run(spec, on_event, cancel, list(check_variants), required)
 
-    def _run(self, spec: RunSpec, on_event: EventCallback | None, cancel: threading.Event | None) -> RunRecord:
+    def _run(self, spec: RunSpec, on_event: EventCallback | None, cancel: threading.Event | None,
+             check_variants: list[RunSpec], required: RunSpec | None = None) -> RunRecord:
         from .environment import collect_environment
         from ..telemetry.sampler import TelemetrySampler
 
@@ -93,8 +100,13 @@ class Session:
         environment = collect_environment(include_gpu=device_kind(spec.device) == "cuda")
         self.store.update_environment(run_id, environment)
 
-        worker = WorkerProcess({"job": "run", "spec": spec.to_dict(), "workdir": str(workdir)},
-                               workdir / "worker.log", self.warm)
+        job = {"job": "run", "spec": spec.to_dict(), "workdir": str(workdir)}
+        if check_variants:
+            job["check_variants"] = [{"label": v.label or v.describe_chain(), "runtime": v.runtime,
+                                      "plugins": v.to_dict()["plugins"], "required": v is required}
+                                     for v in check_variants]
+        worker = WorkerProcess(job, workdir / "worker.log", self.warm)
+        refusals: list = []
         gpu_index = _gpu_index(spec.device, (environment.get("gpu") or {}).get("gpus") or [])
         sampler = TelemetrySampler(worker.pid, rate_hz=spec.telemetry_hz, gpu_index=gpu_index,
                                    on_samples=lambda batch: worker.events.put(
@@ -155,6 +167,9 @@ class Session:
                     elif kind == "started":
                         worker.note_started(event)
                         writer.event(event)
+                    elif kind == "variants_checked":
+                        refusals = list(event["refusals"])
+                        writer.event(event)
                     elif kind == "model_info" and event.get("stage") == "original":
                         model_inputs = event["info"].get("inputs") or []
                         writer.event(event)
@@ -205,6 +220,12 @@ class Session:
             self.store.update_environment(run_id, environment)
         except StoreError:
             pass    # the result matters more: finish_run below raises if the store cannot be written at all
+        if error is not None and error.get("kind") == VariantsRefused.__name__:
+            # Nothing was timed and no variant can run: no run to keep, the refusal is the answer.
+            self.store.delete_run(run_id)
+            emit({"type": "run_finished", "run_id": run_id, "status": "refused", "message": error["message"],
+                  "t": time.monotonic()})
+            raise VariantsRefused(error["message"])
         if status != "done":
             result = {"telemetry_status": sampler.status, "partial": True}
             if store_failure is None:
@@ -216,6 +237,7 @@ class Session:
         # If even this write fails the StoreError reaches the caller; the worker is already gone.
         self.store.finish_run(run_id, status, result, message, detail)
         record = self.store.get_run(run_id)
+        record.variant_refusals = refusals
         emit({"type": "run_finished", "run_id": run_id, "status": status, "message": message,
               "t": time.monotonic()})
         return record

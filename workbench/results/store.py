@@ -197,6 +197,8 @@ class RunRecord:
     error: str | None
     error_detail: str | None
     work: dict = field(default_factory=dict)      # {"files": {model/data/text: sha256}} (workkey)
+    # Not stored: set by Session.run on a baseline that checked the variants planned after it.
+    variant_refusals: list = field(default_factory=list)
 
     @property
     def label(self) -> str:

@@ -48,6 +48,8 @@ _KINDS = (
     EventKind("model_info", WORKER, "what the model is, before and after the plugin chain",
               {"stage": "str", "info": "dict"}),
     EventKind("plugin_report", WORKER, "what one plugin step changed", {"report": "dict"}),
+    EventKind("variants_checked", WORKER, "a baseline checked the variants planned after it on the loaded model: "
+              "None or the refusal, one per variant", {"refusals": "list"}),
     EventKind("artifact", WORKER, "the optimized model was saved", {"path": "str"},
               {"kind": "str", "bytes": "int", "sha256": "str"}),
     EventKind("latency_batch", WORKER, "timed iterations of the cold, warmup or measure phase (generate: "

@@ -151,6 +151,12 @@ def check_llm(out: Path) -> None:
     versus = data["generate_vs_hf"]
     assert _positive(versus["ours_median"]) and _positive(versus["generate_median"])
 
+def check_telemetry_overhead(out: Path) -> None:
+    data = _json(out / "telemetry_overhead.json", ["machine", "rows", "goal_share"])
+    assert [r["rate_hz"] for r in data["rows"]] == [10.0, 50.0]
+    assert all(r["samples"] > 1 and r["cpu_s"] > 0 and r["nvml"] == "ok" for r in data["rows"]), data["rows"]
+
+
 def check_sweeps(out: Path) -> None:
     data = _json(out / "sweeps.json", ["machine", "settings", "overhead", "noise"])
     assert all(_positive(v) for v in data["overhead"]["sweep_wall_s"] + data["overhead"]["bench_wall_s"])
@@ -161,6 +167,7 @@ def check_sweeps(out: Path) -> None:
 # script (relative to the repo) -> (checks of its --out folder, committed files it must leave alone)
 SCRIPTS = {
     "benchmarks/sweeps.py": (check_sweeps, ["benchmarks/results/sweeps.json"]),
+    "benchmarks/telemetry_overhead.py": (check_telemetry_overhead, ["benchmarks/results/telemetry_overhead.json"]),
     "benchmarks/harness_accuracy.py": (check_harness_accuracy, ["benchmarks/results/harness_accuracy.json"]),
     "benchmarks/optimizations.py": (check_optimizations, ["benchmarks/results/optimizations.json"]),
     "benchmarks/report_speed.py": (check_report_speed, ["benchmarks/results/report_speed.json"]),

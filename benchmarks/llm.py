@@ -40,6 +40,10 @@ PRUNE = "prune:method=structured,amount=0.3"
 # a step is ~0.2 ms of matmuls inside ~1.9 ms of per-layer Python work, so int8 cannot pay off there.
 LLAMA_INT8 = ["quantize:method=dynamic_int8", "quantize:method=weight_only_int8"]
 LLAMA_PROMPT_LEN = 128      # the issue's own example prompt; prefill is then mostly matmuls
+# --device cuda: a ~1.1 B-parameter Llama (TinyLlama's shape, random weights) in bf16 and int4 weight-only.
+GPU_LLAMA = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
+                 num_key_value_heads=4, vocab_size=32000, max_position_embeddings=2048)
+GPU_VARIANTS = ["quantize:method=bf16", "quantize:method=int4", "quantize:method=weight_only_int8"]
 GQA_LLAMA = dict(hidden_size=512, intermediate_size=1376, num_hidden_layers=4, num_attention_heads=8,
                  num_key_value_heads=2, vocab_size=32000, max_position_embeddings=2048)
 SMOKE_LLAMA = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -70,13 +74,15 @@ import json, sys, time, numpy as np, torch
 from workbench.models.loaders import load_model
 from workbench.worker.generate import GreedyDecoder
 source, threads, gen_len, rounds, prompt_path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+device = sys.argv[6]
 torch.set_num_threads(threads)
 torch.manual_seed(0)
-lm = load_model(source).model.model.eval()
-prompt = torch.from_numpy(np.load(prompt_path))
+lm = load_model(source).model.model.eval().to(device)
+prompt = torch.from_numpy(np.load(prompt_path)).to(device)
+sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 options = dict(max_new_tokens=gen_len, min_new_tokens=gen_len, do_sample=False, eos_token_id=None, pad_token_id=0,
                attention_mask=torch.ones_like(prompt))
-decoder = GreedyDecoder(lm)
+decoder = GreedyDecoder(lm, device)
 tokens = prompt.shape[0] * gen_len
 generate_rates, loop_rates, same = [], [], True
 with torch.no_grad():
@@ -84,19 +90,20 @@ with torch.no_grad():
         lm.generate(prompt, **options)
         decoder.run(prompt, gen_len)
     for _ in range(rounds):
-        t0 = time.perf_counter()
+        sync(); t0 = time.perf_counter()
         out = lm.generate(prompt, **options)
-        generate_rates.append(tokens / (time.perf_counter() - t0))
+        sync(); generate_rates.append(tokens / (time.perf_counter() - t0))
         t0 = time.perf_counter()
         ours = decoder.run(prompt, gen_len)
-        loop_rates.append(tokens / (time.perf_counter() - t0))
+        sync(); loop_rates.append(tokens / (time.perf_counter() - t0))
         assert out.shape[1] == prompt.shape[1] + gen_len
         same = same and bool(torch.equal(out[:, prompt.shape[1]:], ours.tokens))
 print(json.dumps({"generate": generate_rates, "loop": loop_rates, "same_tokens": same}))
 """
 
 
-def hf_generate_rates(source: str, prompt, threads: int, gen_len: int, repetitions: int, workdir: Path) -> dict:
+def hf_generate_rates(source: str, prompt, threads: int, gen_len: int, repetitions: int, workdir: Path,
+                      device: str = "cpu") -> dict:
     """{"generate": tok/s per call, "loop": our decoder's tok/s per call (same process, alternating),
     "same_tokens": both produced the same tokens}."""
     import numpy as np
@@ -105,7 +112,7 @@ def hf_generate_rates(source: str, prompt, threads: int, gen_len: int, repetitio
     path = workdir / "prompt.npy"
     np.save(path, prompt)
     done = subprocess.run([sys.executable, "-c", _HF_GENERATE, source, str(threads), str(gen_len), str(repetitions),
-                           str(path)], env=worker_environment(), capture_output=True, text=True, timeout=1200)
+                           str(path), device], env=worker_environment(), capture_output=True, text=True, timeout=1200)
     if done.returncode != 0:
         raise RuntimeError(f"the model.generate loop failed: {done.stderr.strip().splitlines()[-1:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -124,6 +131,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=3.0, help="timed seconds per run (at least)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of ours vs model.generate")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda[:N]: the Llama rows use a 1.1 B config in "
+                        "bf16 / int4 / int8 weight-only, with energy per token")
     add_smoke_arguments(parser)
     args = parser.parse_args()
     out_folder = output_dir(args, "llm")
@@ -138,8 +147,9 @@ def main() -> int:
     workdir = tempfile.TemporaryDirectory(prefix="wb-llm-")
     root = Path(workdir.name)
     settings = {"threads": args.threads, "iters": 100, "duration_s": args.duration, "prompt_len": PROMPT_LEN,
-                "gen_len": GEN_LEN, "scenario": "generate"}
-    llama = llama_folder(root, GQA_LLAMA)
+                "gen_len": GEN_LEN, "scenario": "generate", "device": args.device}
+    cuda = args.device.startswith("cuda")
+    llama = llama_folder(root, GPU_LLAMA if cuda and not args.smoke else GQA_LLAMA)
     demo = DEMO_LM if DEMO_LM.split(":")[1] in demo_names() else None
     demo_variants = DEMO_VARIANTS
     if args.smoke:
@@ -173,6 +183,7 @@ def main() -> int:
                 "kv_cache_tokens": gen.get("kv_cache_tokens"), "perplexity": lm.get("perplexity"),
                 "perplexity_delta_pct": lm.get("perplexity_delta_pct"),
                 "next_token_agreement": lm.get("next_token_agreement"), "kl_divergence": lm.get("kl_divergence"),
+                "energy_j_per_token": gen.get("energy_j_per_token"),
                 "params": ((result.get("optimized_model_info") or result.get("model_info")) or {}).get("parameters"),
                 "plugin_reports": [{k: r.get(k) for k in ("plugin", "summary", "seconds")}
                                    for r in result.get("plugin_reports") or []],
@@ -197,7 +208,7 @@ def main() -> int:
                       _num(item["perplexity"], ".3f") + (f" ({item['perplexity_delta_pct']:+.2f} %)"
                                                          if item["perplexity_delta_pct"] is not None and baseline else ""),
                       "—" if item["next_token_agreement"] is None else f"{100 * item['next_token_agreement']:.1f}%",
-                      kv_text, (item["verdict"] or (record_.error or "")[:70])])
+                      kv_text, _num(item["energy_j_per_token"], ".4f"), (item["verdict"] or (record_.error or "")[:70])])
         return item
 
     # -- demo LM: int8 and bf16 against fp32 ---------------------------------------------------
@@ -213,14 +224,14 @@ def main() -> int:
             record(demo_name, chain.split("=")[-1], variant, baselines[demo])
 
     # -- GQA Llama: baseline and 30 % structured pruning -----------------------------------------
-    llama_name = "Llama GQA " + ("64/2L (smoke)" if args.smoke else
+    llama_name = "Llama GQA " + ("64/2L (smoke)" if args.smoke else "1.1B (2048/22L, 32 heads, 4 KV)" if cuda else
                                  f"512/4L, 8 heads, 2 KV, {LLAMA_PROMPT_LEN}-token prompt")
     _spec, llama_base = run(str(llama), [], options=llama_settings)
     record(llama_name, "fp32", llama_base)
     # The pruning plugin's own business: whatever it does (even hanging) is reported, within a limit.
     _spec, pruned = run(str(llama), [PRUNE], timeout_s=PRUNE_TIMEOUT_S[args.smoke], options=llama_settings)
     record(llama_name, "prune structured 30 %", pruned, llama_base)
-    for chain in [] if args.smoke else LLAMA_INT8:
+    for chain in [] if args.smoke else GPU_VARIANTS if cuda else LLAMA_INT8:
         _spec, variant = run(str(llama), [chain], options=llama_settings)
         record(llama_name, chain.split("=")[-1] + " (random weights: speed only)", variant, llama_base)
     baselines.setdefault(str(llama), llama_base)
@@ -236,7 +247,7 @@ def main() -> int:
                 session.run(RunSpec(model=model, label="ours vs generate", **options))
             ours.append(((record_.result or {}).get("generation") or {}).get("e2e_tokens_per_s"))
             repetitions = max(3, ((record_.result or {}).get("generation") or {}).get("repetitions") or 3)
-            rates = hf_generate_rates(model, prompt, args.threads, gen_len, repetitions, root)
+            rates = hf_generate_rates(model, prompt, args.threads, gen_len, repetitions, root, args.device)
             theirs.append(statistics.median(rates["generate"]))
             loop.append(statistics.median(rates["loop"]))
             same_tokens = same_tokens and rates["same_tokens"]
@@ -258,7 +269,7 @@ def main() -> int:
     workdir.cleanup()
 
     print_table(["model", "variant", "status", "TTFT ms", "decode tok/s", "e2e tok/s", "decode speed-up [95% CI]",
-                 "prefill speed-up", "perplexity (Δ)", "next-token", "KV cache", "verdict"], table)
+                 "prefill speed-up", "perplexity (Δ)", "next-token", "KV cache", "J/token", "verdict"], table)
     print()
     for versus in comparisons:
         print(f"ours vs model.generate ({versus['model']}, {versus['prompt_tokens']}-token prompt, {gen_len} new "
@@ -271,9 +282,11 @@ def main() -> int:
               f"{_num(versus['ours_vs_loop'], '.3f')}×")
     for key in ("int8", "prune"):
         print(f"target: {TARGETS[key]}")
-    path = write_results("llm", {"threads": args.threads, "duration_s": args.duration, "smoke": args.smoke,
+    path = write_results("llm_cuda" if cuda else "llm", {
+                                 "device": args.device, "threads": args.threads, "duration_s": args.duration,
+                                 "smoke": args.smoke,
                                  "prompt_tokens": settings["prompt_len"], "new_tokens": gen_len,
-                                 "gqa_llama_config": SMOKE_LLAMA if args.smoke else GQA_LLAMA,
+                                 "gqa_llama_config": SMOKE_LLAMA if args.smoke else GPU_LLAMA if cuda else GQA_LLAMA,
                                  "rows": items, "generate_vs_hf": generate_vs_hf, "generate_vs_hf_all": comparisons,
                                  "llama_prompt_tokens": llama_settings["prompt_len"], "targets": TARGETS}, out_folder)
     contended = [f"{item['model']} {item['variant']}" for item in items if item["cpu_contention"]]

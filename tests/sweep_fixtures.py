@@ -45,9 +45,12 @@ class FakeSession:
         self.stop_after = stop_after
         self.samples = samples
         self.ran: list[RunSpec] = []
+        self.checked: list[list[RunSpec]] = []      # check_variants of each run, in order
 
-    def run(self, spec: RunSpec, on_event=None, cancel: threading.Event | None = None):
+    def run(self, spec: RunSpec, on_event=None, cancel: threading.Event | None = None, check_variants=(),
+            required=None):
         self.ran.append(spec)
+        self.checked.append(list(check_variants))
         run_id = self.store.create_run(spec.to_dict(), spec.describe_chain(), spec.resolved_runtime(),
                                        {"host": {"cpu_model": "fake"}})
         if self.stop_after is not None and len(self.ran) >= self.stop_after and cancel is not None:

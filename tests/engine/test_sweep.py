@@ -105,6 +105,9 @@ def test_repeats_run_in_rounds_with_baselines_first(store):
     assert record.status == "done" and record.counts()["done"] == 9
     assert specs_run(session) == ["b1 baseline", "b1 prune=0.3", "b1 prune=0.6"] * 3    # interleaved, not 3 × each
     assert len({p.run_id for p in record.points}) == 9
+    # each round's baseline checks the points compared with it on the loaded model before it is timed
+    amounts = [[v.plugins[0].params["amount"] for v in checked] for checked in session.checked]
+    assert amounts == [[0.3, 0.6], [], []] * 3
 
 
 def test_with_a_stored_baseline_repeat_1_measures_only_the_points(store):

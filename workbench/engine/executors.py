@@ -37,6 +37,9 @@ class PointTask:
     spec: dict
     gpu: dict = field(default_factory=dict)
     label: str = ""
+    # A baseline: the spec dicts of the points compared with it, checked on the loaded model before it is
+    # timed (every one refused: nothing timed, the point fails with the refusal; engine.runner).
+    check: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -67,7 +70,8 @@ def run_point(session: Any, task: PointTask, cancel: threading.Event | None = No
         spec.label = task.label
     index = nvml_index_for_device(spec.device, nvml_module) if task.gpu else None
     with applied_gpu_settings(task.gpu, index, journal, nvml_module) as applied:
-        record = session.run(spec, on_event=on_event, cancel=cancel)
+        record = session.run(spec, on_event=on_event, cancel=cancel,
+                             check_variants=[RunSpec.from_dict(c) for c in task.check])
     if applied:
         session.store.update_environment(record.id, {**record.environment, "gpu_settings": applied})
         record = session.store.get_run(record.id)

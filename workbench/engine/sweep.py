@@ -316,7 +316,12 @@ def pending_tasks(sweep: sweep_store.SweepRecord) -> list[PointTask]:
     """What is left to run, in order: round by round (``--repeat``), baselines first in each round."""
     finished = {(p.point, p.repeat) for p in sweep.points if p.status == "done"}
     plan = sweep.plan
-    return [PointTask(sweep.id, p["index"], r, p["spec"], p.get("gpu") or {}, point_label(sweep.id, p))
+    compared = {}       # baseline index -> the specs of the points compared with it
+    for p in plan["points"]:
+        if p["role"] == "point" and p.get("baseline") is not None:
+            compared.setdefault(p["baseline"], []).append(p["spec"])
+    return [PointTask(sweep.id, p["index"], r, p["spec"], p.get("gpu") or {}, point_label(sweep.id, p),
+                      compared.get(p["index"], []) if p["role"] == "baseline" else [])
             for r in range(plan["repeat"]) for p in plan["points"] if (p["index"], r) not in finished]
 
 

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from workbench.engine.queue import CANCELLED, DONE, FAILED, QUEUED, JobQueue
-from workbench.errors import WorkbenchError
+from workbench.engine.queue import CANCELLED, DONE, FAILED, QUEUED, REFUSED, JobQueue
+from workbench.errors import VariantsRefused, WorkbenchError
 from workbench.results.store import RunRecord
-from workbench.spec import RunSpec
+from workbench.spec import PluginStep, RunSpec
 
 
 class FakeSession:
@@ -132,3 +132,82 @@ def test_labels_default_to_the_spec_and_a_shut_queue_refuses_work(tmp_path):
     with pytest.raises(WorkbenchError, match="shut down"):
         q.enqueue([spec])
     assert QUEUED == "queued"
+
+
+# -- preflight groups (the GUI's baseline + variant and all combinations, like engine.runner.run_planned) --
+class PreflightSession(FakeSession):
+    """A baseline given ``check_variants`` refuses those labelled "refuse…", as the worker's
+    preflight does: aligned refusals on the record; VariantsRefused (run not kept) when the required
+    one, or every one, is refused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checked: list[tuple[list[str], str | None]] = []
+
+    def run(self, spec, on_event, cancel, check_variants=(), required=None):
+        if not check_variants:
+            return super().run(spec, on_event, cancel)
+        self.checked.append(([v.label for v in check_variants], required.label if required is not None else None))
+        refusals = [f"{v.label} cannot run here" if v.label.startswith("refuse") else None for v in check_variants]
+        on_event({"type": "run_created", "run_id": 99})
+        on_event({"type": "variants_checked", "refusals": refusals})
+        if (required is not None and refusals[[v is required for v in check_variants].index(True)]) \
+                or all(refusals):
+            self.started.append(spec.label)
+            raise VariantsRefused(next(r for r in refusals if r))
+        record = super().run(spec, on_event, cancel)
+        record.variant_refusals = refusals
+        return record
+
+
+def _plugin_specs(*labels: str) -> list[RunSpec]:
+    return [RunSpec(model="demo:digits-cnn", label=label,
+                    plugins=[] if label == "base" else [PluginStep("fuse")]) for label in labels]
+
+
+def test_a_refused_variant_is_not_started_and_says_why(queue):
+    queue.session = PreflightSession()
+    jobs = queue.enqueue(_plugin_specs("base", "ok", "refuse-a", "whole"), group="all-1", preflight=True,
+                         require_last=False)
+    queue.recorder.wait_finished(4)
+    assert queue.session.checked == [(["ok", "refuse-a", "whole"], None)]
+    assert queue.session.started == ["base", "ok", "whole"]           # the refused one never ran
+    assert [j.status for j in jobs] == [DONE, DONE, REFUSED, DONE]
+    assert jobs[2].message == "refuse-a cannot run here" and jobs[2].run_id is None and jobs[2].finished
+    # announced right after its baseline, before the next job ran
+    assert queue.recorder.finished[:2] == ["base", "refuse-a"]
+
+
+def test_the_requested_variant_refused_refuses_the_group_before_anything_is_timed(queue):
+    queue.session = PreflightSession()
+    jobs = queue.enqueue(_plugin_specs("base", "convert", "refuse-me"), group="pair-1", preflight=True)
+    queue.recorder.wait_finished(3)
+    assert queue.session.checked == [(["convert", "refuse-me"], "refuse-me")]
+    assert queue.session.started == ["base"]                           # refused in its worker, nothing timed
+    base, convert, variant = jobs
+    assert base.status == REFUSED and base.message == "refuse-me cannot run here"
+    assert base.run_id is None and base.detail is None                  # no run kept, no traceback
+    assert variant.status == REFUSED and variant.message == "refuse-me cannot run here"
+    assert convert.status == CANCELLED and convert.message.startswith("not started: base was refused")
+    assert not queue.is_busy()
+
+
+def test_without_preflight_or_with_a_stored_baseline_nothing_is_checked(queue):
+    queue.session = PreflightSession()
+    plain = queue.enqueue(_plugin_specs("base", "refuse-x"))                          # no preflight asked
+    variant_only = queue.enqueue(_plugin_specs("refuse-y"), preflight=True)           # no baseline to run
+    queue.recorder.wait_finished(3)
+    assert queue.session.checked == []
+    assert [j.status for j in plain + variant_only] == [DONE, DONE, DONE]
+
+
+def test_a_variant_removed_by_the_user_is_not_checked(queue):
+    queue.session = PreflightSession()
+    blocker = queue.enqueue(_specs("long"))
+    assert queue.session.running.wait(5)
+    jobs = queue.enqueue(_plugin_specs("base", "refuse-z", "ok"), preflight=True, require_last=False)
+    assert queue.remove(jobs[1].id)
+    blocker[0].cancel.set()
+    queue.recorder.wait_finished(4)
+    assert queue.session.checked == [(["ok"], None)]
+    assert jobs[1].status == CANCELLED and jobs[1].message == "removed from the queue"

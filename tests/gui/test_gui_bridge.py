@@ -103,8 +103,8 @@ def test_run_buttons_queue_the_right_specs(make_workbench, monkeypatch, qtbot):
     w.open_model("demo:digits-cnn")
     queued = []
 
-    def fake_enqueue(specs, labels=None, group=""):   # record instead of starting worker processes
-        queued.append(([s.describe_chain() for s in specs], labels))
+    def fake_enqueue(specs, labels=None, group="", **preflight):   # record instead of starting worker processes
+        queued.append(([s.describe_chain() for s in specs], labels, preflight))
         return [Job(i, s, label, group) for i, (s, label) in enumerate(zip(specs, labels or specs))]
 
     monkeypatch.setattr(w.bridge, "enqueue", fake_enqueue)
@@ -121,6 +121,10 @@ def test_run_buttons_queue_the_right_specs(make_workbench, monkeypatch, qtbot):
     assert queued[1][0] == ["baseline", "prune:amount=0.25 → fuse"]
     assert queued[2][0] == ["baseline", "prune:amount=0.25", "fuse", "prune:amount=0.25 → fuse"]
     assert queued[2][1] == ["baseline", "prune:amount=0.25", "fuse", "prune:amount=0.25 → fuse"]
+    # the baseline checks the variants on the loaded model first (engine.runner.run_planned's rule):
+    # the requested variant is required for a run and a pair, all combinations skip refused ones
+    assert [q[2] for q in queued] == [{"preflight": True, "require_last": True}] * 2 + [
+        {"preflight": True, "require_last": False}]
 
 
 def test_plain_run_skips_the_baseline_when_one_is_stored(make_workbench, monkeypatch, qtbot):
@@ -134,7 +138,7 @@ def test_plain_run_skips_the_baseline_when_one_is_stored(make_workbench, monkeyp
     run_id = stored.create_run(baseline_spec(variant).to_dict(), "baseline", variant.resolved_runtime())
     stored.finish_run(run_id, "done", {"latency": {"median_ms": 1.0, "median_ci_ms": [1.0, 1.0]}})
     queued = []
-    monkeypatch.setattr(w.bridge, "enqueue", lambda specs, labels=None, group="": queued.append(
+    monkeypatch.setattr(w.bridge, "enqueue", lambda specs, labels=None, group="", **_: queued.append(
         [s.describe_chain() for s in specs]) or [Job(i, s, s.describe_chain(), group) for i, s in enumerate(specs)])
     w.start("run")
     assert queued == [["fuse"]]

@@ -20,7 +20,7 @@ def _npz(path: Path, **arrays) -> Path:
 def _record_enqueue(monkeypatch, window) -> list:
     queued = []
 
-    def fake_enqueue(specs, labels=None, group=""):
+    def fake_enqueue(specs, labels=None, group="", **_preflight):
         queued.append((list(specs), list(labels or [])))
         return [Job(i, s, label, group) for i, (s, label) in enumerate(zip(specs, labels or specs))]
 

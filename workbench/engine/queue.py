@@ -1,6 +1,13 @@
 """The run queue: jobs run one at a time, in order, on one runner thread, each with its own cancel
 ``threading.Event`` (``Session.run`` polls it every 0.1 s and stops the worker process).
 
+A group queued with ``preflight`` (baseline + variant, all combinations: ``engine.plan``'s plans)
+runs like ``engine.runner.run_planned``: its first job, the plain model, checks the later jobs'
+chains on the loaded model before timing anything (``Session.run(check_variants=...)``); a refused
+variant is not started but finishes as ``refused`` with the reason, and when the one the user asked
+for (or every one) is refused, the baseline itself finishes as ``refused`` (nothing timed, nothing
+kept) and the rest of its group is not started.
+
 Qt-free. Whoever drives it (the GUI's bridge turns every notification into a Qt signal) passes
 callbacks; they are called from the thread that saw the change (the runner thread, or the caller
 of ``enqueue``/``cancel_all``/``remove``), so they must be quick and thread-safe.
@@ -15,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import WorkbenchError
+from ..errors import VariantsRefused, WorkbenchError
 from ..spec import RunSpec
 
-__all__ = ["CANCELLED", "DONE", "FAILED", "FINISHED", "QUEUED", "RUNNING", "Job", "JobQueue"]
+__all__ = ["CANCELLED", "DONE", "FAILED", "FINISHED", "QUEUED", "REFUSED", "RUNNING", "Job", "JobQueue"]
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
-FINISHED = (DONE, FAILED, CANCELLED)
+REFUSED = "refused"     # not timed: its chain cannot run on the loaded model (or its variant cannot)
+FINISHED = (DONE, FAILED, CANCELLED, REFUSED)
 REMOVED = "removed from the queue"
 
 
@@ -42,6 +50,10 @@ class Job:
     finished_at: float | None = None
     phase: str | None = None
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    # A preflight group's baseline: the later jobs whose chains its worker checks, and the one the
+    # user asked for (its refusal refuses the whole group).
+    checks: list["Job"] = field(default_factory=list, repr=False)
+    required: "Job | None" = field(default=None, repr=False)
 
     @property
     def finished(self) -> bool:
@@ -79,9 +91,17 @@ class JobQueue:
         self._runner.start()
 
     # -- the queue ---------------------------------------------------------------------------------
-    def enqueue(self, specs: list[RunSpec], labels: list[str] | None = None, group: str = "") -> list[Job]:
+    def enqueue(self, specs: list[RunSpec], labels: list[str] | None = None, group: str = "",
+                preflight: bool = False, require_last: bool = True) -> list[Job]:
+        """Queue ``specs`` in order. With ``preflight`` (a plan whose first spec is the plain model)
+        the first job checks the later ones before it times anything; ``require_last``: the last spec
+        is the one the user asked for (baseline + variant), so its refusal refuses the group; without
+        it (all combinations) refused variants are skipped and only a group with none left is refused."""
         labels = labels or [s.label or s.describe_chain() for s in specs]
         jobs = [Job(next(self._ids), spec, label, group) for spec, label in zip(specs, labels)]
+        if preflight and jobs and not jobs[0].spec.plugins:
+            jobs[0].checks = [j for j in jobs[1:] if j.spec.plugins]
+            jobs[0].required = jobs[-1] if require_last and jobs[-1] in jobs[0].checks else None
         with self._wake:
             if self._stopping:
                 raise WorkbenchError("the run queue is shut down")
@@ -171,11 +191,13 @@ class JobQueue:
                 self._current = job
             self._on_changed()
             self._on_started(job)
-            self._run_job(job)
+            refused = self._run_job(job)
             with self._lock:
                 self._current = None
             self._on_changed()
             self._on_finished(job)
+            for other in refused:        # after their baseline: it says why they did not run
+                self._on_finished(other)
             self._update_busy()
 
     def _session(self):
@@ -186,7 +208,10 @@ class JobQueue:
             self.session = Session(ResultsStore(self.db_path))
         return self.session
 
-    def _run_job(self, job: Job) -> None:
+    def _run_job(self, job: Job) -> list[Job]:
+        """Run ``job``; returns the queued jobs its preflight refused (finished, not yet announced)."""
+        refusals: list = []
+
         def on_event(event: dict) -> None:
             event["job_id"] = job.id
             kind = event.get("type")
@@ -194,22 +219,54 @@ class JobQueue:
                 job.run_id = event.get("run_id")
             elif kind == "phase":
                 job.phase = event.get("phase")
+            elif kind == "variants_checked":
+                refusals[:] = list(event.get("refusals") or [])
             self._on_event(event)
 
         if job.cancel.is_set():
             job.status, job.message = CANCELLED, "cancelled before it started"
             job.finished_at = time.monotonic()
-            return
+            return []
+        with self._lock:
+            checks = [j for j in job.checks if j.status == QUEUED]
+        preflight = {}
+        if checks:      # only then: a session stand-in without preflight still runs plain jobs
+            required = job.required if job.required in checks else None
+            preflight = {"check_variants": [j.spec for j in checks],
+                         "required": required.spec if required is not None else None}
+        refused: list[Job] = []
         try:
-            record = self._session().run(job.spec, on_event=on_event, cancel=job.cancel)
+            record = self._session().run(job.spec, on_event=on_event, cancel=job.cancel, **preflight)
             job.run_id = record.id
             job.status, job.message, job.detail = record.status, record.error, record.error_detail
+            if checks:
+                refused = self._refuse(checks, list(getattr(record, "variant_refusals", None) or []))
+        except VariantsRefused as exc:
+            # Nothing was timed and the run was not kept: the refusal is the answer, for the group too.
+            job.status, job.message, job.run_id = REFUSED, str(exc), None
+            refused = self._refuse(checks, refusals, f"not started: {job.label} was refused ({exc})")
         except WorkbenchError as exc:
             job.status, job.message = FAILED, str(exc)
         except Exception as exc:  # a bug in the core: keep the queue (and the GUI) alive, keep the traceback
             job.status, job.message = FAILED, f"{type(exc).__name__}: {exc}"
             job.detail = traceback.format_exc()
         job.finished_at = time.monotonic()
+        return refused
+
+    def _refuse(self, checks: list[Job], refusals: list, rest: str | None = None) -> list[Job]:
+        """Finish the still-queued ``checks`` that ``refusals`` (aligned with them) refused as REFUSED
+        with the reason; with ``rest``, the others too, as CANCELLED with that message."""
+        done: list[Job] = []
+        now = time.monotonic()
+        with self._lock:
+            for index, other in enumerate(checks):
+                reason = refusals[index] if index < len(refusals) else None
+                if other.status != QUEUED or not (reason or rest):
+                    continue
+                other.status, other.message = (REFUSED, str(reason)) if reason else (CANCELLED, rest)
+                other.finished_at = now
+                done.append(other)
+        return done
 
     # -- shutdown ----------------------------------------------------------------------------------
     def shutdown(self, timeout_s: float = 8.0) -> bool:

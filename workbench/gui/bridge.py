@@ -113,8 +113,11 @@ class SessionBridge(QObject):
         the CLI and the API use, ``engine.plan.plan_runs``)."""
         return plan_runs(self.store, spec)
 
-    def enqueue(self, specs: list[RunSpec], labels: list[str] | None = None, group: str = "") -> list[Job]:
-        return self.queue.enqueue(specs, labels, group)
+    def enqueue(self, specs: list[RunSpec], labels: list[str] | None = None, group: str = "",
+                preflight: bool = False, require_last: bool = True) -> list[Job]:
+        """Queue runs (``engine.queue.JobQueue.enqueue``; ``preflight``: the first, plain run checks
+        the later variants on the loaded model before timing anything)."""
+        return self.queue.enqueue(specs, labels, group, preflight=preflight, require_last=require_last)
 
     def jobs(self) -> list[Job]:
         return self.queue.jobs()
@@ -247,23 +250,42 @@ class SessionBridge(QObject):
     def start_sweep(self, plan: dict, name: str | None = None) -> threading.Thread:
         """Store the sweep and run it (``engine.sweep.run_sweep``) in a thread, each point a job of the
         queue. sweepStarted, sweepPoint and sweepFinished (or sweepFailed) answer."""
+        def prepare(store: ResultsStore, executor) -> tuple[int, list]:
+            from ..engine.sweep import create, pending_tasks
+            from ..results.sweeps import SweepRecord
+            preview = SweepRecord(0, 0.0, None, "running", None, plan["base_spec"]["model"], plan, None)
+            tasks = pending_tasks(preview)
+            executor.check(tasks)        # refused before the sweep is stored
+            return create(store, plan, name), tasks
+        return self._run_sweep(prepare)
+
+    def resume_sweep(self, sweep_id: int) -> threading.Thread:
+        """Run what is left of an interrupted sweep, as ``workbench sweep --resume ID`` does
+        (``engine.sweep.claim_for_resume``): the points that did not finish, in the plan's order.
+        The same signals answer; a sweep still running elsewhere or with nothing left is refused
+        (sweepFailed)."""
+        def prepare(store: ResultsStore, executor) -> tuple[int, list]:
+            from ..engine.sweep import claim_for_resume, pending_tasks
+            from ..results.sweeps import get_sweep
+            executor.check(pending_tasks(get_sweep(store, sweep_id)))    # refused before it is claimed
+            return sweep_id, pending_tasks(claim_for_resume(store, sweep_id))
+        return self._run_sweep(prepare)
+
+    def _run_sweep(self, prepare) -> threading.Thread:
+        """``prepare(store, executor)`` -> (sweep id, its tasks), then ``run_sweep`` in a thread."""
         if self.sweeping():
             raise WorkbenchError("a sweep is already running: wait for it or cancel it")
         cancel = threading.Event()
         self._sweep_cancel = cancel
 
         def work() -> None:
-            from ..engine.sweep import create, pending_tasks, run_sweep
-            from ..results.sweeps import SweepRecord
+            from ..engine.sweep import run_sweep
             from .sweep_runner import QueueExecutor
             store = None
             try:
                 store = ResultsStore(self.db_path)
-                preview = SweepRecord(0, 0.0, None, "running", None, plan["base_spec"]["model"], plan, None)
-                tasks = pending_tasks(preview)
                 executor = QueueExecutor(self.queue, "sweep")
-                executor.check(tasks)        # refused before the sweep is stored
-                sweep_id = create(store, plan, name)
+                sweep_id, tasks = prepare(store, executor)
                 executor.group = f"sweep-{sweep_id}"
                 executor.on_queued = lambda jobs: self._emit("sweepStarted", sweep_id, jobs)
                 finished = [0]

@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QWidget
 
 from ..engine.plan import check_chain, check_files_exist, combinations_plan, pair_plan
+from ..engine.queue import REFUSED
 from ..errors import SpecError, WorkbenchError
 from ..plugin_api import chain_error
 from ..spec import PluginStep, RunSpec, device_kind
@@ -175,14 +176,18 @@ class RunControl(QObject):
                     jobs = self.bridge.enqueue(specs, [spec.describe_chain()], group="run")
                 else:   # no stored baseline: measure the plain model first, then compare the pair
                     self.log.append(f"no stored baseline for {spec.model} on {spec.device}: measuring it first")
-                    jobs = self.bridge.enqueue(specs, [s.describe_chain() for s in specs], group=f"run-{id(specs)}")
+                    # the baseline's worker checks the variant on the loaded model before timing anything
+                    jobs = self.bridge.enqueue(specs, [s.describe_chain() for s in specs], group=f"run-{id(specs)}",
+                                               preflight=True, require_last=True)
                     self._groups[jobs[0].group] = jobs
             else:
                 variant = self.build_spec()
                 specs, skipped = (pair_plan(variant), []) if mode == "pair" else combinations_plan(variant)
                 for reason in skipped:
                     self.log.append(f"skipped {reason}")
-                jobs = self.bridge.enqueue(specs, [s.describe_chain() for s in specs], group=f"{mode}-{id(specs)}")
+                # pair: the requested variant refused refuses the pair; all: refused ones are skipped
+                jobs = self.bridge.enqueue(specs, [s.describe_chain() for s in specs], group=f"{mode}-{id(specs)}",
+                                           preflight=True, require_last=mode == "pair")
                 self._groups[jobs[0].group] = jobs
         except WorkbenchError as exc:
             self.errorOccurred.emit(f"Cannot start the run: {exc}", "")
@@ -233,6 +238,20 @@ class RunControl(QObject):
                         f"{len(plan['points']) * plan['repeat']} run(s) planned")
         return True
 
+    def resume_sweep(self, sweep_id: int) -> bool:
+        """The Sweep tab's Resume: run what is left of an interrupted sweep (``workbench sweep --resume``)."""
+        if self.bridge.sweeping():
+            self.errorOccurred.emit("A sweep is already running: wait for it, or cancel it first", "")
+            return False
+        try:
+            self.bridge.resume_sweep(sweep_id)
+        except WorkbenchError as exc:
+            self.errorOccurred.emit(f"Cannot resume sweep {sweep_id}: {exc}", "")
+            return False
+        self.log.append(f"resuming sweep {sweep_id}: running the points that did not finish")
+        self.statusMessage.emit(f"Resuming sweep {sweep_id}…", 5000)
+        return True
+
     def _sweep_started(self, sweep_id: int, jobs: list) -> None:
         self.jobsQueued.emit()
         self.log.append(f"sweep {sweep_id}: queued {len(jobs)} run(s)")
@@ -245,8 +264,9 @@ class RunControl(QObject):
 
     def _sweep_finished(self, sweep_id: int, status: str, message: str) -> None:
         self.log.append(f"sweep {sweep_id} {status}" + (f": {message}" if message else ""))
-        self.statusMessage.emit(f"Sweep {sweep_id} {status}" + (" (resumable: workbench sweep --resume "
-                                                                f"{sweep_id})" if status != "done" else ""), 10000)
+        self.statusMessage.emit(f"Sweep {sweep_id} {status}" + (" (resumable: Resume in the Results' Sweep tab, "
+                                                                f"or workbench sweep --resume {sweep_id})"
+                                                                if status != "done" else ""), 10000)
         self.runsChanged.emit(True)
         self.sweepFinished.emit(sweep_id)
 
@@ -312,6 +332,8 @@ class RunControl(QObject):
             self.log.append(f"done: {job.label} (run #{job.run_id})" + (f" — {summary}" if record is not None else ""))
         elif job.status == "cancelled":
             self.log.append(f"cancelled: {job.label}" + (f" — {job.message}" if job.message else ""))
+        elif job.status == REFUSED:
+            self._job_refused(job)
         else:
             self.log.append(f"failed: {job.label}: {job.message}")
             if not self.closing and not job.group.startswith("sweep-"):   # a sweep goes on; its chart says
@@ -323,6 +345,17 @@ class RunControl(QObject):
             ids = [j.run_id for j in group if j.run_id is not None and j.status == "done"]
             if len(ids) >= 2:
                 self.groupFinished.emit(ids)
+
+    def _job_refused(self, job: Job) -> None:
+        """A job the baseline's preflight refused (nothing timed for it): one line in the log and the
+        status bar; when it is the baseline itself, nothing of the group ran: say so once, no traceback."""
+        self.log.append(f"refused: {job.label}: {job.message}")
+        if job.checks:      # the baseline: the variant asked for (or every one) cannot run on this model
+            self.statusMessage.emit(f"Nothing was timed: {job.message}", 15000)
+            if not self.closing:
+                errors.show_error(f"Nothing was run: {job.message}", None, self.dialog_parent)
+        else:
+            self.statusMessage.emit(f"Skipped {job.label}: {job.message}", 15000)
 
     def _queue_changed(self) -> None:
         jobs = self.bridge.jobs()

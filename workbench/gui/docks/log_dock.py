@@ -78,6 +78,11 @@ def describe_event(event: dict) -> str:
     if kind == "run_finished":
         message = event.get("message")
         return f"{run}run finished: {event.get('status')}{' — ' + message if message else ''}"
+    if kind == "variants_checked":
+        refusals = event.get("refusals") or []
+        refused = sum(1 for r in refusals if r)
+        return (f"{run}checked {len(refusals)} planned variant(s) on the loaded model: "
+                + (f"{refused} refused" if refused else "all can run"))
     if kind == "measure_window":
         return f"{run}measured {event.get('iterations')} iterations at batch {event.get('batch')}"
     if kind == "log":

@@ -17,13 +17,13 @@ from ...models import demos
 from ...spec import MODEL_DTYPES, PRESETS, RUNTIMES, SAVE_SUFFIXES, RunSpec, device_kind
 from .lm_options import LanguageModelOptions
 from .param_form import PathField
+from .queue_items import STATUS_ICON, job_text, job_tooltip
 
 PHASES = (("load", "Load"), ("optimize", "Optimize"), ("warmup", "Warm-up"), ("measure", "Measure"))
 # Which bar each worker phase drives.
 PHASE_BAR = {"load": "load", "reference": "load", "optimize": "optimize", "save": "optimize",
              "prepare": "warmup", "cold": "warmup", "warmup": "warmup", "measure": "measure",
              "fidelity": "measure", "profile": "measure", "layers": "measure"}   # the last two: --profile
-STATUS_ICON = {"queued": "⏳", "running": "▶", "done": "✓", "failed": "✗", "cancelled": "■"}
 JOB_ROLE = Qt.ItemDataRole.UserRole
 DATA_FILTER = "NumPy archives (*.npz);;All files (*)"
 SAVE_FILTER = "TorchScript (*.pt);;torch.export program (*.pt2);;ONNX (*.onnx)"
@@ -526,18 +526,9 @@ class RunPanel(QWidget):
         selected = self.selected_job_id()
         self.queue_list.clear()
         for job in jobs[-100:]:
-            run = f"#{job.run_id} " if job.run_id is not None else ""
-            text = f"{STATUS_ICON.get(job.status, '?')} {run}{job.label} — {job.status}"
-            if job.status == "running" and job.phase:
-                text += f" ({job.phase})"
-            if job.finished_at and job.started_at:
-                text += f" · {job.finished_at - job.started_at:.1f} s"
-            item = QListWidgetItem(text)
+            item = QListWidgetItem(job_text(job))
             item.setData(JOB_ROLE, job.id)
-            tip = job.spec.describe_chain() + f" on {job.spec.device}"
-            if job.message:
-                tip += f"\n{job.message}"
-            item.setToolTip(tip)
+            item.setToolTip(job_tooltip(job))
             self.queue_list.addItem(item)
             if job.id == selected:
                 self.queue_list.setCurrentItem(item)

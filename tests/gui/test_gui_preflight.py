@@ -1,0 +1,62 @@
+"""Run ▸ Baseline + variant in the GUI checks the variant on the loaded model before the baseline is
+timed, as ``workbench bench`` does (engine.runner.run_planned): a TorchScript file has no Python
+layers to prune, so a structured prune is refused in the baseline's worker, nothing is timed or
+kept, and the reason is shown in one line (queue, status line, one dialog without a traceback).
+A real worker process runs here (the preflight lives in it)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+# Written in a child process: the GUI's test process never imports torch.
+MAKE_TORCHSCRIPT = """
+import sys, torch
+from torch import nn
+model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+torch.jit.save(torch.jit.trace(model, torch.randn(1, 64)), sys.argv[1])
+"""
+
+
+@pytest.fixture(scope="module")
+def torchscript_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("torchscript") / "tiny.ts"
+    subprocess.run([sys.executable, "-c", MAKE_TORCHSCRIPT, str(path)], check=True, timeout=120)
+    return path
+
+
+def test_a_variant_refused_on_the_loaded_model_times_no_baseline(make_workbench, qtbot, catch_errors,
+                                                                 torchscript_file):
+    w = make_workbench()
+    w.open_model(str(torchscript_file))
+    w.model_panel.inputs_edit.setText("1x64:float32")
+    w.run_panel.iters_spin.setValue(20)
+    w.run_panel.duration_spin.setValue(0.2)
+    w.plugin_panel.set_checked("prune")
+    w.plugin_panel.form("prune").set_values({"method": "structured"})
+    qtbot.waitUntil(lambda: w.run_panel.pair_button.isEnabled(), timeout=120_000)
+    messages: list[str] = []
+    w.runs.statusMessage.connect(lambda text, _ms: messages.append(text))
+
+    jobs = w.start("pair")
+    assert [j.label for j in jobs] == ["baseline", jobs[1].spec.describe_chain()]
+    qtbot.waitUntil(lambda: all(j.finished for j in jobs), timeout=120_000)
+    baseline, variant = jobs
+    assert [j.status for j in jobs] == ["refused", "refused"], [(j.status, j.message) for j in jobs]
+    assert "TorchScript model has no Python layers" in baseline.message
+    assert baseline.run_id is None and baseline.detail is None
+    assert w.store.list_runs() == []                                   # nothing timed, nothing kept
+
+    # one line everywhere: the queue, the Run dock's status line, the status bar, one dialog
+    qtbot.waitUntil(lambda: "refused:" in w.run_panel.queue_list.item(1).text(), timeout=5_000)
+    queue_lines = [w.run_panel.queue_list.item(i).text() for i in range(w.run_panel.queue_list.count())]
+    assert all("⊘" in line and "no Python layers" in line for line in queue_lines), queue_lines
+    assert "refused" in w.run_panel.status_label.text() and "no Python layers" in w.run_panel.status_label.text()
+    assert any(m.startswith("Nothing was timed:") and "no Python layers" in m for m in messages), messages
+    assert len(catch_errors) == 1, catch_errors
+    message, details = catch_errors[0]
+    assert message.startswith("Nothing was run:") and "\n" not in message and not details
+    assert "Traceback" not in w.log.text.toPlainText()

@@ -142,6 +142,7 @@ class MainWindow(QMainWindow):
         self.runs.runsChanged.connect(self.results_split.runs_changed)
         self.runs.groupFinished.connect(self.select_runs)
         self.runs.sweepFinished.connect(self.show_sweep)
+        self.results_split.sweep_tab.resumeRequested.connect(self.runs.resume_sweep)
         self.runs.errorOccurred.connect(self.show_error)
         self.bridge.busyChanged.connect(lambda _busy: self.cancel_action.setEnabled(self.bridge.is_busy()))
         self.bridge.reportDone.connect(self._report_done)

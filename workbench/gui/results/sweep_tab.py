@@ -13,8 +13,9 @@ import math
 import time
 from typing import Any
 
+import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSizePolicy, QVBoxLayout,
                                QWidget)
@@ -49,9 +50,10 @@ def axis_positions(values: list) -> tuple[list[float], str]:
 
 
 class SweepTab(QWidget):
-    """A stored sweep's scaling curves, sweet spot and frontier."""
+    """A stored sweep's scaling curves, sweet spot and frontier; Resume for an interrupted one."""
 
     MIN_CHART_HEIGHT = 460
+    resumeRequested = Signal(int)       # sweep id: run what is left of it (workbench sweep --resume)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -75,6 +77,10 @@ class SweepTab(QWidget):
                                     "or milliseconds (5ms)")
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.setToolTip("Read the stored sweeps again")
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setObjectName("resumeSweep")
+        self.resume_button.hide()           # shown for an interrupted sweep only
+        self.resume_button.clicked.connect(self._resume_clicked)
         controls = QHBoxLayout()
         controls.setContentsMargins(0, 0, 0, 0)
         controls.addWidget(QLabel("Sweep"))
@@ -83,6 +89,7 @@ class SweepTab(QWidget):
         controls.addWidget(self.axis_combo)
         controls.addWidget(QLabel("Budget"))
         controls.addWidget(self.budget_edit)
+        controls.addWidget(self.resume_button)
         controls.addWidget(self.refresh_button)
         self.summary = QLabel()
         self.summary.setObjectName("sweepSummary")
@@ -156,11 +163,28 @@ class SweepTab(QWidget):
         self.sweep_combo.blockSignals(False)
         self._load()
 
+    def _resume_clicked(self) -> None:
+        sweep_id = self.current_sweep_id()
+        if sweep_id is not None:
+            self.resume_button.setEnabled(False)     # until the sweep is read again (it runs now)
+            self.resumeRequested.emit(sweep_id)
+
+    def _show_resume(self, sweep) -> None:
+        """Resume is offered for an interrupted sweep with runs left (stopped, or its process died)."""
+        left = 0 if sweep is None else sum(p.status != "done" for p in sweep.points)
+        resumable = sweep is not None and sweep.status == "interrupted" and left > 0
+        self.resume_button.setVisible(resumable)
+        self.resume_button.setEnabled(resumable)
+        if resumable:
+            self.resume_button.setToolTip(f"Run the {left} run(s) of sweep #{sweep.id} that did not finish, in "
+                                          f"the run queue (workbench sweep --resume {sweep.id})")
+
     def _load(self) -> None:
         from ...results.sweep_analysis import analyze_sweep
         from ...results.sweeps import get_sweep
         sweep_id = self.current_sweep_id()
         self.analysis = None
+        self._show_resume(next((s for s in self.sweeps if s.id == sweep_id), None))
         if self.store is None or sweep_id is None:
             self._clear("No sweep stored yet: Run ▸ Sweep… (or <code>workbench sweep MODEL --grid batch=1,8,32</code>) "
                         "measures one.")
@@ -330,8 +354,9 @@ def _line_with_band(plot: pg.PlotItem, xs: list[float], ys: list[float], cis: li
         plot.addItem(low)
         plot.addItem(high)
         plot.addItem(pg.FillBetweenItem(low, high, brush=pg.mkBrush(band)))
-    elif all(ci for ci in cis):        # one point: its interval as an error bar
-        plot.addItem(pg.ErrorBarItem(x=xs[0:1], y=ys[0:1], top=cis[0][1] - ys[0], bottom=ys[0] - cis[0][0],
+    elif all(ci for ci in cis):        # one point: its interval as an error bar (arrays: pyqtgraph computes on them)
+        plot.addItem(pg.ErrorBarItem(x=np.array(xs[0:1], float), y=np.array(ys[0:1], float),
+                                     top=np.array([cis[0][1] - ys[0]]), bottom=np.array([ys[0] - cis[0][0]]),
                                      beam=0.1, pen=pg.mkPen(color)))
     plot.plot(xs, ys, pen=pg.mkPen(color, width=2), symbol="o", symbolSize=7, symbolBrush=color, symbolPen=None,
               name=name)

@@ -222,6 +222,15 @@ def _latency_chart(report: dict, colors: dict[int, str]):
     return Chart("latency", "Latency distributions", caption, width, height), fig
 
 
+def _agreement_name(runs: list[dict]) -> str:
+    """What a run's top-1 agreement is: a language model's is next-token agreement (``lm_fidelity``)."""
+    language = [bool(((r.get("explain") or {}).get("lm_fidelity") or {}).get("next_token_agreement") is not None)
+                for r in runs if r["metrics"]["top1_agreement"] is not None]
+    if language and all(language):
+        return "next-token agreement"
+    return "top-1 / next-token agreement" if any(language) else "top-1 agreement"
+
+
 def _vs_baseline_chart(report: dict, colors: dict[int, str]):
     runs = [r for r in report["runs"] if r["status"] == "done" and r["comparison"] and not r["is_baseline"]]
     if not runs:
@@ -229,7 +238,7 @@ def _vs_baseline_chart(report: dict, colors: dict[int, str]):
     panels: list[tuple[str, Callable[[dict], float | None], str]] = [
         ("speed-up (p50)", lambda r: r["comparison"]["speedup"], "× faster than baseline"),
         ("size ratio", lambda r: r["comparison"]["size_ratio"], "× baseline bytes"),
-        ("top-1 agreement", lambda r: r["metrics"]["fidelity_score"], "fraction of baseline outputs"),
+        (_agreement_name(runs), lambda r: r["metrics"]["fidelity_score"], "fraction of baseline outputs"),
     ]
     if any(r["comparison"]["energy_ratio"] is not None for r in runs):
         panels.append(("energy per inference", lambda r: r["comparison"]["energy_ratio"], "× baseline joules"))
@@ -257,13 +266,14 @@ def _vs_baseline_chart(report: dict, colors: dict[int, str]):
                                                                        "ecolor": "#333"}, height=0.65)
         else:
             ax.barh(y, plotted, color=[colors[r["id"]] for r in runs], height=0.65, alpha=0.85)
-        if not title.startswith(("top-1", "cosine")):
+        fidelity = title == panels[2][0]
+        if not fidelity:
             ax.axvline(1.0, color="#333", linewidth=0.9, linestyle="--")
         else:
             low = min([v for v in values if v is not None] or [1.0])
             ax.set_xlim(max(0.0, min(0.9, low - 0.02)), 1.005)
         for yi, v in zip(y, values if len(runs) <= ANNOTATE_MAX_RUNS else []):
-            text = "n/a" if v is None else (f"{100 * v:.1f}%" if title.startswith(("top-1", "cosine")) and v <= 1
+            text = "n/a" if v is None else (f"{100 * v:.1f}%" if fidelity and v <= 1
                                             else f"{v:.2f}×")
             ax.annotate(text, (0, yi), xycoords=("axes fraction", "data"), xytext=(2, 0),
                         textcoords="offset points", va="center", fontsize=6.5, color="#222")
@@ -322,7 +332,7 @@ def _pareto_chart(report: dict, colors: dict[int, str]):
     ax.set_ylim(bottom, 100 + 0.05 * (100 - bottom))
     ax.set_yticks([t for t in ax.get_yticks() if bottom <= t <= 100])     # nothing lies above 100 %
     ax.set_xlabel(f"median latency p50 ({unit}) — left is faster")
-    ax.set_ylabel(("top-1 agreement" if use_top1 else "cosine similarity") + " (%) — up is more faithful")
+    ax.set_ylabel((_agreement_name(runs) if use_top1 else "cosine similarity") + " (%) — up is more faithful")
     ax.set_title("Latency vs fidelity (dashed: Pareto front per model; outlined: best variant)")
     ax.legend(loc="lower right", ncols=min(4, len(models)))
     caption = ("A run is on the Pareto front when no other run of the same model is both faster and more faithful. "

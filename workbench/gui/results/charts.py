@@ -60,6 +60,17 @@ FIDELITY_CHOICES = (("accuracy", "Accuracy", 100.0), ("top1_agreement", "Top-1 a
 ALWAYS_SHOWN = ("p50_ms", FIDELITY)    # drawn even when empty: speed and fidelity are never apart
 
 
+def agreement_title(rows: list[dict]) -> str:
+    """What the rows' ``top1_agreement`` is: a language model's is its next-token agreement (the
+    fraction of positions where it predicts the unoptimized model's token), a classifier's the
+    fraction of samples with the same class."""
+    measured = [r for r in rows if r.get("top1_agreement") is not None]
+    language = sum(1 for r in measured if r.get("next_token_agreement") is not None)
+    if language and language == len(measured):
+        return "Next-token agreement"
+    return "Top-1 / next-token agreement" if language else "Top-1 agreement"
+
+
 def verdict_color(row: dict) -> str:
     """The bar colour of a run: its verdict's; a run below the fidelity gate is never green."""
     verdict = row.get("verdict") or {}
@@ -214,9 +225,10 @@ class ComparisonCharts(QWidget):
         return next((r for r in self.rows if r["id"] == bid), None)
 
     def _fidelity_choice(self) -> tuple[str, str, float] | None:
+        done = [r for r in self.rows if r["status"] == "done"]
         for key, title, scale in FIDELITY_CHOICES:
-            if any(r.get(key) is not None for r in self.rows if r["status"] == "done"):
-                return key, title, scale
+            if any(r.get(key) is not None for r in done):
+                return key, agreement_title(done) if key == "top1_agreement" else title, scale
         return None
 
     def _draw_bars(self) -> None:
@@ -457,7 +469,7 @@ class ComparisonCharts(QWidget):
         self.pareto_ids = []
         done = [r for r in self.rows if r["status"] == "done" and r.get("p50_ms") is not None]
         if any(r.get("top1_agreement") is not None for r in done):
-            key, label, scale, units = "top1_agreement", "top-1 agreement", 100.0, "%"
+            key, label, scale, units = "top1_agreement", agreement_title(done).lower(), 100.0, "%"
         elif any(r.get("cosine") is not None for r in done):
             key, label, scale, units = "cosine", "output cosine", 1.0, None
         else:

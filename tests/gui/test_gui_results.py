@@ -34,7 +34,7 @@ def _model_info(params: int, nbytes: int) -> dict:
 
 def add_run(store: ResultsStore, *, plugins=(), median_ms=2.0, sigma=0.05, n=2000, seed=0, top1=1.0,
             cosine=1.0, accuracy=0.9, size_bytes=1_600_000, status="done", error=None, detail=None,
-            gpu=False, label=None) -> int:
+            gpu=False, label=None, runtime="torch") -> int:
     """A run stored the way Session.run stores it: create → latencies → finish with a worker-shaped result."""
     spec = RunSpec(model="demo:mlp", plugins=[PluginStep.parse(p) for p in plugins], label=label,
                    device="cuda" if gpu else "cpu")
@@ -57,7 +57,7 @@ def add_run(store: ResultsStore, *, plugins=(), median_ms=2.0, sigma=0.05, n=200
                      "top1_agreement": top1, "accuracy": accuracy, "nonfinite_outputs": 0},
         "model_info": _model_info(100_000, 1_600_000),
         "optimized_model_info": _model_info(100_000, size_bytes) if plugins else None,
-        "plugin_reports": [], "runtime_name": "torch", "device_memory": {}, "threads": 2, "notes": [], "flags": [],
+        "plugin_reports": [], "runtime_name": runtime, "device_memory": {}, "threads": 2, "notes": [], "flags": [],
         "telemetry": {"host_peak_rss_bytes": 400 * MIB, "gpu_power_mean_w": 150.0 if gpu else None,
                       "gpu_proc_mem_peak_bytes": 900 * MIB if gpu else None, "gpu_mem_used_peak_bytes": None},
         "telemetry_status": {"nvml": "ok" if gpu else "disabled (no GPU selected)"},

@@ -201,3 +201,26 @@ def test_latency_axes_use_the_tables_unit(qtbot, store):
     assert 4 < x[len(x) // 2] < 12
     assert charts.scatter_plot.getAxis("bottom").labelUnits == "µs"
     assert charts.bar_labels["p50_ms"][base].endswith("µs")
+
+
+def test_a_cross_runtime_chain_shows_both_ratios(qtbot, store):
+    """onnx_export → int8 of a torch model: vs the PyTorch original and vs the fp32 model on ONNX
+    Runtime, each named in the cell, each with its interval in the tooltip (issue 13 F)."""
+    base = add_run(store, median_ms=4.0, seed=1)
+    fp32 = add_run(store, plugins=["onnx_export"], median_ms=2.0, seed=2, runtime="onnxruntime")
+    int8 = add_run(store, plugins=["onnx_export", "quantize:method=dynamic_int8"], median_ms=1.0, seed=3,
+                   runtime="onnxruntime", top1=0.995)
+    view = ResultsView(store)
+    qtbot.addWidget(view)
+    row = view.model.comparison(view.model.row_of(int8))
+    assert row["baseline_id"] == base and row["runtime_baseline_id"] == fp32
+    both = _cell(view, int8, "speedup")
+    assert both == f"{row['speedup']:.2f}× vs torch · {row['runtime_speedup']:.2f}× vs ORT fp32"
+    assert row["speedup"] == pytest.approx(4.0, rel=0.05) and row["runtime_speedup"] == pytest.approx(2.0, rel=0.05)
+    tip = _cell(view, int8, "speedup", Qt.ItemDataRole.ToolTipRole)
+    low, high = row["runtime_speedup_ci"]
+    assert f"vs #{fp32} (the fp32 model on onnxruntime, same runtime), 95 % interval [{low:.3f}×, {high:.3f}×]" in tip
+    assert f"vs baseline #{base} (the original on torch)" in tip
+    # the conversion alone has one reference (the original); a same-runtime chain keeps its plain ratio
+    assert _cell(view, fp32, "speedup") == f"{view.model.comparison(view.model.row_of(fp32))['speedup']:.2f}× vs torch"
+    assert _cell(view, base, "speedup") == "baseline"

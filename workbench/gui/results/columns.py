@@ -61,11 +61,35 @@ def is_baseline(row: dict) -> bool:
     return row["chain"] == "baseline" and row["status"] == "done"
 
 
+# Short runtime names for the speed-up cell ("2.94× vs ORT fp32"); the tooltip gives the full ones.
+RUNTIME_SHORT = {"onnxruntime": "ORT", "torch": "torch"}
+
+
+def runtime_short(runtime: str | None) -> str:
+    return RUNTIME_SHORT.get(runtime or "", runtime or "?")
+
+
 def speedup_text(row: dict) -> str:
-    """The speed-up alone ("3.19×"): its interval and the verdict are in the tooltip and the next column."""
-    if row["speedup"] is None:
+    """The speed-up alone ("3.19×"): its interval and the verdict are in the tooltip and the next column.
+    A cross-runtime chain (a torch model measured on ONNX Runtime) shows both ratios, each named by its
+    reference: "3.06× vs torch · 2.94× vs ORT fp32" (the original; the fp32 model on the same runtime)."""
+    runtime_ratio = row.get("runtime_speedup")
+    if row["speedup"] is None and runtime_ratio is None:
         return "baseline" if is_baseline(row) else "—"
-    return fmt.ratio(row["speedup"])
+    parts = []
+    if row["speedup"] is not None:
+        parts.append(fmt.ratio(row["speedup"]) + (f" vs {runtime_short(row.get('baseline_runtime'))}"
+                                                  if row.get("cross_runtime") and row.get("baseline_runtime") else ""))
+    if runtime_ratio is not None:
+        parts.append(f"{fmt.ratio(runtime_ratio)} vs {runtime_short(row.get('runtime'))} fp32")
+    return " · ".join(parts)
+
+
+def _ratio_line(ratio: float, ci, significant: bool | None, reference: str) -> str:
+    noise = ("outside the noise: the interval clears 1× and the run-to-run band"
+             if significant else f"inside the noise: {NOISE_RULE}")
+    interval = f", 95 % interval [{ci[0]:.3f}×, {ci[1]:.3f}×]" if ci else ""
+    return f"speed-up {ratio:.3f}× vs {reference}{interval}\n{noise}"
 
 
 def verdict_cell(row: dict) -> str:
@@ -88,13 +112,16 @@ def gate_text(row: dict) -> str:
 def verdict_tip(row: dict) -> str:
     """The full verdict, the speed-up's interval and the fidelity gate, for the speed-up and verdict cells."""
     lines = [verdict_cell(row)]
+    cross = row.get("cross_runtime") and row.get("baseline_runtime")
     if row["speedup"] is not None and row.get("speedup_ci"):
-        low, high = row["speedup_ci"]
-        noise = ("outside the noise: the interval clears 1× and the run-to-run band"
-                 if row["speedup_significant"] else f"inside the noise: {NOISE_RULE}")
-        lines.append(f"speed-up {row['speedup']:.3f}× vs baseline #{row['baseline_id']}, "
-                     f"95 % interval [{low:.3f}×, {high:.3f}×]\n{noise}")
-    elif is_baseline(row):
+        reference = f"baseline #{row['baseline_id']}" + (f" (the original on {row['baseline_runtime']})"
+                                                         if cross else "")
+        lines.append(_ratio_line(row["speedup"], row["speedup_ci"], row["speedup_significant"], reference))
+    if row.get("runtime_speedup") is not None:      # what the steps after the conversion did
+        lines.append(_ratio_line(row["runtime_speedup"], row.get("runtime_speedup_ci"),
+                                 row.get("runtime_speedup_significant"),
+                                 f"#{row['runtime_baseline_id']} (the fp32 model on {row['runtime']}, same runtime)"))
+    if row["speedup"] is None and is_baseline(row):
         lines.append("plugin-free run: the baseline of runs with the same model, runtime, device and batch")
     lines.append(gate_text(row))
     if (row.get("verdict") or {}).get("level") == LOSS and (row.get("verdict") or {}).get("fidelity_ok") is False:

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QApplication, QHBoxLayout, QHe
                                QTableView, QVBoxLayout, QWidget)
 
 from ... import format as fmt
-from ...results.compare import baseline_for, comparison_row
+from ...results.compare import baseline_for, comparison_row, runtime_baseline_for
 from ...results.store import ResultsStore, RunRecord
 from .. import plot_style as style
 from ...results.verdict import LOSS, NOISE, WIN
@@ -53,7 +53,10 @@ class RunsTableModel(QAbstractTableModel):
     # -- data ------------------------------------------------------------------------------------
     def reload(self) -> None:
         runs = self.store.list_runs()
-        rows = [comparison_row(run, baseline_for(_NoFallbackStore(), run, runs)) for run in runs]  # type: ignore[arg-type]
+        none = _NoFallbackStore()
+        # both references of a cross-runtime chain: the original on its runtime, the fp32 model on this one
+        rows = [comparison_row(run, baseline_for(none, run, runs), runtime_baseline=runtime_baseline_for(none, run, runs))  # type: ignore[arg-type]
+                for run in runs]
         self.beginResetModel()
         self._runs, self._rows = runs, rows
         self.endResetModel()

@@ -2,8 +2,8 @@
 BatchNorms, residual adds, attention q/k/v found by name), shared by ``prune`` (method=structured on
 models that are not Hugging Face transformers) and ``distill`` (width-reduced students).
 
-Hugging Face transformers go through ``_prune_transformer`` instead (whole heads and MLP channels,
-config updated). Nothing here imports torch at module level.
+Hugging Face transformers go through ``_prune_transformer`` instead (whole heads, see ``_prune_heads``,
+and MLP channels, config updated). Nothing here imports torch at module level.
 """
 from __future__ import annotations
 

@@ -1,42 +1,40 @@
 """Structured pruning of Hugging Face transformers: whole attention heads and MLP channels, with the
-config updated so the pruned model still saves as an HF folder and reopens with ``from_pretrained``.
+config updated so the pruned model still saves as an HF folder and reopens with ``workbench bench DIR``.
 
 Why not torch-pruning's dependency graph here: on transformers 5 models its group search did not
 finish in 90 s for a 2-layer Llama (rotary embeddings, masks and ``repeat_kv`` make the traced graph
 explode), and on GPT-2 / BERT it failed (``'tuple' object has no attribute 'grad_fn'``) or broke the
 attention reshapes (issue 14). A transformer's coupling is known by construction instead:
-q/k/v rows and o columns of a head go together, and an MLP channel is a row of the up (and gate)
-projection and a column of the down projection. Importance is torch-pruning's group magnitude
-(sum of |w|^p over every coupled weight, each layer normalised by its mean); the rows and columns are
-removed with torch-pruning's layer pruners (GPT-2's ``Conv1D`` stores its weight as (in, out) and is
-sliced here).
+q/k/v rows and o columns of a head go together (GPT-2: three slices of the fused ``c_attn``), and an
+MLP channel is a row of the up (and gate) projection and a column of the down projection. Importance
+is torch-pruning's group magnitude (sum of |w|^p over every coupled weight, each layer normalised by
+its mean); MLP rows and columns are removed with torch-pruning's layer pruners (GPT-2's ``Conv1D``
+stores its weight as (in, out) and is sliced here).
 
 A config has one head count and one MLP width for every layer, so every layer keeps the same
-numbers. Heads go in sets that keep grouped-query attention consistent: every kept key/value head
-keeps the same number of query heads. Whether the config can record the result is checked before
-anything changes, by building the model from the new config on the meta device and comparing weight
-shapes (BERT and GPT-2 derive the head size from ``hidden_size / num_attention_heads``, so fewer heads
-cannot be written down for them: their heads are kept, and said so).
+numbers. Heads: ``_prune_heads`` (GQA-consistent sets; written natively where the architecture reads
+``head_dim`` (Llama, ViT, ...), else, for BERT, DistilBERT and GPT-2, recorded as
+``workbench_attention_heads``, which Workbench's loader rebuilds and plain ``from_pretrained`` cannot).
+Whether the config can record the result is checked before anything changes, by building the model
+from the new config on the meta device and comparing weight shapes.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.plugin_api import PluginError
+from workbench.plugin_api import hf_heads as H
 
-# (q, k, v, output) projection names, relative to the attention module.
-ATTENTION_LAYOUTS = (("q_proj", "k_proj", "v_proj", "o_proj"), ("q_proj", "k_proj", "v_proj", "out_proj"),
-                     ("q_lin", "k_lin", "v_lin", "out_lin"), ("self.query", "self.key", "self.value", "output.dense"),
-                     ("attention.query", "attention.key", "attention.value", "output.dense"))
+from . import _prune_heads as HP
+from ._prune_heads import config_fits as _config_fits
+from ._prune_heads import with_values as _with
+
 # (layers producing the intermediate channels, the layer consuming them), relative to the MLP module.
 MLP_LAYOUTS = ((("gate_proj", "up_proj"), "down_proj"), (("c_fc",), "c_proj"), (("fc1",), "fc2"),
                (("lin1",), "lin2"), (("dense_h_to_4h",), "dense_4h_to_h"),
                (("intermediate.dense",), "output.dense"))
 WIDTH_KEYS = ("intermediate_size", "n_inner", "ffn_dim", "hidden_dim", "d_ff", "ffn_hidden_size")
-HEAD_ATTRS = ("num_heads", "num_attention_heads")
-KV_ATTRS = ("num_key_value_heads", "num_kv_heads")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -51,14 +49,9 @@ def pretrained_of(model: Any) -> Any | None:
     return None
 
 
-def is_matmul(layer: Any) -> bool:
-    from torch import nn
-    return isinstance(layer, nn.Linear) or _is_conv1d(layer)
-
-
-def _is_conv1d(layer: Any) -> bool:
-    cls = type(layer)
-    return cls.__name__ == "Conv1D" and cls.__module__.startswith("transformers")
+is_matmul, out_size, in_size, _is_conv1d = H.is_matmul, H.out_size, H.in_size, H.is_conv1d
+head_sets = HP.head_sets
+find_attention = H.find_attention
 
 
 def _sub(module: Any, path: str) -> Any:
@@ -69,32 +62,11 @@ def _sub(module: Any, path: str) -> Any:
 
 
 @dataclass
-class Attention:
-    name: str
-    holders: list                    # the modules holding head-count attributes (BERT: attention and .self)
-    layers: dict[str, tuple[str, Any]]   # "q"/"k"/"v"/"o" -> (full name, layer)
-
-
-@dataclass
 class Mlp:
     name: str
     module: Any
     ins: list[tuple[str, Any]]       # produce the intermediate channels
     out: tuple[str, Any]             # consumes them
-
-
-def find_attention(pretrained: Any) -> list[Attention]:
-    found = []
-    for name, module in pretrained.named_modules():
-        for layout in ATTENTION_LAYOUTS:
-            layers = [_sub(module, path) for path in layout]
-            if all(is_matmul(layer) for layer in layers):
-                prefix = f"{name}." if name else ""
-                holders = [module] + [m for m in (_sub(module, "self"), _sub(module, "attention")) if m is not None]
-                found.append(Attention(name, holders, {key: (prefix + path, layer) for key, path, layer
-                                                       in zip("qkvo", layout, layers)}))
-                break
-    return found
 
 
 def find_mlps(pretrained: Any) -> list[Mlp]:
@@ -114,17 +86,7 @@ def find_mlps(pretrained: Any) -> list[Mlp]:
 # ---------------------------------------------------------------------------------------------
 # Layer surgery (nn.Linear: torch-pruning's pruners; Conv1D: weight (in, out), sliced here)
 # ---------------------------------------------------------------------------------------------
-def _matrix(layer: Any) -> Any:
-    """The weight as (out, in), whatever the layer stores."""
-    return layer.weight.t() if _is_conv1d(layer) else layer.weight
-
-
-def out_size(layer: Any) -> int:
-    return int(_matrix(layer).shape[0])
-
-
-def in_size(layer: Any) -> int:
-    return int(_matrix(layer).shape[1])
+_matrix = H.matrix
 
 
 def keep_outputs(layer: Any, keep: list[int]) -> None:
@@ -174,49 +136,13 @@ def _in_scores(layer: Any, p: int) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Planning: how many heads / channels stay, and whether the config can say so
 # ---------------------------------------------------------------------------------------------
-def head_sets(heads: int, kv: int, amount: float) -> tuple[int, int]:
-    """(key/value heads kept, query heads kept per key/value head) closest to removing ``amount`` of
-    the heads; on a tie the one keeping more key/value heads (fidelity before cache size)."""
-    rep = heads // kv
-    target = heads * (1.0 - amount)
-    options = [(a, b) for a in range(1, kv + 1) for b in range(1, rep + 1)]
-    return min(options, key=lambda ab: (abs(ab[0] * ab[1] - target), -ab[0], -ab[1]))
-
-
-def _shapes_from(pretrained: Any, config: Any) -> dict[str, tuple]:
-    """Every weight shape of the model ``config`` describes (built on the meta device: no memory)."""
-    import torch
-    with torch.device("meta"):
-        fresh = type(pretrained)(config)
-    return {k: tuple(v.shape) for k, v in fresh.state_dict().items()}
-
-
 def _expected(layer: Any, name: str, out: int, inp: int) -> tuple[str, tuple]:
     return f"{name}.weight", ((inp, out) if _is_conv1d(layer) else (out, inp))
 
 
-def _config_fits(pretrained: Any, config: Any, expected: dict[str, tuple]) -> bool:
-    try:
-        shapes = _shapes_from(pretrained, config)
-    except Exception:
-        return False
-    return all(shapes.get(k) == v for k, v in expected.items())
-
-
-def _with(config: Any, **values: Any) -> Any:
-    new = copy.deepcopy(config)
-    for key, value in values.items():
-        setattr(new, key, value)
-    return new
-
-
 @dataclass
 class Plan:
-    heads: int = 0
-    kv: int = 0
-    head_dim: int = 0
-    kv_keep: int = 0
-    rep_keep: int = 0
+    heads: HP.HeadPlan | None = None
     width: int = 0
     width_keep: int = 0
     width_key: str | None = None
@@ -224,53 +150,21 @@ class Plan:
 
     @property
     def prunes_heads(self) -> bool:
-        return bool(self.kv_keep) and self.kv_keep * self.rep_keep < self.heads
+        return self.heads is not None and self.heads.kept < self.heads.heads
 
     @property
     def prunes_mlp(self) -> bool:
         return bool(self.width_key) and self.width_keep < self.width
 
 
-def plan(pretrained: Any, attentions: list[Attention], mlps: list[Mlp], amount: float,
+def plan(pretrained: Any, attentions: list[H.Attention], mlps: list[Mlp], amount: float,
          round_to: int | None) -> Plan:
     """What ``amount`` means for this model, checked against what its config can record."""
     config = pretrained.config
     result = Plan()
-    arch = type(pretrained).__name__
     if attentions:
-        heads = int(getattr(config, "num_attention_heads", 0) or 0)
-        kv = int(getattr(config, "num_key_value_heads", None) or heads)
-        first = attentions[0].layers
-        q_out, k_out = out_size(first["q"][1]), out_size(first["k"][1])
-        uniform = all(out_size(a.layers["q"][1]) == q_out and out_size(a.layers["k"][1]) == k_out
-                      for a in attentions)
-        if not heads or q_out % heads or not uniform or kv < 1 or heads % kv or k_out != kv * (q_out // heads):
-            result.notes.append(f"attention heads kept: the {arch} attention layers do not match the config's "
-                                "head counts in a layout this plugin knows")
-        else:
-            hd = q_out // heads
-            kv_keep, rep_keep = head_sets(heads, kv, amount)
-            result.heads, result.kv, result.head_dim = heads, kv, hd
-            if kv_keep * rep_keep == heads:
-                result.notes.append(f"attention heads kept: removing {amount:.0%} of {heads} heads in sets of "
-                                    f"{kv} key/value groups rounds to none")
-            else:
-                values = {"num_attention_heads": kv_keep * rep_keep}
-                if hasattr(config, "num_key_value_heads"):
-                    values["num_key_value_heads"] = kv_keep
-                if hasattr(config, "head_dim"):
-                    values["head_dim"] = hd
-                q_name, q = first["q"]
-                k_name, k = first["k"]
-                expected = dict([_expected(q, q_name, kv_keep * rep_keep * hd, in_size(q)),
-                                 _expected(k, k_name, kv_keep * hd, in_size(k))])
-                if _config_fits(pretrained, _with(config, **values), expected):
-                    result.kv_keep, result.rep_keep = kv_keep, rep_keep
-                else:
-                    result.notes.append(
-                        f"attention heads kept: {type(config).__name__} derives the head size from hidden_size / "
-                        "num_attention_heads, so a model with fewer heads could not be saved and reopened as a "
-                        "Hugging Face folder; only the MLP channels are pruned")
+        result.heads, notes = HP.plan_heads(pretrained, attentions, amount)
+        result.notes += notes
     if mlps:
         width = out_size(mlps[0].ins[0][1])
         if any(out_size(layer) != width for m in mlps for _, layer in m.ins):
@@ -298,33 +192,6 @@ def plan(pretrained: Any, attentions: list[Attention], mlps: list[Mlp], amount: 
 # ---------------------------------------------------------------------------------------------
 # Pruning
 # ---------------------------------------------------------------------------------------------
-def _prune_heads(att: Attention, plan_: Plan, p: int) -> None:
-    import torch
-
-    hd, heads, kv = plan_.head_dim, plan_.heads, plan_.kv
-    rep = heads // kv
-    q, k, v, o = (att.layers[key][1] for key in "qkvo")
-    q_score = _out_scores(q, p).view(heads, hd).sum(1) + _in_scores(o, p).view(heads, hd).sum(1)
-    kv_score = (_out_scores(k, p) + _out_scores(v, p)).view(kv, hd).sum(1) + q_score.view(kv, rep).sum(1)
-    groups = sorted(torch.topk(kv_score, plan_.kv_keep).indices.tolist())
-    kept_heads = []
-    for g in groups:
-        local = torch.topk(q_score[g * rep:(g + 1) * rep], plan_.rep_keep).indices.tolist()
-        kept_heads += sorted(g * rep + i for i in local)
-    q_idx = [h * hd + d for h in kept_heads for d in range(hd)]
-    kv_idx = [g * hd + d for g in groups for d in range(hd)]
-    keep_outputs(q, q_idx)
-    keep_outputs(k, kv_idx)
-    keep_outputs(v, kv_idx)
-    keep_inputs(o, q_idx)
-    new_heads = plan_.kv_keep * plan_.rep_keep
-    for holder in att.holders:
-        for attr, value in [(a, new_heads) for a in HEAD_ATTRS] + [(a, plan_.kv_keep) for a in KV_ATTRS] + \
-                [("num_key_value_groups", plan_.rep_keep), ("all_head_size", new_heads * hd)]:
-            if type(getattr(holder, attr, None)) is int:
-                setattr(holder, attr, value)
-
-
 def _prune_mlp(mlp: Mlp, plan_: Plan, p: int) -> None:
     import torch
 
@@ -342,11 +209,7 @@ def _prune_mlp(mlp: Mlp, plan_: Plan, p: int) -> None:
 
 def _update_config(config: Any, plan_: Plan) -> None:
     if plan_.prunes_heads:
-        config.num_attention_heads = plan_.kv_keep * plan_.rep_keep
-        if hasattr(config, "num_key_value_heads"):
-            config.num_key_value_heads = plan_.kv_keep
-        if hasattr(config, "head_dim"):
-            config.head_dim = plan_.head_dim
+        HP.update_config(config, plan_.heads)
     if plan_.prunes_mlp:
         setattr(config, plan_.width_key, plan_.width_keep)
 
@@ -354,7 +217,7 @@ def _update_config(config: Any, plan_: Plan) -> None:
 def check_config_matches(pretrained: Any, what: str) -> None:
     """PluginError unless ``from_pretrained`` on the saved folder would build these very shapes."""
     try:
-        expected = _shapes_from(pretrained, pretrained.config)
+        expected = HP.shapes_from(pretrained, pretrained.config)
     except Exception as exc:
         raise PluginError(f"{what}: the updated config no longer builds a {type(pretrained).__name__} "
                           f"({type(exc).__name__}: {exc})") from exc
@@ -367,7 +230,7 @@ def check_config_matches(pretrained: Any, what: str) -> None:
 
 
 def prepare(model: Any, amount: float, round_to: int | None = None,
-            skip: set[str] | None = None) -> tuple[list[Attention], list[Mlp], Plan, list[str]]:
+            skip: set[str] | None = None) -> tuple[list[H.Attention], list[Mlp], Plan, list[str]]:
     """The blocks to prune and the plan, changing nothing; PluginError when nothing can be removed.
 
     ``skip``: module names (as ``model.named_modules()`` gives them) to leave as they are; a config
@@ -381,12 +244,11 @@ def prepare(model: Any, amount: float, round_to: int | None = None,
                           f"{type(pretrained).__name__}; try method=unstructured")
     notes: list[str] = []
     if not attentions and getattr(pretrained.config, "num_attention_heads", None):
-        notes.append("attention heads kept: no separate q/k/v/o projections (fused ones such as GPT-2's c_attn "
-                     "are not split, and GPT2Config derives the head size from n_embd / n_head); only the MLP "
-                     "channels are pruned")
+        notes.append("attention heads kept: no q/k/v/o projections in a layout this plugin knows (separate ones, or "
+                     "GPT-2's fused c_attn); only the MLP channels are pruned")
     kept = []
     for kind, groups, blocks in (
-            ("attention blocks", [[a.name] + [n for n, _ in a.layers.values()] for a in attentions], attentions),
+            ("attention blocks", [[a.name] + a.layer_names for a in attentions], attentions),
             ("MLPs", [[m.name] + [n for n, _ in m.ins + [m.out]] for m in mlps], mlps)):
         skipped = [any(prefix + n in skip for n in group) for group in groups]
         if any(skipped) and not all(skipped):
@@ -412,11 +274,16 @@ def prune_transformer(model: Any, amount: float, *, p: int = 1, round_to: int | 
     attentions, mlps, plan_, notes = prepare(model, amount, round_to, skip)
     changed: list[str] = []
     was_training = pretrained.training
+    heads = int(getattr(pretrained.config, "num_attention_heads", 0) or 0) if attentions else 0
+    kv = int(getattr(pretrained.config, "num_key_value_heads", None) or heads)
+    heads_after, kv_after = heads, kv
     if plan_.prunes_heads:
+        hp = plan_.heads
         for att in attentions:
-            _prune_heads(att, plan_, p)
-        changed.append(f"{len(attentions)} attention blocks: {plan_.heads}→{plan_.kv_keep * plan_.rep_keep} heads, "
-                       f"{plan_.kv}→{plan_.kv_keep} key/value heads (head size {plan_.head_dim})")
+            HP.prune_heads(att, hp, p)
+        heads_after, kv_after = hp.kept, hp.kv_keep
+        changed.append(f"{len(attentions)} attention blocks: {hp.heads}→{hp.kept} heads, "
+                       f"{hp.kv}→{hp.kv_keep} key/value heads (head size {hp.head_dim})")
     if plan_.prunes_mlp:
         for mlp in mlps:
             _prune_mlp(mlp, plan_, p)
@@ -424,13 +291,12 @@ def prune_transformer(model: Any, amount: float, *, p: int = 1, round_to: int | 
     _update_config(pretrained.config, plan_)
     pretrained.train(was_training)
     check_config_matches(pretrained, "prune")
-    figures = {"heads_before": plan_.heads or None,
-               "heads_after": (plan_.kv_keep * plan_.rep_keep) if plan_.prunes_heads else plan_.heads or None,
-               "kv_heads_before": plan_.kv or None,
-               "kv_heads_after": plan_.kv_keep if plan_.prunes_heads else plan_.kv or None,
+    figures = {"heads_before": heads or None, "heads_after": heads_after or None,
+               "kv_heads_before": kv or None, "kv_heads_after": kv_after or None,
                "mlp_width_before": plan_.width or None,
                "mlp_width_after": plan_.width_keep if plan_.prunes_mlp else plan_.width or None,
-               "attention_blocks": len(attentions), "mlps": len(mlps)}
+               "attention_blocks": len(attentions), "mlps": len(mlps),
+               "heads_recorded_as": H.CONFIG_KEY if plan_.prunes_heads and plan_.heads.recorded else None}
     return changed, notes, figures
 
 

@@ -193,6 +193,7 @@ def load_hf_folder(folder: Path, trust_pickle: bool = False, trust_remote_code: 
         raise ModelLoadError(f"{folder / CONFIG} cannot be read by transformers {transformers.__version__}: "
                              f"{error_detail(exc)}") from None
     auto = getattr(transformers, AUTO_CLASSES[task])
+    auto = _with_pruned_heads(auto, config, folder)
     notes = []
     if files:
         step(f"loading the weights ({how})")
@@ -219,6 +220,16 @@ def load_hf_folder(folder: Path, trust_pickle: bool = False, trust_remote_code: 
     wrapper = (HFImageForward if info.is_image else HFForward)(model, task, pooling, tokenizer)
     inputs = declared_inputs(config, info.is_image)
     return LoadedModel(wrapper, "hf", "torch", inputs, info.is_image, default_batch=1, notes=notes, hf=info)
+
+
+def _with_pruned_heads(auto: Any, config: Any, folder: Path) -> Any:
+    """A folder saved after Workbench removed attention heads its config cannot express natively
+    (``workbench_attention_heads``): the class that rebuilds those heads before the weights load."""
+    from .hf_heads import CONFIG_KEY, model_class
+    try:
+        return model_class(auto, config)
+    except (ValueError, KeyError) as exc:
+        raise ModelLoadError(f"{folder / CONFIG}: {CONFIG_KEY} cannot be applied: {error_detail(exc)}") from None
 
 
 def _auto_task(named: str) -> str | None:

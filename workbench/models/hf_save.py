@@ -54,8 +54,24 @@ def save_hf_folder(model: Any, fmt: str, path: str) -> dict:
     for file in files:
         digest.update(file.relative_to(target).as_posix().encode())
         digest.update(file.read_bytes())
-    return {"path": str(target.resolve()), "kind": "hf", "bytes": sum(f.stat().st_size for f in files),
-            "sha256": digest.hexdigest()}
+    artifact = {"path": str(target.resolve()), "kind": "hf", "bytes": sum(f.stat().st_size for f in files),
+                "sha256": digest.hexdigest()}
+    note = _reopen_note(hf_model.config)
+    if note:
+        artifact["note"] = note
+    return artifact
+
+
+def _reopen_note(config: Any) -> str | None:
+    """What opens the folder when its config records pruned heads the architecture cannot express."""
+    from .hf_heads import CONFIG_KEY
+    value = getattr(config, CONFIG_KEY, None)
+    if not value:
+        return None
+    return (f"config.json records {value.get('num_attention_heads')} attention heads of size {value.get('head_dim')} "
+            f"under {CONFIG_KEY} ({type(config).__name__} derives the head size from hidden_size / "
+            "num_attention_heads): `workbench bench DIR` reopens the folder; plain transformers.from_pretrained "
+            "cannot (it refuses the weights' shapes)")
 
 
 def _check_storable(hf_model: Any) -> None:

@@ -7,6 +7,7 @@ Importing this package imports neither torch nor Qt (the GUI lists plugins witho
 """
 from ..errors import PluginError, RunCancelled
 from ..format import nbytes as format_bytes      # sizes as every face writes them (MiB)
+from ..models import hf_heads     # attention heads removed from an HF model (prune plugin and loader share it)
 from ..models.info import count_flops, count_parameters, model_bytes
 from ..models.outputs import first_output
 from ..spec import device_kind
@@ -17,5 +18,5 @@ from .registry import ENTRY_POINT_GROUP, PluginInfo, discover_plugins, get_plugi
 
 __all__ = ["DEVICE_KINDS", "ENTRY_POINT_GROUP", "FORMATS", "ChainStep", "Param", "Plugin", "PluginContext",
            "PluginError", "PluginInfo", "PluginReport", "RunCancelled", "build_chain", "chain_error",
-           "count_flops", "count_parameters", "device_kind", "discover_plugins", "first_output", "format_bytes", "get_plugin_class",
+           "count_flops", "count_parameters", "device_kind", "discover_plugins", "first_output", "format_bytes", "get_plugin_class", "hf_heads",
            "model_bytes", "chain_warnings", "match_patterns", "require_some_change", "split_patterns"]

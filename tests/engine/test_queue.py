@@ -211,3 +211,14 @@ def test_a_variant_removed_by_the_user_is_not_checked(queue):
     queue.recorder.wait_finished(4)
     assert queue.session.checked == [(["ok"], None)]
     assert jobs[1].status == CANCELLED and jobs[1].message == "removed from the queue"
+
+
+def test_explicit_checks_let_each_baseline_check_its_own_points(queue):
+    """A sweep's rounds: each baseline checks the points compared with it (``checks`` by index)."""
+    queue.session = PreflightSession()
+    jobs = queue.enqueue(_plugin_specs("base", "ok", "refuse-1", "base", "refuse-2"),
+                         checks=[[1, 2], [], [], [4], []])
+    queue.recorder.wait_finished(5)
+    assert queue.session.checked == [(["ok", "refuse-1"], None), (["refuse-2"], None)]
+    assert [j.status for j in jobs] == [DONE, DONE, REFUSED, REFUSED, REFUSED]     # all refused: nothing timed
+    assert queue.session.started == ["base", "ok", "base"]

@@ -8,7 +8,7 @@ import pyqtgraph as pg
 from sweep_fixtures import FakeSession, specs_run
 
 from workbench.results.sweeps import get_sweep
-from workbench.spec import RunSpec
+from workbench.spec import PluginStep, RunSpec
 
 
 def _interrupted_sweep(w, qtbot) -> int:
@@ -51,3 +51,19 @@ def test_resume_runs_what_is_left_of_an_interrupted_sweep(make_workbench, qtbot,
         assert w.runs.resume_sweep(sweep_id)
     qtbot.waitUntil(lambda: bool(catch_errors), timeout=5_000)
     assert "nothing left to run" in catch_errors[0][0] and len(w.bridge.jobs()) == first_jobs + 3
+
+
+def test_a_gui_sweep_baseline_checks_its_points_first(make_workbench, qtbot):
+    """As the CLI's executors do (PointTask.check): each round's baseline checks the points compared
+    with it on the loaded model before it is timed."""
+    w = make_workbench()
+    session = w.bridge.queue.session = FakeSession(w.bridge.store)
+    spec = RunSpec(model="demo:digits-cnn", plugins=[PluginStep.parse("prune:method=structured")], iters=5,
+                   duration_s=0.05)
+    plan = w.bridge.plan_sweep(spec, ["prune.amount=0.3,0.6"], repeat=2)
+    with qtbot.waitSignal(w.bridge.sweepFinished, timeout=20_000) as finished:
+        assert w.runs.start_sweep(plan)
+    assert finished.args[1] == "done"
+    assert specs_run(session) == ["b1 baseline", "b1 prune=0.3", "b1 prune=0.6"] * 2
+    amounts = [[v.plugins[0].params["amount"] for v in checked] for checked in session.checked]
+    assert amounts == [[0.3, 0.6], [], []] * 2

@@ -92,16 +92,20 @@ class JobQueue:
 
     # -- the queue ---------------------------------------------------------------------------------
     def enqueue(self, specs: list[RunSpec], labels: list[str] | None = None, group: str = "",
-                preflight: bool = False, require_last: bool = True) -> list[Job]:
+                preflight: bool = False, require_last: bool = True,
+                checks: list[list[int]] | None = None) -> list[Job]:
         """Queue ``specs`` in order. With ``preflight`` (a plan whose first spec is the plain model)
         the first job checks the later ones before it times anything; ``require_last``: the last spec
         is the one the user asked for (baseline + variant), so its refusal refuses the group; without
-        it (all combinations) refused variants are skipped and only a group with none left is refused."""
+        it (all combinations) refused variants are skipped and only a group with none left is refused.
+        ``checks`` (a sweep's baselines): for each spec, the indices of the later specs it checks."""
         labels = labels or [s.label or s.describe_chain() for s in specs]
         jobs = [Job(next(self._ids), spec, label, group) for spec, label in zip(specs, labels)]
         if preflight and jobs and not jobs[0].spec.plugins:
             jobs[0].checks = [j for j in jobs[1:] if j.spec.plugins]
             jobs[0].required = jobs[-1] if require_last and jobs[-1] in jobs[0].checks else None
+        for position, indices in enumerate(checks or []):
+            jobs[position].checks = [jobs[i] for i in indices if position < i < len(jobs)]
         with self._wake:
             if self._stopping:
                 raise WorkbenchError("the run queue is shut down")

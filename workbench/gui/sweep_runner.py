@@ -1,7 +1,8 @@
 """A sweep's points through the GUI's run queue: the executor ``engine.sweep.run_sweep`` drives when
 the sweep starts from the GUI. Each point is queued as an ordinary job (so the Run dock's queue,
 the Live dock's progress and Cancel work for it as for any run), and its outcome is handed back to
-the core, which records it with the sweep exactly as the CLI's local executor does.
+the core, which records it with the sweep exactly as the CLI's local executor does. A baseline checks
+the points compared with it on the loaded model first (``PointTask.check``; ``engine.queue``).
 
 Qt-free: the bridge runs it in a thread of its own and turns its callbacks into signals.
 """
@@ -49,7 +50,7 @@ class QueueExecutor:
             spec = RunSpec.from_dict(task.spec)
             spec.label = task.label
             specs.append(spec)
-        jobs = self.queue.enqueue(specs, [t.label for t in tasks], group=self.group)
+        jobs = self.queue.enqueue(specs, [t.label for t in tasks], group=self.group, checks=checked_points(tasks))
         self.on_queued(jobs)
         waiting = list(zip(tasks, jobs))
         started: set[int] = set()
@@ -78,6 +79,14 @@ class QueueExecutor:
                 self.queue.remove(job.id)
             elif not job.finished:
                 job.cancel.set()
+
+
+def checked_points(tasks: list[PointTask]) -> list[list[int]]:
+    """For each task, the later tasks of the same round its baseline checks on the loaded model before it
+    is timed (``PointTask.check``, as the CLI's executors pass it): a refused point is not started and is
+    recorded as failed with the reason; when every one is refused, the baseline times nothing either."""
+    return [[k for k, other in enumerate(tasks) if k > i and other.repeat == task.repeat and other.spec in task.check]
+            if task.check else [] for i, task in enumerate(tasks)]
 
 
 def outcome_of_job(job: Job) -> PointOutcome:

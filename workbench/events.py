@@ -51,7 +51,7 @@ _KINDS = (
     EventKind("variants_checked", WORKER, "a baseline checked the variants planned after it on the loaded model: "
               "None or the refusal, one per variant", {"refusals": "list"}),
     EventKind("artifact", WORKER, "the optimized model was saved", {"path": "str"},
-              {"kind": "str", "bytes": "int", "sha256": "str"}),
+              {"kind": "str", "bytes": "int", "sha256": "str", "note": "str"}),
     EventKind("latency_batch", WORKER, "timed iterations of the cold, warmup or measure phase (generate: "
               "per-token decode latencies; the cold call's prefill)",
               {"phase": "str", "values_ns": "int list"}),

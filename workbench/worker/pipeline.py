@@ -171,6 +171,8 @@ def run_job(job: dict, emit, cancelled, stage: Stage) -> None:
         phase("save", f"saving optimized model to {spec.save_model}")
         artifact = save_model(model, fmt, spec.save_model, [torch.from_numpy(a) for a in inputs.measure])
         emit("artifact", **artifact)
+        if artifact.get("note"):     # e.g. a head-pruned BERT folder reopens in Workbench, not in from_pretrained
+            notes.append(f"saved model: {artifact['note']}")
 
     # -- measure -------------------------------------------------------------------------------
     runtime_name = resolve_runtime(spec.runtime, fmt)

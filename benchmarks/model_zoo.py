@@ -162,6 +162,7 @@ def run_cell(session, store, spec, since: float, sitting: list, stop=None) -> di
         check_files_exist(spec)
         check_chain(spec)
         planned = plan_runs(store, spec, since=since)
+        planned[:0] = _sitting_baseline(store, spec, planned, since)
     except WorkbenchError as exc:
         return {"status": "refused", "reason": str(exc), "when": "before the run"}
     from workbench.engine.runner import run_planned
@@ -196,6 +197,19 @@ def run_cell(session, store, spec, since: float, sitting: list, stop=None) -> di
     if unchanged:
         out["reason"] = "; ".join(r.get("summary") or "" for r in reports)
     return out
+
+
+def _sitting_baseline(store, spec, planned: list, since: float) -> list:
+    """[the plain model] when the plan reuses a baseline stored before this sitting: a table whose
+    ratios come from baselines measured hours apart, under other loads, is not one table."""
+    from workbench.engine.plan import baseline_spec, native_runtime
+    from workbench.results.compare import planned_baseline
+    from workbench.worker.conditions import default_threads
+    if not spec.plugins or any(not p.plugins for p in planned):
+        return []
+    plain = baseline_spec(spec)
+    fresh = planned_baseline(store, plain, native_runtime(spec), spec.threads or default_threads(), since=since)
+    return [] if fresh is not None else [plain]
 
 
 def _failure(store, record) -> dict:

@@ -126,9 +126,9 @@ def test_a_power_limit_sweep_applies_each_value_around_its_point(store, tmp_path
     seen = []
 
     class Recording(FakeSession):
-        def run(self, spec, on_event=None, cancel=None):
+        def run(self, spec, on_event=None, cancel=None, **checks):
             seen.append(nv.limit_mw)        # what the GPU is set to while the point is measured
-            return super().run(spec, on_event, cancel)
+            return super().run(spec, on_event, cancel, **checks)
 
     import workbench.engine.executors as executors
     original = executors.run_point

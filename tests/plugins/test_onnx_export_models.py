@@ -1,6 +1,6 @@
 """onnx_export on causal LMs (GPT-2, Llama with grouped-query attention) without the KV cache, run
-by ONNX Runtime; the exporter's failures in one line without colour codes; load errors that keep
-the key names."""
+by ONNX Runtime (with the cache: test_onnx_kv_cache.py); the exporter's failures in one line
+without colour codes; load errors that keep the key names."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -67,10 +67,14 @@ def test_causal_lm_exports_without_cache_and_runs_on_onnxruntime(kind, dynamic_b
         np.testing.assert_allclose(logits[real], expected[real], atol=1e-4, rtol=1e-4)
 
 
-def test_export_with_cache_is_refused_before_anything_runs():
-    with pytest.raises(PluginError, match=r"with_cache=true is not supported: .*past_key_values.*with_cache=false"):
-        build_chain([PluginStep("onnx_export", {"with_cache": True})], "torch", "cpu", "onnxruntime")
-    assert build_chain([PluginStep("onnx_export")], "torch", "cpu", "onnxruntime")[0].name == "onnx_export"
+def test_export_with_cache_is_decided_by_the_model():
+    """with_cache=true passes the chain check without a model (the loaded model decides: a causal LM
+    exports its cache, anything else is refused; tests/plugins/test_onnx_kv_cache.py)."""
+    chain = build_chain([PluginStep("onnx_export", {"with_cache": True})], "torch", "cpu", "onnxruntime")
+    assert chain[0].name == "onnx_export" and chain[0].plugin.params["with_cache"] is True
+    with pytest.raises(PluginError, match=r"with_cache=true needs a causal language model.*with_cache=false"):
+        build_chain([PluginStep("onnx_export", {"with_cache": True})], "torch", "cpu", "onnxruntime",
+                    model=torch.nn.Linear(2, 2))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ def save_model(model: Any, fmt: str, path: str, example_inputs: list) -> dict:
     target = Path(path).expanduser()
     target.parent.mkdir(parents=True, exist_ok=True)
     suffix = target.suffix.lower()
+    note = None
     try:
         if fmt == "onnx":
             if suffix != ".onnx":
@@ -25,6 +26,8 @@ def save_model(model: Any, fmt: str, path: str, example_inputs: list) -> dict:
             import onnx
             onnx.save(model, str(target))
             kind = "onnx"
+            # how the graph is laid out, where its exporter said (a causal LM exported with its KV cache)
+            note = next((p.value for p in getattr(model, "metadata_props", []) if p.key == "workbench.note"), None)
         elif suffix == ".pt2":
             import torch
             program = torch.export.export(model, tuple(example_inputs))
@@ -44,7 +47,7 @@ def save_model(model: Any, fmt: str, path: str, example_inputs: list) -> dict:
         raise WorkbenchError(f"saving the model to {target} failed: {type(exc).__name__}: {exc}") from exc
     data = target.read_bytes()
     return {"path": str(target.resolve()), "kind": kind, "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest()}
+            "sha256": hashlib.sha256(data).hexdigest(), **({"note": note} if note else {})}
 
 
 def is_folder_target(path: str) -> bool:

@@ -7,6 +7,9 @@ own (``model(ids, cache=..., use_cache=True)`` on a ``DynamicCache``), not ``mod
 that every step is timed: ``perf_counter_ns`` on CPU; on CUDA an event pair per step and one
 synchronisation per generation (the host never waits inside the loop).
 
+An ONNX model exported with its cache (``onnx_export:with_cache=true``) decodes through
+``generate_onnx.OnnxGreedyDecoder``, which keeps this contract (``lm_phases.decoder_for`` picks).
+
 ``measure_generation`` repeats whole generations: a cold one, warm-ups until the per-token
 latency is stable, then timed repetitions until the spec's iteration target (counted in decode
 tokens) and duration are met, and at least ``MIN_REPETITIONS``.
@@ -49,16 +52,25 @@ def resolve_scenario(scenario: str, loaded: Any) -> str:
     return scenario
 
 
-def check_chain_generates(output_format: str, chain_names: list[str]) -> None:
-    """Refuse, before any plugin runs, a chain whose output cannot decode with a KV cache."""
-    if output_format == "torch":
+def check_chain_generates(output_format: str, chain: list) -> None:
+    """Refuse, before any plugin runs, a chain whose output cannot decode with a KV cache. ``chain``:
+    the ``ChainStep``s (or their names); an ONNX model decodes when the chain exported it with
+    ``onnx_export:with_cache=true``."""
+    if output_format == "torch" or (output_format == "onnx" and exports_cache(chain)):
         return
-    steps = " → ".join(chain_names) or "the model"
+    steps = " → ".join(getattr(step, "name", step) for step in chain) or "the model"
     raise PluginError(
         f"--scenario generate cannot run on the output of {steps}: it is an {output_format.upper()} model "
         "exported without a KV cache interface, so every new token would recompute the whole sequence. "
-        "What works: drop the export to time generation in torch (quantize, prune, fuse keep a torch model), "
-        "or time the exported model with --scenario forward (one pass over --seq-len tokens)")
+        "What works: onnx_export:with_cache=true (ONNX Runtime then decodes token by token), drop the export to "
+        "time generation in torch (quantize, prune, fuse keep a torch model), or time the exported model with "
+        "--scenario forward (one pass over --seq-len tokens)")
+
+
+def exports_cache(chain: list) -> bool:
+    """The chain's ONNX export keeps the KV cache as inputs and outputs (``onnx_export:with_cache``)."""
+    return any(getattr(step, "name", step) == "onnx_export"
+               and getattr(getattr(step, "plugin", None), "params", {}).get("with_cache") for step in chain)
 
 
 def causal_lm_of(module: Any) -> Any:
@@ -93,6 +105,7 @@ class GreedyDecoder:
         import torch
         from transformers import DynamicCache
         self.torch, self.lm, self.device = torch, lm, device
+        self.config = lm.config
         self.cuda = str(device).startswith("cuda")
         self._DynamicCache = DynamicCache
         params = inspect.signature(lm.forward).parameters
@@ -182,6 +195,11 @@ def cache_tensors(cache: Any) -> list:
 
 def cache_bytes(cache: Any) -> int:
     return int(sum(t.numel() * t.element_size() for t in cache_tensors(cache)))
+
+
+def cache_element_bytes(cache: Any, default: int = 4) -> int:
+    tensors = cache_tensors(cache)
+    return int(tensors[0].element_size()) if tensors else default
 
 
 def expected_cache_bytes(config: Any, batch: int, tokens: int, element_bytes: int) -> int | None:

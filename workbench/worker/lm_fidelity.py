@@ -14,7 +14,8 @@ measured model is scanned the same way afterwards (``compare_scan``) and gives:
 
 Sequences arrive as the run's input arrays (``input_ids`` first, ``attention_mask`` second if the
 model takes one) and are scored through ``infer(arrays) -> logits``, so an exported model (ONNX
-Runtime) is scored the same way as a torch one.
+Runtime) is scored the same way as a torch one; an ONNX model exported with its KV cache generates
+its continuations on ONNX Runtime too (``lm_phases.decoder_for``).
 """
 from __future__ import annotations
 

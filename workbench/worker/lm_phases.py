@@ -56,14 +56,22 @@ def eval_arrays(tokens: Any) -> list[np.ndarray]:
 
 
 # -- language-model fidelity -------------------------------------------------------------------
-def _decoder(runtime: Any, device: str):
-    """A greedy decoder on the runtime's model, or None where it cannot generate (ONNX, traced)."""
-    from ..errors import PluginError
+def decoder_for(runtime: Any, device: str) -> Any:
+    """A greedy decoder on the prepared runtime's model: torch (a transformers causal LM inside) or
+    ONNX Runtime (a model exported with its KV cache); a PluginError says why anything else cannot."""
     from .generate import GreedyDecoder, causal_lm_of
-    if getattr(runtime, "name", "") != "torch":
-        return None
+    if getattr(runtime, "name", "") == "onnxruntime":
+        from .generate_onnx import OnnxGreedyDecoder
+        return OnnxGreedyDecoder(runtime)
+    return GreedyDecoder(causal_lm_of(runtime.model), device)
+
+
+def _decoder(runtime: Any, device: str):
+    """A greedy decoder on the runtime's model, or None where it cannot generate (an ONNX export
+    without the KV cache, a traced program)."""
+    from ..errors import PluginError
     try:
-        return GreedyDecoder(causal_lm_of(runtime.model), device)
+        return decoder_for(runtime, device)
     except PluginError:
         return None
 
@@ -80,7 +88,7 @@ def lm_scan(runtime: Any, tokens: Any, spec: Any, batch: int, reference: Any = N
     decoder = _decoder(runtime, spec.device)
     if decoder is not None and (reference is None or reference.continuations is not None):
         length = continuation_length(spec.gen_len)
-        positions = max_positions(decoder.lm.config)
+        positions = max_positions(decoder.config)
         prompts = continuation_prompts(arrays, tokens.prompt_len or arrays[0].shape[1], length, positions)
         if prompts is not None:
             result.continuations = continuations(decoder, torch.from_numpy(prompts).to(spec.device), length)
@@ -93,11 +101,9 @@ def measure_generate(runtime: Any, tokens: Any, spec: Any, emit: Callable, cance
     """Timed greedy generations on the prepared runtime; the result's timing fields."""
     import torch
 
-    from .generate import (GenerationSettings, GreedyDecoder, cache_tensors, causal_lm_of, generation_result,
-                           measure_generation)
+    from .generate import GenerationSettings, cache_element_bytes, generation_result, measure_generation
     from ..results.stats import compute_latency_stats
-    lm = causal_lm_of(runtime.model)
-    decoder = GreedyDecoder(lm, spec.device)
+    decoder = decoder_for(runtime, spec.device)      # torch, or ONNX Runtime on a cache export
     prompt = torch.from_numpy(np.ascontiguousarray(tokens.prompt_ids)).to(spec.device)
     batch, prompt_len = (int(d) for d in prompt.shape)
     settings = GenerationSettings.from_spec(spec)
@@ -128,9 +134,8 @@ def measure_generate(runtime: Any, tokens: Any, spec: Any, emit: Callable, cance
         run = measure_generation(decoder, prompt, settings, on_generation, cancelled)
     if run is None or cancelled():
         raise RunCancelled("cancelled by the user")
-    tensors = cache_tensors(run.timed[-1].cache)
-    element = tensors[0].element_size() if tensors else 4
-    generation = generation_result(run, lm.config, batch, prompt_len, spec.gen_len, element, spec.seed)
+    element = cache_element_bytes(run.timed[-1].cache)
+    generation = generation_result(run, decoder.config, batch, prompt_len, spec.gen_len, element, spec.seed)
     notes.extend(run.notes)
     expected = generation["kv_cache_expected_bytes"]
     if expected is not None and expected != generation["kv_cache_bytes"]:

@@ -107,7 +107,7 @@ def run_job(job: dict, emit, cancelled, stage: Stage) -> None:
         output_format = loaded.kind
         for step in chain:
             output_format = step.plugin.output_format(output_format)
-        check_chain_generates(output_format, [step.name for step in chain])
+        check_chain_generates(output_format, chain)
     if job.get("check_variants"):   # a baseline: refuse its variants now, not after timing it
         from .preflight import check_variants, refuse_if_needed
         refusals = check_variants(job["check_variants"], loaded, spec, run_batch, scenario)

@@ -29,7 +29,7 @@ def check_variants(checks: list[dict], loaded: Any, spec: Any, batch: int, scena
                 output_format = loaded.kind
                 for step in chain:
                     output_format = step.plugin.output_format(output_format)
-                check_chain_generates(output_format, [step.name for step in chain])
+                check_chain_generates(output_format, chain)
         except PluginError as exc:
             refusals.append(str(exc))
         else:

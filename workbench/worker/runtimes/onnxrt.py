@@ -30,6 +30,7 @@ class OnnxRuntime(Runtime):
         self.session = None
         self.feed: dict[str, np.ndarray] = {}
         self.binding = None
+        self.cache_layout = None      # a causal LM exported with its KV cache (plugin_api.onnx_cache_export)
 
     def prepare(self, model: Any, inputs: list[np.ndarray]) -> None:
         ort = self.ort
@@ -44,11 +45,17 @@ class OnnxRuntime(Runtime):
         except Exception as exc:
             raise InputShapeError(f"ONNX Runtime could not create a session: {_first_line(exc)}") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
+        from ...plugin_api.onnx_cache_export import layout_from_graph
+        self.cache_layout = layout_from_graph(self.session.get_inputs(),
+                                              self.session.get_modelmeta().custom_metadata_map)
         self.feed = self._feed(inputs)
         if device_kind(self.device) == "cuda":
             # Keep inputs and outputs on the GPU so host<->device copies are not timed.
             self.binding = self.session.io_binding()
             for name, array in self.feed.items():
+                if not array.size:        # a cache export's empty pasts: ORT takes no empty device buffer
+                    self.binding.bind_cpu_input(name, array)
+                    continue
                 value = ort.OrtValue.ortvalue_from_numpy(array, "cuda", self._device_index())
                 self.binding.bind_ortvalue_input(name, value)
             for out in self.session.get_outputs():
@@ -58,6 +65,8 @@ class OnnxRuntime(Runtime):
         return int(self.device.split(":")[1]) if ":" in self.device else 0
 
     def _feed(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+        if self.cache_layout is not None and len(inputs) in (1, 2):
+            inputs = self._with_empty_cache(inputs)
         if len(inputs) != len(self.input_names):
             raise InputShapeError(f"the model has {len(self.input_names)} input(s) "
                                   f"({', '.join(self.input_names)}) but {len(inputs)} were given")
@@ -67,6 +76,18 @@ class OnnxRuntime(Runtime):
             feed[meta.name] = np.ascontiguousarray(array.astype(want) if want is not None else array)
         return feed
 
+    def _with_empty_cache(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """A cache export called on whole sequences (the forward scenario, fidelity): a prefill, with
+        positions from the mask and pasts of length 0."""
+        from ...plugin_api.onnx_cache_export import positions_from_mask
+        layout = self.cache_layout
+        ids = np.asarray(inputs[0])
+        mask = np.asarray(inputs[1], dtype=np.int64) if len(inputs) > 1 else np.ones(ids.shape, np.int64)
+        dtype = np.dtype(layout.dtype) if layout.dtype != "bfloat16" else np.float32
+        positions = [positions_from_mask(mask, ids.shape[1])] if layout.position_ids else []
+        pasts = [np.zeros(layout.past_shape(i // 2, ids.shape[0], 0), dtype) for i in range(2 * layout.layers)]
+        return [ids, mask, *positions, *pasts]
+
     def call(self) -> Any:
         if self.binding is not None:
             return self.session.run_with_iobinding(self.binding)
@@ -74,8 +95,9 @@ class OnnxRuntime(Runtime):
 
     def infer(self, inputs: list[np.ndarray]) -> np.ndarray:
         feed = self._feed(inputs)
+        first = [self.session.get_outputs()[0].name]      # a cache export's presents are not needed here
         try:
-            out = self.session.run(None, feed)[0]
+            out = self.session.run(first, feed)[0]
         except Exception as exc:
             expected = ", ".join(f"{i.name} {i.shape}" for i in self.session.get_inputs())
             given = ", ".join("x".join(map(str, a.shape)) for a in inputs)

@@ -170,3 +170,13 @@ def test_the_dynamo_exporter_exports_the_cache_too(monkeypatch, tmp_path):
             **{name: np.zeros(layout.past_shape(i // 2, 1, 0), np.float32)
                for i, name in enumerate(layout.past_names())}}
     np.testing.assert_allclose(session.run(None, feed)[0], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_static_int8_after_a_cache_export_is_refused_up_front():
+    from workbench.errors import PluginError
+    from workbench.plugin_api import build_chain
+    from workbench.spec import PluginStep
+    steps = [PluginStep("onnx_export", {"with_cache": True}), PluginStep("quantize", {"method": "static_int8"})]
+    with pytest.raises(PluginError, match="cannot calibrate a model exported with its KV cache"):
+        build_chain(steps, "torch", "cpu", "auto")
+    assert build_chain(steps[:1] + [PluginStep("quantize", {"method": "dynamic_int8"})], "torch", "cpu", "auto")

@@ -74,8 +74,23 @@ def build_chain(steps: list[PluginStep], model_format: str, device: str, runtime
         auto_export("the runtime is ONNX Runtime")
     elif runtime == "torch" and fmt == "onnx":
         raise PluginError("the chain produces an ONNX model: run it with --runtime onnxruntime")
+    _refuse_calibration_after_cache_export(chain)
     _add_warnings(chain, model_format, device, batch)
     return chain
+
+
+def _refuse_calibration_after_cache_export(chain: list[ChainStep]) -> None:
+    """Static int8 on ONNX calibrates by feeding the model's declared inputs; a graph exported with its
+    KV cache also takes position ids and the past tensors, which calibration batches do not carry."""
+    exported = False
+    for position, step in enumerate(chain, 1):
+        if step.name == "onnx_export" and step.plugin.params.get("with_cache"):
+            exported = True
+        elif exported and step.name == "quantize" and step.plugin.params.get("method") == "static_int8":
+            raise PluginError(f"step {position} (quantize:method=static_int8) cannot calibrate a model exported with "
+                              "its KV cache (its inputs include position ids and past key/values); use "
+                              "quantize:method=dynamic_int8 after onnx_export:with_cache=true, or export with "
+                              "with_cache=false")
 
 
 def _add_warnings(chain: list[ChainStep], model_format: str, device: str, batch: int | None) -> None:

@@ -34,7 +34,9 @@ from _common import (SMOKE_DURATION_S, SMOKE_THREADS, SMOKE_WARMUP, add_smoke_ar
                      output_dir, positive_number, print_table, smoke_passed, smoke_require, write_results)
 
 DEMO_LM = "demo:tiny-lm"
-DEMO_VARIANTS = ["quantize:method=weight_only_int8", "quantize:method=dynamic_int8", "quantize:method=bf16"]
+DEMO_VARIANTS = ["quantize:method=weight_only_int8", "quantize:method=dynamic_int8", "quantize:method=bf16",
+                 # ONNX Runtime with the KV cache: one session.run per token instead of transformers' per-layer work
+                 "onnx_export:with_cache=true", "onnx_export:with_cache=true + quantize:method=dynamic_int8"]
 PRUNE = "prune:method=structured,amount=0.3"
 # int8 where matmuls dominate a decode step (random weights: speed only). On the demo LM (hidden 192)
 # a step is ~0.2 ms of matmuls inside ~1.9 ms of per-layer Python work, so int8 cannot pay off there.
@@ -220,8 +222,9 @@ def main() -> int:
         _spec, baselines[demo] = run(demo, [])
         record(demo_name, "fp32", baselines[demo])
         for chain in demo_variants:
-            _spec, variant = run(demo, [chain])
-            record(demo_name, chain.split("=")[-1], variant, baselines[demo])
+            steps = chain.split(" + ")
+            _spec, variant = run(demo, steps)
+            record(demo_name, " → ".join(_short(step) for step in steps), variant, baselines[demo])
 
     # -- GQA Llama: baseline and 30 % structured pruning -----------------------------------------
     llama_name = "Llama GQA " + ("64/2L (smoke)" if args.smoke else "1.1B (2048/22L, 32 heads, 4 KV)" if cuda else
@@ -297,6 +300,11 @@ def main() -> int:
     if args.smoke:
         check_smoke(path)
     return 0
+
+
+def _short(step: str) -> str:
+    """quantize:method=dynamic_int8 -> dynamic_int8; onnx_export:with_cache=true -> ORT (KV cache)."""
+    return "ORT (KV cache)" if step.startswith("onnx_export") else step.split("=")[-1]
 
 
 def _num(value, spec: str) -> str:

@@ -45,6 +45,8 @@ CPU_CHAINS = [
     ["distill:student=width,width=0.5,epochs=1,batch_size=8"], ["distill:student=depth,depth=1,epochs=1,batch_size=8"],
     ["onnx_export"], ["onnx_export", "quantize:method=dynamic_int8"],
     ["onnx_export", "quantize:method=static_int8,calibration_samples=16"], ["onnx_export", "fuse:method=onnxruntime"],
+    # causal LMs: the ONNX model keeps the KV cache (past_key_values in, present out)
+    ["onnx_export:with_cache=true"], ["onnx_export:with_cache=true", "quantize:method=dynamic_int8"],
     # what an ONNX file takes directly
     ["quantize:method=dynamic_int8"], ["fuse:method=onnxruntime"],
 ]

@@ -25,7 +25,6 @@ from workbench.report import FORMATS, build_report, write_report
 from workbench.spec import PluginStep, RunSpec
 from workbench.results.stats import compute_latency_stats
 from workbench.results.store import ResultsStore
-from test_spec_to_command import _parse_back
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "docs" / "report.schema.json"
@@ -410,6 +409,7 @@ def test_csv_round_trips(store, runs, tmp_path):
     assert by_id[runs["prune"]]["best"] == "true" and by_id[runs["base"]]["best"] == "false"
     assert by_id[runs["noise"]]["speedup_significant"] == "false"
     assert by_id[runs["failed"]]["error"].startswith("PluginError") and by_id[runs["failed"]]["p50_ms"] == ""
+    from test_spec_to_command import _parse_back     # a test module beside this one (the benchmark skips it)
     assert _parse_back(by_id[runs["prune"]]["command"]) == RunSpec.from_dict(store.get_run(runs["prune"]).spec)
     # write what was read: byte-identical
     out = io.StringIO(newline="")
@@ -561,6 +561,7 @@ def test_end_to_end_real_runs(tmp_path):
     # warmup_max_s has no CLI option: the report says so, and the command gets everything else right
     assert run["command_exact"] is False and "warmup_max_s=0.5" in run["command_notes"][0]
     stored = RunSpec.from_dict(store.get_run(fused.id).spec)
+    from test_spec_to_command import _parse_back
     assert _parse_back(run["command"]) == RunSpec.from_dict({**stored.to_dict(), "warmup_max_s": 3.0})
     import jsonschema
     jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(

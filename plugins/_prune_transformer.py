@@ -54,11 +54,7 @@ head_sets = HP.head_sets
 find_attention = H.find_attention
 
 
-def _sub(module: Any, path: str) -> Any:
-    try:
-        return module.get_submodule(path)
-    except AttributeError:
-        return None
+_sub = H._sub      # a submodule by dotted path, or None (one definition, in hf_heads)
 
 
 @dataclass

@@ -160,7 +160,7 @@ def test_build_spec_carries_every_setting(make_workbench):
     assert spec.device == "cpu" and str(spec.plugins[0]) == "prune:amount=0.4"
     rp.rigorous_check.setChecked(True)
     spec = w.build_spec(plugins=[])
-    assert spec.iters >= 1000 and spec.duration_s >= 10
+    assert spec.iters >= 1000 and 10 <= spec.duration_s      # the rigorous preset (settings, not timings)
     assert not rp.iters_spin.isEnabled()
 
 

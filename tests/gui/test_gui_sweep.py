@@ -90,7 +90,7 @@ def test_time_estimate_scales_a_stored_run_of_the_model(bridge):
     seconds, basis = estimate_seconds(plan, reference)
     assert basis.startswith(f"from run #{reference.id}")
     guess, rough = estimate_seconds(plan)
-    assert "rough guess" in rough and guess > 0 and seconds > 0
+    assert "rough guess" in rough and guess > 0 and 0 < seconds      # an estimate, not a timing
     more, _ = estimate_seconds({**plan, "repeat": 3}, reference)
     assert more == pytest.approx(3 * seconds)
 

@@ -37,7 +37,7 @@ class FakeSession:
     run fail; ``stop_after`` sets the caller's cancel event during that many-th run (a Ctrl-C)."""
 
     def __init__(self, store: ResultsStore, process_noise: float = 0.01, fail_when=None, stop_after: int | None = None,
-                 samples: int = 60) -> None:
+                 samples: int = 60, refuse_variant=None) -> None:
         self.store = store
         self.rng = np.random.default_rng(0)
         self.process_noise = process_noise
@@ -46,6 +46,7 @@ class FakeSession:
         self.samples = samples
         self.ran: list[RunSpec] = []
         self.checked: list[list[RunSpec]] = []      # check_variants of each run, in order
+        self.refuse_variant = refuse_variant or (lambda spec: None)   # what a baseline's worker would refuse
 
     def run(self, spec: RunSpec, on_event=None, cancel: threading.Event | None = None, check_variants=(),
             required=None):
@@ -71,7 +72,9 @@ class FakeSession:
                   "fidelity": {"top1_agreement": fidelity, "cosine": fidelity, "accuracy": 0.99 * fidelity,
                                "reference_accuracy": 0.99}}
         self.store.finish_run(run_id, "done", result)
-        return self.store.get_run(run_id)
+        record = self.store.get_run(run_id)
+        record.variant_refusals = [self.refuse_variant(v) for v in check_variants]
+        return record
 
 
 def specs_run(session: FakeSession) -> list[str]:

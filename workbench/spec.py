@@ -144,7 +144,9 @@ class PluginStep:
     def __str__(self) -> str:
         if not self.params:
             return self.name
-        return self.name + ":" + ",".join(f"{k}={v}" for k, v in self.params.items())
+        # Booleans as the CLI takes them (with_cache=true), so a label can be typed back.
+        return self.name + ":" + ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+                                          for k, v in self.params.items())
 
 
 @dataclass

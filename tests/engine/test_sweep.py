@@ -110,6 +110,15 @@ def test_repeats_run_in_rounds_with_baselines_first(store):
     assert amounts == [[0.3, 0.6], [], []] * 3
 
 
+def test_points_refused_on_the_loaded_model_are_not_started(store):
+    refuse = lambda spec: "prune structured: no layers" if spec.plugins[0].params["amount"] == 0.6 else None  # noqa: E731
+    session = FakeSession(store, refuse_variant=refuse)
+    record = run(store, plan_sweep(store, base(PRUNE), ["prune.amount=0.3,0.6"], repeat=2), session)
+    assert specs_run(session) == ["b1 baseline", "b1 prune=0.3"] * 2      # 0.6 never started
+    refused = [p for p in record.points if p.status == "failed"]
+    assert len(refused) == 2 and all(p.error == "prune structured: no layers" and p.run_id is None for p in refused)
+
+
 def test_with_a_stored_baseline_repeat_1_measures_only_the_points(store):
     session = FakeSession(store)
     run(store, plan_sweep(store, base(PRUNE), ["prune.amount=0.3"]), session)

@@ -8,6 +8,7 @@ bundle that ``import_run`` writes into the local store as the point finishes.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -78,6 +79,10 @@ def run_point(session: Any, task: PointTask, cancel: threading.Event | None = No
     return record
 
 
+def _spec_key(spec: dict) -> str:
+    return json.dumps(spec, sort_keys=True, default=str)
+
+
 def outcome_of(record: RunRecord, node: str | None = None, attempts: int = 1) -> PointOutcome:
     return PointOutcome(record.status if record.status in ("done", "cancelled") else "failed", record.id,
                         record.error, node, attempts)
@@ -100,16 +105,24 @@ class LocalExecutor:
 
     def run(self, tasks: list[PointTask], on_start: StartCallback, on_done: DoneCallback,
             cancel: threading.Event) -> None:
+        refused: dict[str, str] = {}      # a point's spec -> why its baseline's worker refused it
         for task in tasks:
             if cancel.is_set():
                 return
             on_start(task)
+            why = refused.get(_spec_key(task.spec))
+            if why is not None:               # refused on the loaded model: not started
+                on_done(task, PointOutcome("failed", error=why, node=socket.gethostname()))
+                continue
             try:
                 record = run_point(self.session, task, cancel, self.progress(task) if self.progress else None)
             except WorkbenchError as exc:     # a GPU setting refused, the store failed: this point only
                 on_done(task, PointOutcome("cancelled" if cancel.is_set() else "failed", error=str(exc),
                                            node=socket.gethostname()))
                 continue
+            for spec, refusal in zip(task.check, getattr(record, "variant_refusals", None) or []):
+                if refusal:
+                    refused[_spec_key(spec)] = refusal
             outcome = outcome_of(record, socket.gethostname())
             on_done(task, outcome)
             if outcome.status == "cancelled":

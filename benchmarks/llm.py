@@ -251,7 +251,10 @@ def main() -> int:
                 session.run(RunSpec(model=model, label="ours vs generate", **options))
             ours.append(((record_.result or {}).get("generation") or {}).get("e2e_tokens_per_s"))
             repetitions = max(3, ((record_.result or {}).get("generation") or {}).get("repetitions") or 3)
-            rates = hf_generate_rates(model, prompt, args.threads, gen_len, repetitions, root, args.device)
+            try:
+                rates = hf_generate_rates(model, prompt, args.threads, gen_len, repetitions, root, args.device)
+            except RuntimeError as exc:     # the rows above are kept whatever happens here
+                return {"model": name, "error": str(exc)}
             theirs.append(statistics.median(rates["generate"]))
             loop.append(statistics.median(rates["loop"]))
             same_tokens = same_tokens and rates["same_tokens"]
@@ -276,6 +279,9 @@ def main() -> int:
                  "prefill speed-up", "perplexity (Δ)", "next-token", "KV cache", "J/token", "verdict"], table)
     print()
     for versus in comparisons:
+        if "error" in versus:
+            print(f"ours vs model.generate ({versus['model']}): not measured: {versus['error']}")
+            continue
         print(f"ours vs model.generate ({versus['model']}, {versus['prompt_tokens']}-token prompt, {gen_len} new "
               f"tokens, {args.rounds} rounds, medians): workbench {_num(versus['ours_median'], '.1f')} tok/s "
               f"end-to-end, model.generate {versus['generate_median']:.1f} tok/s → ratio {_num(versus['ratio'], '.3f')} "

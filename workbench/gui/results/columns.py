@@ -188,8 +188,10 @@ COLUMNS: list[Column] = [
     _c("size", "Size", lambda r, run: fmt.nbytes(r["size_bytes"])
        + (f" ({fmt.ratio(r['size_ratio'])})" if r.get("size_ratio") is not None and r["chain"] != "baseline" else ""),
        lambda r, run: r["size_bytes"], True, "Serialized weights (ratio vs the unoptimized model)"),
-    _c("top1", "Top-1", lambda r, run: fmt.pct(r["top1_agreement"]), lambda r, run: r["top1_agreement"],
-       True, "Top-1 agreement: the fraction of samples whose predicted class matches the unoptimized model"),
+    _c("top1", "Agreement", lambda r, run: fmt.pct(r["top1_agreement"]), lambda r, run: r["top1_agreement"],
+       True, "Top-1 agreement: the fraction of samples whose predicted class matches the unoptimized model's; "
+       "for a language model, the next-token agreement (the fraction of positions where it predicts the "
+       "unoptimized model's token)"),
     _c("accuracy", "Accuracy", lambda r, run: fmt.pct(r["accuracy"]), lambda r, run: r["accuracy"], True,
        "Accuracy on the labelled evaluation data, when the data has labels"),
     _c("cosine", "Cosine", lambda r, run: fmt.num(r.get("cosine"), ".4f"), lambda r, run: r.get("cosine"), True,

@@ -14,3 +14,13 @@ def cnn():
 @pytest.fixture(scope="module")
 def transformer():
     return demo_module("transformer")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny matmuls on a shared 2-core box: more threads only contend (torch's count restored after)."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -192,15 +192,6 @@ def test_mismatched_data_shape_is_a_clear_error(cnn):
 VOCAB, SEQ = 256, 12
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny matmuls on a shared 2-core box: more threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _hf(kind: str):
     transformers = pytest.importorskip("transformers")
     from workbench.models.hf import HFForward

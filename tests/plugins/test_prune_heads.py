@@ -24,13 +24,7 @@ VOCAB, SEQ, HIDDEN, HEADS, HEAD_DIM = 128, 10, 64, 4, 16
 ARCHS = ("bert", "distilbert", "gpt2", "vit")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matmuls on a shared 2-core box: more threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/plugins/conftest.py
 
 
 def build(arch: str) -> HFForward:

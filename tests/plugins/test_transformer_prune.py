@@ -18,13 +18,7 @@ transformers = pytest.importorskip("transformers")
 VOCAB, SEQ = 256, 12
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matmuls on a shared 2-core box: more threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/plugins/conftest.py
 
 
 def build(kind: str) -> HFForward:

@@ -172,6 +172,13 @@ def main() -> int:
         return spec, session.run(spec)
 
     table, items = [], []
+    result_name = "llm_cuda" if cuda else "llm"
+
+    def save_partial() -> None:
+        """The rows so far, so that a run cut short (a device lease's time limit) still leaves its figures."""
+        write_results(result_name, {"device": args.device, "threads": args.threads, "duration_s": args.duration,
+                                    "smoke": args.smoke, "complete": False, "rows": items, "targets": TARGETS},
+                      out_folder)
 
     def record(model_name: str, variant: str, record_, baseline=None) -> dict:
         result = record_.result or {}
@@ -200,6 +207,10 @@ def main() -> int:
                 ratio = ratio_with_ci(base_prefill, gen["prefill"])
                 item.update(prefill_speedup=ratio["speedup"], prefill_speedup_ci=ratio["speedup_ci"])
         items.append(item)
+        save_partial()
+        print(f"row: {model_name} | {variant} | {record_.status} | decode {_num(item['decode_tok_s'], '.1f')} tok/s | "
+              f"{_ratio(item['speedup'], item['speedup_ci'])} | ppl {_num(item['perplexity'], '.3f')} | "
+              f"J/token {_num(item['energy_j_per_token'], '.4f')} | {(record_.error or '')[:200]}", flush=True)
         kv = item["kv_cache_bytes"]
         kv_text = "—" if kv is None else f"{kv / 1024:.0f} KiB" + (
             " (= arithmetic)" if kv == item["kv_cache_expected_bytes"] else f" (arithmetic {item['kv_cache_expected_bytes']})")
@@ -292,8 +303,8 @@ def main() -> int:
               f"{_num(versus['ours_vs_loop'], '.3f')}×")
     for key in ("int8", "prune"):
         print(f"target: {TARGETS[key]}")
-    path = write_results("llm_cuda" if cuda else "llm", {
-                                 "device": args.device, "threads": args.threads, "duration_s": args.duration,
+    path = write_results(result_name, {
+                                 "device": args.device, "complete": True, "threads": args.threads, "duration_s": args.duration,
                                  "smoke": args.smoke,
                                  "prompt_tokens": settings["prompt_len"], "new_tokens": gen_len,
                                  "gqa_llama_config": SMOKE_LLAMA if args.smoke else GPU_LLAMA if cuda else GQA_LLAMA,

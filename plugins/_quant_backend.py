@@ -262,6 +262,17 @@ def weight_only(model: Any, bits: int, device: str, plan: LayerPlan, group_size:
             targets -= uneven
             notes.append(f"{len(uneven)} layer(s) kept in bf16: in_features not divisible by group_size="
                          f"{group_size} ({', '.join(sorted(uneven)[:5])}{'...' if len(uneven) > 5 else ''})")
+        padded = {n for n in targets if not int4_is_smaller(_in_features(modules[n]), group_size)}
+        if padded:
+            targets -= padded
+            notes.append(f"{len(padded)} layer(s) kept in bf16: tinygemm pads in_features to a multiple of 1024, "
+                         f"and for these narrow layers an int4 weight would be no smaller than bf16 "
+                         f"({', '.join(sorted(padded)[:5])}{'...' if len(padded) > 5 else ''})")
+        if plan.targets and not targets:
+            widest = max(_in_features(modules[n]) for n in plan.targets)
+            raise PluginError(f"quantize int4: no layer is left to quantize: int4 needs in_features divisible by "
+                              f"group_size={group_size} and wide enough to shrink after tinygemm pads it to a "
+                              f"multiple of 1024 (the widest here has {widest}); use weight_only_int8 or bf16")
     conv1d_to_linear(model, [n for n in plan.conv1d_targets() if n in targets])
     if bits == 8:
         model = model.to(device)
@@ -282,6 +293,14 @@ def weight_only(model: Any, bits: int, device: str, plan: LayerPlan, group_size:
     with _quiet():
         quantize_(model, config, filter_fn=lambda module, fqn: fqn in targets)
     return QuantResult(model, quantized_layer_names(model), backend, notes)
+
+
+def int4_is_smaller(in_features: int, group_size: int) -> bool:
+    """Whether a tinygemm int4 weight (in_features padded to a multiple of 1024, a bf16 scale and zero
+    point per group) takes fewer bytes per output row than the same row in bf16."""
+    padded = -(-in_features // 1024) * 1024
+    int4_bytes = padded / 2 + 4 * padded / group_size
+    return int4_bytes < 2 * in_features
 
 
 def _in_features(module: Any) -> int:

@@ -69,5 +69,7 @@ def test_int4_weight_only_on_cuda_is_smaller_with_little_drift(store):
     records, refused = run_planned(Session(store), [base, int4])
     assert [r.status for r in records] == ["done", "done"], [r.error for r in records]
     info = records[1].result["optimized_model_info"]
-    assert info["bytes"] < 0.6 * records[0].result["model_info"]["bytes"]
+    # smaller than the same model cast to bf16 (half the fp32 bytes): the wide MLP layers really are int4
+    # (the 192-wide ones stay bf16: tinygemm pads in_features to a multiple of 1024)
+    assert info["bytes"] < 0.5 * records[0].result["model_info"]["bytes"], (info, records[1].result["plugin_reports"])
     assert records[1].result["lm_fidelity"]["perplexity_delta_pct"] < 10

@@ -201,10 +201,32 @@ def test_static_int8_on_hf_resnet_at_batch_1_calibrates_with_bigger_batches(tmp_
 # ---------------------------------------------------------------------------------------------
 # CUDA: int4 weight-only (torchao tinygemm) and fp16, when this machine has a GPU
 # ---------------------------------------------------------------------------------------------
+def _build_wide(kind: str) -> nn.Module:
+    """Layers wide enough for int4 to pay: tinygemm pads in_features to a multiple of 1024, so a
+    64-wide layer stays in bf16 (test_int4_keeps_narrow_layers_in_bf16)."""
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        config = transformers.GPT2Config(n_embd=512, n_layer=2, n_head=4, vocab_size=VOCAB, n_positions=32,
+                                         bos_token_id=0, eos_token_id=0)
+        return Forward(transformers.GPT2LMHeadModel(config)).eval()
+    config = transformers.LlamaConfig(hidden_size=512, intermediate_size=1024, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, vocab_size=VOCAB,
+                                      max_position_embeddings=32, bos_token_id=0, eos_token_id=0)
+    return Forward(transformers.LlamaForCausalLM(config)).eval()
+
+
+def test_int4_keeps_narrow_layers_in_bf16():
+    """tinygemm pads in_features up to a multiple of 1024: a narrow layer's int4 weight would be larger."""
+    from workbench_plugins._quant_backend import int4_is_smaller
+    assert not int4_is_smaller(64, 64) and not int4_is_smaller(192, 64) and not int4_is_smaller(256, 32)
+    assert int4_is_smaller(512, 64) and int4_is_smaller(2048, 128) and int4_is_smaller(5632, 64)
+
+
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="int4 and fp16 run on CUDA only")
 @pytest.mark.parametrize("kind,quantized", [("gpt2", "8 of 9"), ("llama", "15 of 15")])
-def test_int4_and_fp16_on_cuda(models, tokens, tmp_path, kind, quantized):
-    model = models[kind]
+def test_int4_and_fp16_on_cuda(tokens, tmp_path, kind, quantized):
+    model = _build_wide(kind)
     inputs = [t.cuda() for t in tokens]
     for method in ("int4", "fp16"):
         context = _context(tmp_path, inputs)
@@ -219,3 +241,12 @@ def test_int4_and_fp16_on_cuda(models, tokens, tmp_path, kind, quantized):
             got = out(*inputs).float().cpu()
         cosine = torch.nn.functional.cosine_similarity(ref.flatten(1), got.flatten(1)).min().item()
         assert cosine > 0.95, (method, cosine)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="int4 runs on CUDA only")
+def test_int4_on_narrow_layers_is_refused_on_cuda(models, tokens, tmp_path):
+    context = _context(tmp_path, [t.cuda() for t in tokens])
+    context.device = "cuda"
+    with pytest.raises(PluginError, match="no layer.*int4"):
+        Quantize(method="int4").run(models["llama"], context)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,18 @@ def test_assets_dir_default_and_override(monkeypatch, tmp_path):
     assert demos.assets_dir() == tmp_path
     # no demos.json there -> no metrics, not an error
     assert demos.demo_metrics("digits-cnn") == {}
+
+
+def test_a_source_checkout_on_the_path_finds_its_own_assets(tmp_path):
+    """PYTHONPATH=checkout without an install (how the GPU check runs): workbench.assets is not a
+    package there, so the checkout's assets/ folder is used; an install still uses its package data."""
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); import workbench.models.demos as d; "
+            "print(d.assets_dir())")
+    env = {k: v for k, v in os.environ.items() if k != demos.ASSETS_ENV}
+    proc = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()) == Path(REPO) / "assets"
 
 
 def test_unknown_demo_lists_available_names():

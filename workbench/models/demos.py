@@ -118,7 +118,10 @@ def assets_dir() -> pathlib.Path:
         return pathlib.Path(override).expanduser()
     try:
         folder = resources.files(ASSETS_PACKAGE)
-    except ModuleNotFoundError:   # an install from before the assets became package data
+    except ModuleNotFoundError:   # a source checkout on PYTHONPATH, or an install from before the assets became package data
+        checkout = pathlib.Path(__file__).resolve().parents[2] / "assets"
+        if (checkout / "demos.json").is_file():
+            return checkout
         raise FileNotFoundError(f"the demo assets package {ASSETS_PACKAGE} is not installed; reinstall "
                                 f"workbench (pip install .) or set {ASSETS_ENV} to a folder holding them") from None
     if not isinstance(folder, pathlib.Path):   # e.g. imported from a zip: the loaders need real files

@@ -185,9 +185,10 @@ def test_fake_nvml_fields_process_memory_and_other_process_warning():
     assert s.status["power_source"] == POWER_SOURCE_INSTANT
     assert s.status["gpu_name"] == "NVIDIA H100 80GB HBM3"
     assert len(s.samples) >= 7
-    for x in s.samples:
+    for index, x in enumerate(s.samples):
         assert abs(x.gpu_power_w - fake.power_w(x.t)) < 2.0
-        assert abs(x.gpu_power_avg_w - (fake.energy_j(x.t) - fake.energy_j(x.t - 1))) < 2.0
+        if index % s.slow_every == 0:      # read now (else the last slow read's value, repeated)
+            assert abs(x.gpu_power_avg_w - (fake.energy_j(x.t) - fake.energy_j(x.t - 1))) < 2.0
         assert x.gpu_energy_mj >= fake.energy0_mj
         assert x.gpu_mem_used_bytes == 10 * GIB and x.gpu_mem_total_bytes == 80 * GIB
         assert x.gpu_proc_mem_bytes == 3 * GIB  # the watched pid's, not the child's or others'
@@ -226,8 +227,32 @@ def test_not_supported_metrics_become_none_and_are_not_requeried():
     for fn in ("nvmlDeviceGetTemperature", "nvmlDeviceGetUtilizationRates",
                "nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetFieldValues"):
         assert fake.calls[fn] == 1, fn
-    assert fake.calls["nvmlDeviceGetClockInfo"] == len(s.samples)
+    # the 1 s average is the power figure here, so it follows the sample rate; the clock stays slow
+    assert fake.calls["nvmlDeviceGetPowerUsage"] >= len(s.samples)
+    assert fake.calls["nvmlDeviceGetClockInfo"] == -(-len(s.samples) // s.slow_every)
     assert {"temperature", "utilization", "processes", "power_instant"} <= set(s.status["unsupported_metrics"])
+
+
+def test_slow_metrics_are_read_at_two_hz_and_repeated_between():
+    """Each NVML query costs ~0.4 ms of CPU on an H100: the slowly changing metrics are read at 2 Hz,
+    energy, instant power and memory at the sample rate."""
+    fake = FakeNvml(processes=[(os.getpid(), GIB)])
+    s = TelemetrySampler(os.getpid(), rate_hz=20, gpu_index=0, nvml_module=fake)
+    assert s.slow_every == 10
+    run_for(s, 1.2)
+    n, slow_reads = len(s.samples), -(-len(s.samples) // 10)
+    assert n >= 15 and slow_reads < n
+    assert fake.calls["nvmlDeviceGetTotalEnergyConsumption"] == n
+    assert fake.calls["nvmlDeviceGetMemoryInfo"] >= n
+    for fn in ("nvmlDeviceGetPowerUsage", "nvmlDeviceGetUtilizationRates", "nvmlDeviceGetClockInfo",
+               "nvmlDeviceGetTemperature", "nvmlDeviceGetCurrentClocksEventReasons",
+               "nvmlDeviceGetComputeRunningProcesses"):
+        assert fake.calls[fn] == slow_reads, fn
+    for index, x in enumerate(s.samples):       # every sample carries every metric
+        assert x.gpu_power_w and x.gpu_energy_mj and x.gpu_power_avg_w and x.gpu_proc_mem_bytes == GIB
+        assert (x.gpu_util_pct, x.sm_clock_mhz, x.temperature_c) == (87.0, 1755.0, 61.0)
+        if index % 10:                          # repeated from the last slow read
+            assert x.gpu_power_avg_w == s.samples[index - index % 10].gpu_power_avg_w
 
 
 def test_older_driver_falls_back_to_throttle_reasons():

@@ -24,6 +24,13 @@ GPU_FIELDS = (
     "clock_event_reasons",
 )
 
+#: Read at the slow rate only (``read(slow=False)`` repeats their last values): they change slowly or
+#: are averages already (power_avg over 1 s, utilization over the driver's own period), while each
+#: NVML query costs ~0.4 ms of CPU on an H100 (a GSP call: 4 % of a core at 10 Hz with all of them,
+#: benchmarks/results/telemetry_overhead_nvml.json). Energy, instant power and memory stay at full rate.
+SLOW_FIELDS = ("gpu_power_avg_w", "gpu_proc_mem_bytes", "gpu_util_pct", "gpu_mem_util_pct", "sm_clock_mhz",
+               "temperature_c", "clock_event_reasons")
+
 POWER_SOURCE_INSTANT = "instant (NVML_FI_DEV_POWER_INSTANT)"
 POWER_SOURCE_AVERAGE = "nvmlDeviceGetPowerUsage (1 s average on Ampere and newer)"
 
@@ -186,6 +193,7 @@ class NvmlGpu:
         self.errors: dict[str, str] = {}     # last transient error per metric
         self._fn_index: dict[str, int] = {}  # which candidate of _FUNCS is in use
         self._relation_cache: dict[tuple[int, int], bool | None] = {}
+        self._last_slow: dict[str, Any] | None = None
         self._fi_power = getattr(nv, "NVML_FI_DEV_POWER_INSTANT", None)
         if self._fi_power is None:  # bindings older than the field
             self.unsupported.add("power_instant")
@@ -249,7 +257,9 @@ class NvmlGpu:
         return self._relation_cache[key]
 
     # -- public ----------------------------------------------------------------------------------
-    def read(self, watch_pid: int | None) -> dict:
+    def read(self, watch_pid: int | None, slow: bool = True) -> dict:
+        """One sample. ``slow=False`` queries only the fast metrics and repeats the last values of
+        ``SLOW_FIELDS`` (``other_processes`` is then empty: its news came with the last slow read)."""
         nv, h = self._nv, self._handle
         out: dict[str, Any] = dict.fromkeys(GPU_FIELDS)
         # Energy and power first: the caller time-stamps the sample just before read(), and these
@@ -259,13 +269,21 @@ class NvmlGpu:
             out["gpu_energy_mj"] = float(e)
         if "power_instant" not in self.unsupported:
             out["gpu_power_w"] = self._read_instant_power()
-        p = self._q("power_avg", h)
-        if p is not None:
-            out["gpu_power_avg_w"] = p / 1000.0
+        # Without instant power, the 1 s average is the power figure: then it is read every sample.
+        average_is_the_power = "power_instant" in self.unsupported
+        if slow or average_is_the_power:
+            p = self._q("power_avg", h)
+            if p is not None:
+                out["gpu_power_avg_w"] = p / 1000.0
         mem = self._q("memory", h)
         if mem is not None:
             out["gpu_mem_used_bytes"] = int(mem.used)
             out["gpu_mem_total_bytes"] = int(mem.total)
+        if not slow and self._last_slow is not None:
+            out.update({key: value for key, value in self._last_slow.items()
+                        if not (average_is_the_power and key == "gpu_power_avg_w")})
+            out["other_processes"] = []
+            return out
         util = self._q("utilization", h)
         if util is not None:
             out["gpu_util_pct"] = float(util.gpu)
@@ -300,6 +318,7 @@ class NvmlGpu:
                                "name": process_name(pid) if rel is not None else None})
             out["gpu_proc_mem_bytes"] = own_bytes
         out["other_processes"] = others
+        self._last_slow = {key: out[key] for key in SLOW_FIELDS}
         return out
 
     def static_info(self) -> dict:

@@ -11,6 +11,9 @@ from typing import Any, Callable
 from .host import HostProcessProbe
 from .nvml import DISTURBING_CLOCK_EVENTS, GPU_FIELDS, NvmlGpu, NvmlUnavailable, describe_clock_events
 
+#: How often the slowly changing GPU metrics (``nvml.SLOW_FIELDS``) are queried; the rest follow rate_hz.
+SLOW_METRICS_HZ = 2.0
+
 
 @dataclass(slots=True)
 class TelemetrySample:
@@ -77,6 +80,8 @@ class TelemetrySampler:
         self._others: dict[int, dict] = {}
         self._warned: set[str] = set()
         self._clock_events_seen = 0
+        self._samples_taken = 0
+        self.slow_every = max(1, round(self.rate_hz / SLOW_METRICS_HZ))   # samples per slow-metric read
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -153,7 +158,7 @@ class TelemetrySampler:
         t = time.monotonic()  # stamped just before the reads; the energy counter is read first
         gpu = _GPU_NONE
         if self._gpu is not None:
-            gpu = self._gpu.read(self.pid)
+            gpu = self._gpu.read(self.pid, slow=self._samples_taken % self.slow_every == 0)
             self._check_gpu(gpu)
         host = self._host.read() if self._host is not None else {}
         sample = TelemetrySample(
@@ -162,6 +167,7 @@ class TelemetrySampler:
         )
         self.samples.append(sample)
         self._pending.append(sample)
+        self._samples_taken += 1
 
     def _check_gpu(self, gpu: dict) -> None:
         for proc in gpu.get("other_processes") or ():

@@ -173,7 +173,8 @@ def render_run(run, row: dict | None) -> str:
         sig = "" if row["speedup_significant"] else "  (inside the noise)"
         what = f" ({row['baseline_runtime']} original)" if row.get("cross_runtime") else ""
         lines.append(f"  vs #{row['baseline_id']}{what}   speed-up {fmt.ratio(row['speedup'])} "
-                     f"[{row['speedup_ci'][0]:.2f}, {row['speedup_ci'][1]:.2f}]{sig}, size {fmt.ratio(row['size_ratio'])}")
+                     f"[{row['speedup_ci'][0]:.2f}, {row['speedup_ci'][1]:.2f}]{sig}{_prefill_text(row)}, "
+                     f"size {fmt.ratio(row['size_ratio'])}")
     if row and row.get("runtime_speedup") is not None:      # a cross-runtime chain: what its steps did
         sig = "" if row["runtime_speedup_significant"] else "  (inside the noise)"
         lines.append(f"  vs #{row['runtime_baseline_id']} ({row['runtime']} fp32, same runtime)   speed-up "
@@ -227,3 +228,12 @@ def lm_fidelity_lines(result: dict) -> list[str]:
     if lm.get("continuation_agreement") is not None:
         line += f", continuation agreement {fmt.pct(lm['continuation_agreement'])}"
     return [line + f" ({lm.get('eval_tokens')} held-out tokens)"]
+
+
+def _prefill_text(row: dict) -> str:
+    """" per decoded token, prefill 1.29× [1.25, 1.32]" for a generate run, else nothing."""
+    if row.get("prefill_speedup") is None:
+        return ""
+    ci = row.get("prefill_speedup_ci")
+    return (f" per decoded token, prefill {fmt.ratio(row['prefill_speedup'])}"
+            + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""))

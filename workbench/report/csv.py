@@ -126,6 +126,8 @@ CSV_COLUMNS: list[tuple[str, str, Getter]] = [
     ("layers_max_relative_error", "that layer's output relative error",
      lambda r, _: ((((r.get("explain") or {}).get("layers") or {}).get("rows") or [{}])[0]).get("relative_error")),
     ("ttft_ms", "generate runs: time to first token", _ex("generation", "ttft_ms")),
+    ("prefill_speedup", "generate runs: baseline prefill median / this one (speedup is per decoded token)",
+     _cmp("prefill_speedup")),
     ("decode_tokens_per_s", "generate runs: decode throughput, tokens/s", _ex("generation", "decode_tokens_per_s")),
     ("token_p50_ms", "generate runs: median per-token decode latency", _ex("generation", "token_p50_ms")),
     ("token_p99_ms", "generate runs: 99th-percentile per-token decode latency", _ex("generation", "token_p99_ms")),

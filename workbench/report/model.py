@@ -156,6 +156,9 @@ def _run_entry(store: ResultsStore, record: RunRecord, baseline: RunRecord | Non
         comparison = {
             "speedup": row["speedup"], "speedup_ci": list(row["speedup_ci"]) if row["speedup_ci"] else None,
             "speedup_significant": row["speedup_significant"],
+            # A generate run: ``speedup`` is per decoded token; this is time to first token's.
+            "prefill_speedup": row["prefill_speedup"],
+            "prefill_speedup_ci": list(row["prefill_speedup_ci"]) if row["prefill_speedup_ci"] else None,
             # A cross-runtime chain (torch model measured on ONNX Runtime): ``speedup`` is against the
             # original on its own runtime, ``runtime_speedup`` against the fp32 model on this runtime.
             "cross_runtime": row["cross_runtime"], "baseline_runtime": row["baseline_runtime"],

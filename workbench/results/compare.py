@@ -159,9 +159,22 @@ def comparison_row(run: RunRecord, baseline: RunRecord | None,
                    speedup_significant=ratio["significant"])
     if base_info.get("bytes") and info.get("bytes"):
         row["size_ratio"] = info["bytes"] / base_info["bytes"]
+    row.update(_prefill_ratio(row, baseline, result))
     row.update(generation_fields(result))
     row["verdict"] = verdict_for(row, min_fidelity).to_dict()
     return row
+
+
+def _prefill_ratio(row: dict[str, Any], baseline: RunRecord | None, result: dict) -> dict[str, Any]:
+    """A generate run's second ratio: prefill (time to first token), baseline median / this median with
+    its interval. ``speedup`` is then the decode ratio (per generated token), which pruning and
+    quantization move differently (compute-bound prefill, memory- or overhead-bound decode)."""
+    prefill = (result.get("generation") or {}).get("prefill")
+    base_prefill = (((baseline.result or {}).get("generation") or {}).get("prefill")) if baseline else None
+    if row["speedup"] is None or not prefill or not base_prefill:
+        return {"prefill_speedup": None, "prefill_speedup_ci": None}
+    ratio = ratio_with_ci(base_prefill, prefill)
+    return {"prefill_speedup": ratio["speedup"], "prefill_speedup_ci": ratio["speedup_ci"]}
 
 
 def _cross_runtime_fields(run: RunRecord, baseline: RunRecord | None, runtime_baseline: RunRecord | None,

@@ -117,6 +117,10 @@ def verdict_tip(row: dict) -> str:
         reference = f"baseline #{row['baseline_id']}" + (f" (the original on {row['baseline_runtime']})"
                                                          if cross else "")
         lines.append(_ratio_line(row["speedup"], row["speedup_ci"], row["speedup_significant"], reference))
+    if row.get("prefill_speedup") is not None:      # a generate run: the speed-up above is per decoded token
+        ci = row.get("prefill_speedup_ci")
+        lines.append(f"that speed-up is per decoded token; prefill (time to first token): "
+                     f"{row['prefill_speedup']:.3f}×" + (f", 95 % interval [{ci[0]:.3f}×, {ci[1]:.3f}×]" if ci else ""))
     if row.get("runtime_speedup") is not None:      # what the steps after the conversion did
         lines.append(_ratio_line(row["runtime_speedup"], row.get("runtime_speedup_ci"),
                                  row.get("runtime_speedup_significant"),

@@ -47,3 +47,10 @@ def test_the_results_table_tooltip_names_both_ratios(tmp_path):
     tip = verdict_tip(comparison_row(pruned, baseline))
     assert "per decoded token; prefill (time to first token): 1.2" in tip and "95 % interval" in tip
     store.close()
+
+
+def test_the_report_text_names_both_ratios():
+    from workbench.report.text import speedup_text
+    comp = {"speedup": 1.11, "speedup_ci": [1.09, 1.13], "prefill_speedup": 1.29, "prefill_speedup_ci": [1.25, 1.32]}
+    assert speedup_text(comp) == "1.11× [1.09, 1.13] per decoded token, prefill 1.29× [1.25, 1.32]"
+    assert speedup_text({**comp, "prefill_speedup": None}) == "1.11× [1.09, 1.13]"

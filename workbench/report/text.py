@@ -61,6 +61,8 @@ def speedup_text(comp: dict | None) -> str:
     text = ratio_ci_text(comp["speedup"], comp["speedup_ci"])
     if comp.get("cross_runtime") and comp.get("baseline_runtime"):
         text += f" vs {comp['baseline_runtime']}"
+    if comp.get("prefill_speedup") is not None:     # a generate run: the ratio above is per decoded token
+        text += f" per decoded token, prefill {ratio_ci_text(comp['prefill_speedup'], comp.get('prefill_speedup_ci'))}"
     if comp.get("runtime_speedup") is not None:
         text += f"; {runtime_speedup_text(comp)}"
     return text

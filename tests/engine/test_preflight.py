@@ -11,7 +11,7 @@ import pytest
 
 from core_fixtures import make_tiny_models
 from workbench.errors import VariantsRefused
-from workbench.spec import InputSpec, RunSpec
+from workbench.spec import InputSpec, PluginStep, RunSpec
 
 FAST = ("--duration", "0.2", "--iters", "20", "--threads", "1")
 ONE = ("--input", "1x64:float32")
@@ -68,3 +68,18 @@ def test_session_reports_refusals_aligned_with_variants(tmp_path, tiny):
     records, skipped = run_planned(Session(store), [base, refused, ok], require_last=False)
     assert [r.status for r in records] == ["done", "done"] and records[0].variant_refusals[1] is None
     assert len(skipped) == 1 and skipped[0].startswith("prune:method=structured: prune structured")
+
+
+def test_a_refused_variant_run_alone_is_refused_not_failed(tmp_path, tiny):
+    """With a stored baseline the variant runs alone (no preflight): its worker refuses the chain on
+    the loaded model before timing anything, and the answer is the same one-line refusal, no run kept."""
+    from workbench.engine.session import Session
+    from workbench.results.store import ResultsStore
+    store = ResultsStore(tmp_path / "db.sqlite")
+    spec = RunSpec(model=str(tiny["torchscript"]), inputs=[InputSpec([1, 64], "float32")], duration_s=0.2,
+                   iters=20, threads=1, plugins=[PluginStep("prune", {"method": "structured"})])
+    with pytest.raises(VariantsRefused, match="TorchScript model has no Python layers") as info:
+        Session(store).run(spec)
+    assert "\n" not in str(info.value)
+    assert store.list_runs() == []
+    store.close()

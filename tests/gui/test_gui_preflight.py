@@ -32,6 +32,7 @@ def test_a_variant_refused_on_the_loaded_model_times_no_baseline(make_workbench,
                                                                  torchscript_file):
     w = make_workbench()
     w.open_model(str(torchscript_file))
+    qtbot.waitUntil(lambda: w.model_panel.info() is not None, timeout=120_000)   # the field is read-only until then
     w.model_panel.inputs_edit.setText("1x64:float32")
     w.run_panel.iters_spin.setValue(20)
     w.run_panel.duration_spin.setValue(0.2)
@@ -59,4 +60,33 @@ def test_a_variant_refused_on_the_loaded_model_times_no_baseline(make_workbench,
     assert len(catch_errors) == 1, catch_errors
     message, details = catch_errors[0]
     assert message.startswith("Nothing was run:") and "\n" not in message and not details
+    assert "Traceback" not in w.log.text.toPlainText()
+
+
+def test_a_plain_run_refused_beside_a_stored_baseline_is_refused_not_failed(make_workbench, qtbot, catch_errors,
+                                                                            torchscript_file):
+    """With the baseline stored, Run queues the variant alone; its own worker refuses the chain on the
+    loaded model: refused in one line, no failed run kept, no traceback."""
+    w = make_workbench()
+    w.open_model(str(torchscript_file))
+    qtbot.waitUntil(lambda: w.model_panel.info() is not None, timeout=120_000)   # the field is read-only until then
+    w.model_panel.inputs_edit.setText("1x64:float32")
+    w.run_panel.iters_spin.setValue(20)
+    w.run_panel.duration_spin.setValue(0.2)
+    qtbot.waitUntil(lambda: w.run_panel.run_button.isEnabled(), timeout=120_000)
+    baseline = w.start("run")
+    qtbot.waitUntil(lambda: all(j.finished for j in baseline), timeout=120_000)
+    assert [j.status for j in baseline] == ["done"], [(j.status, j.message) for j in baseline]
+
+    w.plugin_panel.set_checked("prune")
+    w.plugin_panel.form("prune").set_values({"method": "structured"})
+    messages: list[str] = []
+    w.runs.statusMessage.connect(lambda text, _ms: messages.append(text))
+    jobs = w.start("run")
+    assert len(jobs) == 1, catch_errors                                # the stored baseline is reused
+    qtbot.waitUntil(lambda: jobs[0].finished, timeout=120_000)
+    assert jobs[0].status == "refused" and "no Python layers" in jobs[0].message, (jobs[0].status, jobs[0].message)
+    assert [r.chain for r in w.store.list_runs()] == ["baseline"]      # no failed run kept
+    assert any(m.startswith("Nothing was timed:") for m in messages), messages
+    assert len(catch_errors) == 1 and catch_errors[0][0].startswith("Nothing was run:") and not catch_errors[0][1]
     assert "Traceback" not in w.log.text.toPlainText()

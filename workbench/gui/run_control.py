@@ -347,10 +347,11 @@ class RunControl(QObject):
                 self.groupFinished.emit(ids)
 
     def _job_refused(self, job: Job) -> None:
-        """A job the baseline's preflight refused (nothing timed for it): one line in the log and the
-        status bar; when it is the baseline itself, nothing of the group ran: say so once, no traceback."""
+        """A job refused before anything was timed: one line in the log and the status bar. When it is a
+        baseline (the variant asked for, or every one, cannot run) or a run on its own (its worker refused
+        its chain on the loaded model), nothing ran: say so once, no traceback."""
         self.log.append(f"refused: {job.label}: {job.message}")
-        if job.checks:      # the baseline: the variant asked for (or every one) cannot run on this model
+        if job.checks or job.group == "run":        # "run": a run queued on its own (start("run"))
             self.statusMessage.emit(f"Nothing was timed: {job.message}", 15000)
             if not self.closing:
                 errors.show_error(f"Nothing was run: {job.message}", None, self.dialog_parent)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PluginError, RunCancelled, WorkbenchError
+from ..errors import PluginError, RunCancelled, VariantsRefused, WorkbenchError
 from ..spec import RunSpec, device_kind, resolve_runtime
 from .conditions import default_threads
 
@@ -101,13 +101,20 @@ def run_job(job: dict, emit, cancelled, stage: Stage) -> None:
     original_info = describe_model(loaded, spec, specs)
     emit("model_info", stage="original", info=original_info.to_dict())
     # The chain is checked before anything runs: a generate run refuses a chain that cannot decode.
-    chain = build_chain(spec.plugins, loaded.kind, spec.device, spec.runtime, batch=run_batch, model=loaded.model)
+    # A refusal here (the loaded model has no layer the method needs, a TorchScript file cannot be
+    # pruned, ...) is the same answer a baseline's preflight gives: nothing timed, no run kept.
+    try:
+        chain = build_chain(spec.plugins, loaded.kind, spec.device, spec.runtime, batch=run_batch, model=loaded.model)
+        if scenario == "generate":
+            output_format = loaded.kind
+            for step in chain:
+                output_format = step.plugin.output_format(output_format)
+            check_chain_generates(output_format, chain)
+    except VariantsRefused:
+        raise
+    except PluginError as exc:
+        raise VariantsRefused(str(exc)) from None
     notes += [f"{step.name}: {warning}" for step in chain for warning in step.warnings]   # known to be slow here
-    if scenario == "generate":
-        output_format = loaded.kind
-        for step in chain:
-            output_format = step.plugin.output_format(output_format)
-        check_chain_generates(output_format, chain)
     if job.get("check_variants"):   # a baseline: refuse its variants now, not after timing it
         from .preflight import check_variants, refuse_if_needed
         refusals = check_variants(job["check_variants"], loaded, spec, run_batch, scenario)

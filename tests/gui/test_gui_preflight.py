@@ -28,14 +28,19 @@ def torchscript_file(tmp_path_factory):
     return path
 
 
-def test_a_variant_refused_on_the_loaded_model_times_no_baseline(make_workbench, qtbot, catch_errors,
-                                                                 torchscript_file):
-    w = make_workbench()
-    w.open_model(str(torchscript_file))
+def _open_torchscript(w, qtbot, path):
+    """The TorchScript file opened, its input shape entered, short runs."""
+    w.open_model(str(path))
     qtbot.waitUntil(lambda: w.model_panel.info() is not None, timeout=120_000)   # the field is read-only until then
     w.model_panel.inputs_edit.setText("1x64:float32")
     w.run_panel.iters_spin.setValue(20)
     w.run_panel.duration_spin.setValue(0.2)
+    return w
+
+
+def test_a_variant_refused_on_the_loaded_model_times_no_baseline(make_workbench, qtbot, catch_errors,
+                                                                 torchscript_file):
+    w = _open_torchscript(make_workbench(), qtbot, torchscript_file)
     w.plugin_panel.set_checked("prune")
     w.plugin_panel.form("prune").set_values({"method": "structured"})
     qtbot.waitUntil(lambda: w.run_panel.pair_button.isEnabled(), timeout=120_000)
@@ -67,12 +72,7 @@ def test_a_plain_run_refused_beside_a_stored_baseline_is_refused_not_failed(make
                                                                             torchscript_file):
     """With the baseline stored, Run queues the variant alone; its own worker refuses the chain on the
     loaded model: refused in one line, no failed run kept, no traceback."""
-    w = make_workbench()
-    w.open_model(str(torchscript_file))
-    qtbot.waitUntil(lambda: w.model_panel.info() is not None, timeout=120_000)   # the field is read-only until then
-    w.model_panel.inputs_edit.setText("1x64:float32")
-    w.run_panel.iters_spin.setValue(20)
-    w.run_panel.duration_spin.setValue(0.2)
+    w = _open_torchscript(make_workbench(), qtbot, torchscript_file)
     qtbot.waitUntil(lambda: w.run_panel.run_button.isEnabled(), timeout=120_000)
     baseline = w.start("run")
     qtbot.waitUntil(lambda: all(j.finished for j in baseline), timeout=120_000)

@@ -54,14 +54,14 @@ def run_job(job: dict, emit, cancelled, stage: Stage) -> None:
     import torch
 
     from .fidelity import collect_outputs, compare_outputs
-    from .generate import check_chain_generates, resolve_scenario
+    from .generate import resolve_scenario
     from .inputs import build_inputs, load_npz, resolve_specs
     from .lm_fidelity import compare as compare_lm
     from .lm_phases import is_causal_lm, lm_scan, measure_generate, plugin_data, token_inputs
     from ..models.describe import describe_model
     from ..models.loaders import load_model
     from ..models.save import save_model
-    from ..plugin_api import PluginContext, build_chain, require_some_change
+    from ..plugin_api import PluginContext, require_some_change
     from .runtimes import create_runtime
     from .runtimes.base import model_call_error
 
@@ -103,20 +103,13 @@ def run_job(job: dict, emit, cancelled, stage: Stage) -> None:
     # The chain is checked before anything runs: a generate run refuses a chain that cannot decode.
     # A refusal here (the loaded model has no layer the method needs, a TorchScript file cannot be
     # pruned, ...) is the same answer a baseline's preflight gives: nothing timed, no run kept.
+    from .preflight import check_variants, checked_chain, refuse_if_needed
     try:
-        chain = build_chain(spec.plugins, loaded.kind, spec.device, spec.runtime, batch=run_batch, model=loaded.model)
-        if scenario == "generate":
-            output_format = loaded.kind
-            for step in chain:
-                output_format = step.plugin.output_format(output_format)
-            check_chain_generates(output_format, chain)
-    except VariantsRefused:
-        raise
+        chain = checked_chain(spec.plugins, loaded, spec.device, spec.runtime, run_batch, scenario)
     except PluginError as exc:
         raise VariantsRefused(str(exc)) from None
     notes += [f"{step.name}: {warning}" for step in chain for warning in step.warnings]   # known to be slow here
     if job.get("check_variants"):   # a baseline: refuse its variants now, not after timing it
-        from .preflight import check_variants, refuse_if_needed
         refusals = check_variants(job["check_variants"], loaded, spec, run_batch, scenario)
         emit("variants_checked", refusals=refusals)
         refuse_if_needed(job["check_variants"], refusals)

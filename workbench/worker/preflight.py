@@ -14,22 +14,28 @@ from ..errors import PluginError, VariantsRefused
 from ..spec import PluginStep
 
 
+def checked_chain(steps: list[PluginStep], loaded: Any, device: str, runtime: str, batch: int, scenario: str) -> list:
+    """The chain of ``steps`` built for the loaded model (``Plugin.check_model`` included) and, for a
+    generate run, checked to still decode; raises PluginError with the refusal in one line."""
+    from ..plugin_api import build_chain
+    from .generate import check_chain_generates
+    chain = build_chain(steps, loaded.kind, device, runtime, batch=batch, model=loaded.model)
+    if scenario == "generate":
+        output_format = loaded.kind
+        for step in chain:
+            output_format = step.plugin.output_format(output_format)
+        check_chain_generates(output_format, chain)
+    return chain
+
+
 def check_variants(checks: list[dict], loaded: Any, spec: Any, batch: int, scenario: str) -> list[str | None]:
     """For each ``{"label", "plugins", "runtime"}``: None when its chain can run on ``loaded``, else
     the refusal in one line (the plugin's own message, which names the plugin and the route that works)."""
-    from ..plugin_api import build_chain
-    from .generate import check_chain_generates
     refusals: list[str | None] = []
     for check in checks:
         steps = [PluginStep(**step) for step in check["plugins"]]
         try:
-            chain = build_chain(steps, loaded.kind, spec.device, check.get("runtime") or "auto",
-                                batch=batch, model=loaded.model)
-            if scenario == "generate":
-                output_format = loaded.kind
-                for step in chain:
-                    output_format = step.plugin.output_format(output_format)
-                check_chain_generates(output_format, chain)
+            checked_chain(steps, loaded, spec.device, check.get("runtime") or "auto", batch, scenario)
         except PluginError as exc:
             refusals.append(str(exc))
         else:

@@ -54,3 +54,12 @@ def test_the_report_text_names_both_ratios():
     comp = {"speedup": 1.11, "speedup_ci": [1.09, 1.13], "prefill_speedup": 1.29, "prefill_speedup_ci": [1.25, 1.32]}
     assert speedup_text(comp) == "1.11× [1.09, 1.13] per decoded token, prefill 1.29× [1.25, 1.32]"
     assert speedup_text({**comp, "prefill_speedup": None}) == "1.11× [1.09, 1.13]"
+
+
+def test_the_verdict_of_a_generate_run_names_the_prefill_ratio_too(tmp_path):
+    store = ResultsStore(tmp_path / "runs.sqlite")
+    baseline = _generate_run(store, (), decode_ms=13.5, prefill_ms=49.6, seed=0)
+    pruned = _generate_run(store, ("prune:method=structured,amount=0.3",), decode_ms=12.1, prefill_ms=38.6, seed=1)
+    text = comparison_row(pruned, baseline)["verdict"]["text"]
+    assert text.startswith("1.1") and "faster decode (1.2" in text and "× prefill)" in text, text
+    store.close()

@@ -128,6 +128,8 @@ def verdict_for(row: dict, min_fidelity: float = DEFAULT_MIN_FIDELITY,
     speed = _speed_words(speedup, row.get("speedup_significant"))
     if row.get("scenario") == "generate":
         speed = speed.replace("faster", "faster decode").replace("(slower)", "(slower decode)")
+        if row.get("prefill_speedup") is not None:      # compute-bound prefill moves differently
+            speed += f" ({row['prefill_speedup']:.2f}× prefill)"
     if fidelity_ok is False:
         return Verdict(LOSS, f"{speed} but {fidelity_text}{gate}", False, fidelity_text)
     if not row.get("speedup_significant"):
